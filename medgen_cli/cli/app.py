@@ -1,0 +1,95 @@
+"""The ``medgen`` application: command groups, ``--version``, ``--debug`` and error printing.
+
+Heavy libraries (torch, monai, ...) are imported inside commands so ``medgen --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from medgen_cli import __version__
+from medgen_cli.errors import MedgenError
+
+app = typer.Typer(
+    name="medgen",
+    help="Convert data, train generative and reconstruction models, sample, interpolate, "
+    "evaluate and look at the results.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_STATE = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+) -> None:
+    """medgen: generative and reconstruction models for medical and scientific imaging."""
+    _STATE["debug"] = debug or os.environ.get("MEDGEN_DEBUG", "") not in ("", "0")
+
+
+def _register_groups() -> None:
+    # One line per command module; each attaches its commands to `app` or to a shared group.
+    from medgen_cli.cli import train as _train  # noqa: F401
+    from medgen_cli.cli import sample as _sample  # noqa: F401
+    from medgen_cli.cli.groups import attach_groups
+
+    attach_groups(app)
+
+
+def debug_enabled() -> bool:
+    """Whether ``--debug`` (or ``MEDGEN_DEBUG=1``) is in effect."""
+    return _STATE["debug"] or os.environ.get("MEDGEN_DEBUG", "") not in ("", "0")
+
+
+def print_error(exc: BaseException) -> None:
+    """One red line on stderr."""
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {exc}", markup=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app, turning :class:`MedgenError` into one line and exit 2."""
+    import click
+
+    _register_groups()
+    command = typer.main.get_command(app)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args[:1]:
+        _STATE["debug"] = True
+    try:
+        rv = command.main(args=args, prog_name="medgen", standalone_mode=False)
+    except MedgenError as exc:
+        if debug_enabled():
+            raise
+        print_error(exc)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        print_error(MedgenError("aborted"))
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print_error(MedgenError("interrupted"))
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+_register_groups()

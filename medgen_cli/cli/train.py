@@ -1,0 +1,86 @@
+"""``medgen train <family>``: one command per registered family, generated from the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from typer.core import TyperCommand
+
+from medgen_cli.cli.app import app
+from medgen_cli.families.registry import FamilySpec, all_specs
+
+train_app = typer.Typer(
+    help="Train a model family. Options: --config FILE, repeatable --set key=value, --resume RUN_DIR.",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+
+
+def config_help_lines(spec: FamilySpec) -> list[str]:
+    """``key = default  description`` lines for every leaf of the family's config model."""
+    from pydantic import BaseModel
+
+    lines: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, f"{prefix}{name}.")
+                continue
+            default = field.get_default(call_default_factory=True)
+            desc = field.description or ""
+            lines.append(f"{prefix}{name} = {default!r}  {desc}".rstrip())
+
+    walk(spec.config_class(), "")
+    return lines
+
+
+class FamilyCommand(TyperCommand):
+    """A train command whose epilog (the config keys) is built only when help is shown."""
+
+    spec: FamilySpec
+
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+        formatter.write_paragraph()
+        formatter.write_text("Config keys (override with --set key=value):")
+        with formatter.indentation():
+            for line in config_help_lines(self.spec):
+                formatter.write_text(line)
+
+
+def _make_command(spec: FamilySpec) -> None:
+    def command(
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file (see configs/)."),
+        overrides: list[str] = typer.Option([], "--set", "-s", help="Override a config key: --set trainer.max_steps=200 (repeatable)."),
+        name: Optional[str] = typer.Option(None, "--name", help="Run name (default: auto-numbered)."),
+        output_dir: Optional[str] = typer.Option(None, "--output-dir", help="Parent of runs/<family>/<name> (default: runs)."),
+        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from checkpoints/latest.pt with its saved config."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
+        nproc: int = typer.Option(1, "--nproc", min=1, help="Launch N processes with torchrun (DDP)."),
+        require_fid: bool = typer.Option(False, "--require-fid", help="GAN families: fail instead of training without FID weights."),
+    ) -> None:
+        from medgen_cli.engine.launch import TrainRequest, launch
+
+        launch(
+            TrainRequest(
+                family=spec.name,
+                config_file=config,
+                overrides=list(overrides),
+                name=name,
+                output_dir=output_dir,
+                resume=resume,
+                dry_run=dry_run,
+                nproc=nproc,
+                require_fid=require_fid,
+            )
+        )
+
+    cls = type(f"{spec.name.title()}Command", (FamilyCommand,), {"spec": spec})
+    train_app.command(spec.name, help=spec.help, short_help=spec.help, cls=cls)(command)
+
+
+for _spec in all_specs().values():
+    _make_command(_spec)

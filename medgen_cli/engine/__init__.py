@@ -1,0 +1,1 @@
+"""The shared engine: run directories, checkpoints, the trainer and inference loading."""

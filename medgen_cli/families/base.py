@@ -1,0 +1,112 @@
+"""The family contract: what a model family supplies to the shared trainer.
+
+A family is a network + a loss. It builds its modules and optimizers, turns one batch into
+optimizer updates (through ``ctx`` so AMP, clipping and EMA stay in the trainer), validates,
+and samples. The trainer knows no family by name.
+
+Lifecycle (training)::
+
+    fam = FamilyClass(cfg)                # cfg: the family's validated config model
+    fam.build(device)                     # create self.modules / self.optimizers
+    ds = fam.train_dataset(); val = fam.val_dataset()
+    # trainer wraps modules for DDP, creates EMA copies, schedulers, scalers
+    for batch in loader: metrics = fam.train_step(batch, ctx)
+    fam.validate(ctx) -> metrics          # uses ctx.eval_module(name) (EMA when enabled)
+
+Lifecycle (inference, ``medgen sample`` / ``interpolate`` / Python API)::
+
+    fam = FamilyClass(cfg); fam.build(device); <weights and family state loaded>
+    fam.sample_to_dir(opts, ctx)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import Dataset
+
+    from medgen_cli.config.base import FamilyConfig
+    from medgen_cli.engine.context import InferenceContext, TrainContext
+
+
+class Family:
+    """Base class of all model families.
+
+    Class attributes a family sets:
+        name: registry name (``medgen train <name>``).
+        ema_modules: names in ``self.modules`` that get an EMA copy when ``trainer.ema.enabled``.
+        key_metric: validation metric used for ``best.pt`` (``None`` = no best.pt).
+        key_mode: ``"min"`` or ``"max"`` for ``key_metric``.
+
+    Attributes set by ``build``:
+        modules: name -> ``nn.Module`` (all saved in checkpoints).
+        optimizers: name -> optimizer (saved; the trainer adds warm-up/schedules, clipping, AMP).
+    """
+
+    name: ClassVar[str] = ""
+    ema_modules: ClassVar[tuple[str, ...]] = ()
+    key_metric: ClassVar[str | None] = None
+    key_mode: ClassVar[str] = "min"
+
+    def __init__(self, cfg: FamilyConfig) -> None:
+        self.cfg = cfg
+        self.modules: dict[str, torch.nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+
+    # ---- building -----------------------------------------------------------------------
+    def build(self, device: torch.device) -> None:
+        """Create ``self.modules`` (on ``device``) and ``self.optimizers``."""
+        raise NotImplementedError
+
+    def train_dataset(self) -> Dataset:
+        """The training dataset (the trainer batches, shuffles and shards it)."""
+        raise NotImplementedError
+
+    def val_dataset(self) -> Dataset | None:
+        """Validation dataset, or ``None``. Batched by the trainer with ``trainer.batch_size``."""
+        return None
+
+    def collate_fn(self) -> Any:
+        """A custom collate function for the DataLoader, or ``None`` for torch's default."""
+        return None
+
+    def prepare(self, ctx: TrainContext) -> None:
+        """Called once after build/restore and before the first step (e.g. compute a scale
+        factor). Anything it computes that must survive a resume belongs in ``state_dict``."""
+
+    # ---- training -----------------------------------------------------------------------
+    def train_step(self, batch: Any, ctx: TrainContext) -> dict[str, float]:
+        """One optimizer step (GANs: their D and G updates). Return float metrics.
+
+        Use ``ctx.net(name)`` for forward passes (DDP-wrapped when distributed), ``ctx.autocast()``
+        around forward passes, ``ctx.backward(loss, opt_name)`` and ``ctx.step(opt_name)``.
+        """
+        raise NotImplementedError
+
+    def validate(self, batches: Any, ctx: TrainContext) -> dict[str, float]:
+        """Validation metrics over ``batches`` (an iterable of val batches, possibly empty when
+        the family has no val set). Use ``ctx.eval_module(name)`` so EMA weights are used."""
+        return {}
+
+    def log_images(self, ctx: TrainContext) -> None:
+        """Periodic images (e.g. sample slices) through ``ctx.add_image``; rank 0 only."""
+
+    # ---- extra state that must survive a resume (e.g. ADA p, latent scale factor) ------------
+    def state_dict(self) -> dict[str, Any]:
+        """Family state beyond modules/optimizers. Tensors, numbers, strings, lists, dicts only."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    # ---- inference ------------------------------------------------------------------------
+    def sample_to_dir(self, opts: Any, ctx: InferenceContext) -> list[Path]:
+        """Write samples for ``medgen sample`` (``opts``: :class:`medgen_cli.engine.inference.SampleOptions`)."""
+        raise NotImplementedError(f"family '{self.name}' does not support sampling")
+
+    def interpolate_to_dir(self, opts: Any, ctx: InferenceContext) -> list[Path]:
+        """Write an interpolation for ``medgen interpolate`` (``opts``: ``InterpolateOptions``)."""
+        raise NotImplementedError(f"family '{self.name}' does not support interpolation")

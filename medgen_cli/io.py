@@ -1,0 +1,108 @@
+"""File-writing helpers every command uses: temporary name + fsync + rename, no silent overwrite."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from medgen_cli.errors import MedgenError
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a rename inside it survives a crash (no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; on success fsync it and rename it to ``target``.
+
+    On any exception the temporary file is removed and ``target`` is left untouched, so a reader
+    never sees a half-written file. ``suffix`` (default: the target's full suffix, e.g. ``.nii.gz``)
+    is kept so libraries that infer the format from the extension still work.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if suffix is None:
+        suffix = "".join(target.suffixes) or ".tmp"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{suffix}", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def check_writable(path: str | Path, overwrite: bool) -> Path:
+    """Refuse to replace an existing output unless ``overwrite``.
+
+    Raises:
+        MedgenError: ``path`` exists and ``overwrite`` is False.
+    """
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise MedgenError(f"{p} already exists", "pass --overwrite to replace it, or choose another output path")
+    return p
+
+
+def save_nifti(array: "object", path: str | Path, affine: "object | None" = None, overwrite: bool = False) -> Path:
+    """Write a float32 NIfTI (``.nii`` or ``.nii.gz``) atomically.
+
+    Args:
+        array: a 2D/3D (or 4D) numpy array.
+        path: output path.
+        affine: 4x4 voxel-to-world matrix (identity when None).
+        overwrite: allow replacing an existing file.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    p = check_writable(path, overwrite)
+    arr = np.asarray(array, dtype=np.float32)
+    aff = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+    img = nib.Nifti1Image(arr, aff)
+    img.header.set_data_dtype(np.float32)
+    img.header.set_xyzt_units("mm")
+    with atomic_path(p) as tmp:
+        nib.save(img, str(tmp))
+    return p
+
+
+def load_nifti(path: str | Path) -> tuple["object", "object"]:
+    """Read a NIfTI as (float32 array, affine).
+
+    Raises:
+        MedgenError: missing or unreadable file (named in the message).
+    """
+    import nibabel as nib
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise MedgenError(f"NIfTI file not found: {p}")
+    try:
+        img = nib.load(str(p))
+        data = np.asarray(img.get_fdata(dtype=np.float32))
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        raise MedgenError(f"cannot read NIfTI {p}: {type(exc).__name__}: {exc}".splitlines()[0],
+                          "check that the file is a complete .nii/.nii.gz") from exc
+    return data, np.asarray(img.affine)
