@@ -45,6 +45,8 @@ def _register_groups() -> None:
     # One line per command module; each attaches its commands to `app` or to a shared group.
     from medgen_cli.cli import train as _train  # noqa: F401
     from medgen_cli.cli import sample as _sample  # noqa: F401
+    from medgen_cli.cli import demo as _demo  # noqa: F401
+    from medgen_cli.cli import eval_fid as _eval_fid  # noqa: F401
     from medgen_cli.cli.groups import attach_groups
 
     attach_groups(app)

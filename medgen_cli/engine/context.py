@@ -47,7 +47,11 @@ class InferenceContext:
 
 @dataclass
 class TrainContext:
-    """Per-run state handed to :meth:`Family.train_step` and :meth:`Family.validate`."""
+    """Per-run state handed to :meth:`Family.train_step` and :meth:`Family.validate`.
+
+    ``global_step`` counts completed optimizer steps (the number shown in logs/checkpoints);
+    ``step(opt)`` performs an optimizer update.
+    """
 
     device: torch.device
     modules: dict[str, torch.nn.Module]
@@ -59,7 +63,7 @@ class TrainContext:
     grad_clip: float | None
     rank: int = 0
     world_size: int = 1
-    step: int = 0
+    global_step: int = 0
     epoch: int = 0
     run_dir: Path | None = None
     writer: Any = None
@@ -136,11 +140,11 @@ class TrainContext:
         if not self.is_main:
             return
         if self.writer is not None:
-            self.writer.add_image(tag, image.detach().float().clamp(0, 1).cpu(), self.step)
+            self.writer.add_image(tag, image.detach().float().clamp(0, 1).cpu(), self.global_step)
         for hook in self.image_hooks:
-            hook(tag, image, self.step)
+            hook(tag, image, self.global_step)
 
     def add_scalar(self, tag: str, value: float) -> None:
         """Log one extra scalar to TensorBoard on rank 0 (regular metrics come from train_step)."""
         if self.is_main and self.writer is not None:
-            self.writer.add_scalar(tag, value, self.step)
+            self.writer.add_scalar(tag, value, self.global_step)

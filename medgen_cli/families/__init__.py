@@ -8,4 +8,10 @@ from __future__ import annotations
 
 #: Built-in family packages, one line each.
 BUILTIN: tuple[str, ...] = (
+    "sagan",
+    "stylegan2",
+    "dif_gaussian",
+    "autoencoder",
+    "diffusion",
+    "sparse_gan",
 )

@@ -53,6 +53,8 @@ class Family:
 
     def __init__(self, cfg: FamilyConfig) -> None:
         self.cfg = cfg
+        self.run_dir: Path | None = None
+        self.flags: dict[str, Any] = {}
         self.modules: dict[str, torch.nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
 
@@ -74,8 +76,13 @@ class Family:
         return None
 
     def prepare(self, ctx: TrainContext) -> None:
-        """Called once after build/restore and before the first step (e.g. compute a scale
-        factor). Anything it computes that must survive a resume belongs in ``state_dict``."""
+        """Called once after ``build`` and before a checkpoint (if resuming) is restored, then
+        training starts. Use it for one-off setup (e.g. a latent scale factor); what it computes
+        and must survive a resume belongs in ``state_dict`` (restored values win)."""
+
+    def ema_decay(self, configured: float) -> float:
+        """Per-step EMA decay; override to derive it (e.g. from a half-life in images)."""
+        return configured
 
     # ---- training -----------------------------------------------------------------------
     def train_step(self, batch: Any, ctx: TrainContext) -> dict[str, float]:
@@ -90,6 +97,9 @@ class Family:
         """Validation metrics over ``batches`` (an iterable of val batches, possibly empty when
         the family has no val set). Use ``ctx.eval_module(name)`` so EMA weights are used."""
         return {}
+
+    def on_train_end(self, ctx: TrainContext) -> None:
+        """Called on every rank after the last step (before the final checkpoint)."""
 
     def log_images(self, ctx: TrainContext) -> None:
         """Periodic images (e.g. sample slices) through ``ctx.add_image``; rank 0 only."""

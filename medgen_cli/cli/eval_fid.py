@@ -1,0 +1,151 @@
+"""``medgen eval fid``: FID (and KID) equal to pytorch-fid's, for image folders, .npz and NIfTI volumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from medgen_cli.cli.groups import eval_app
+from medgen_cli.errors import MedgenError
+
+
+def _parse_window(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise MedgenError(f"--window {text!r} is not LOW,HIGH", "e.g. --window=-1000,1024 for CT") from exc
+    if not high > low:
+        raise MedgenError(f"--window {text!r} is empty", "LOW must be below HIGH")
+    return low, high
+
+
+class _Bars:
+    """A rich progress bar on stderr; ``factory(description, total)`` returns an advance callback."""
+
+    def __init__(self, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+                                 disable=not enabled)
+
+    def __enter__(self) -> "_Bars":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def factory(self, description: str, total: int) -> Callable[[int], None]:
+        task = self.progress.add_task(description, total=total)
+        return lambda n: self.progress.advance(task, n)
+
+
+def _table(result: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    kid_on = "kid" in result
+    table = Table(title=f"FID ({result['dims']}-d Inception features, {result['kind']})")
+    table.add_column("plane" if result["kind"] == "volumes" else "", style="bold")
+    table.add_column("FID", justify="right")
+    if kid_on:
+        table.add_column("KID ×1e3", justify="right")
+    rows = [(p, r) for p, r in result.get("planes", {}).items()]
+    rows.append(("mean" if rows else "value", result))
+    for name, r in rows:
+        cells = [name, f"{r['fid']:.4f}"]
+        if kid_on:
+            cells.append(f"{1e3 * r['kid']:.3f} ± {1e3 * r['kid_std']:.3f}")
+        table.add_row(*cells)
+    for role in ("real", "fake"):
+        s = result[role]
+        count = "stats" if s["n"] is None else f"{s['n']} {s['kind']}"
+        table.caption = (table.caption + "\n" if table.caption else "") + f"{role}: {s['path']} ({count}, {s['source']})"
+    return table
+
+
+def _warn(lines: list[str]) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    for line in dict.fromkeys(lines):
+        console.print(f"[yellow]warning:[/] {line}", markup=True)
+
+
+@eval_app.command("fid")
+def fid(
+    real: Path = typer.Argument(..., help="Reference set: a folder of images (png/jpg/... as pytorch-fid), "
+                                "a folder of NIfTI volumes (2.5D FID) or a .npz with mu/sigma."),
+    fake: Optional[Path] = typer.Argument(None, help="Generated set, same kinds. Omit it with --save-stats "
+                                          "to only save REAL's statistics."),
+    dims: int = typer.Option(2048, "--dims", help="Inception feature size: 64, 192, 768 or 2048 (pool3, standard)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N]."),
+    batch_size: int = typer.Option(50, "--batch-size", min=1, help="Images (or slices) per forward pass; 50 as pytorch-fid."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Image-reading processes (default: 0 below 500 images, else min(8, CPUs))."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="pt_inception-2015-12-05-6726825d.pth (default: "
+                                           "$MEDGEN_FID_WEIGHTS, then the torch hub cache, then pytorch-fid's download)."),
+    kid_: bool = typer.Option(False, "--kid", help="Also compute KID (unbiased; recommended below 2,048 samples)."),
+    kid_subsets: int = typer.Option(100, "--kid-subsets", min=1, help="KID: number of random subsets."),
+    kid_subset_size: int = typer.Option(1000, "--kid-subset-size", min=2, help="KID: subset size (capped by the smaller set)."),
+    center_fraction: float = typer.Option(1.0, "--center-fraction", help="Volumes: keep the central fraction of slices along each axis."),
+    window: Optional[str] = typer.Option(None, "--window", help="Volumes: intensity window LOW,HIGH mapped to [0, 1] "
+                                         "(default: per-volume min-max), e.g. --window=-1000,1024 for CT."),
+    save_stats: Optional[Path] = typer.Option(None, "--save-stats", help="Write REAL's statistics to this .npz "
+                                              "(pytorch-fid format for images)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --save-stats file."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the reference-statistics cache "
+                                  "(~/.cache/medgen/fid, or $MEDGEN_CACHE_DIR/fid)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+) -> None:
+    """Fréchet Inception Distance equal to pytorch-fid's (and KID), for images or 3D volumes.
+
+    Images are read as pytorch-fid reads them and go through its FID-InceptionV3; on the same
+    folders the value equals `python -m pytorch_fid REAL FAKE`. NIfTI folders give 2.5D FID: one
+    FID per plane (sagittal, coronal, axial slices) and their mean. REAL's statistics are cached
+    by content, so evaluating again against the same reference does not recompute them.
+    """
+    from medgen_cli.io import check_writable
+    from medgen_cli.metrics.fid import SUPPORTED_DIMS
+    from medgen_cli.metrics.fid_eval import FIDOptions, _LazyExtractor, compare, sample_warnings, set_stats
+    from medgen_cli.metrics.fid_inputs import save_stats_npz
+
+    if fake is None and save_stats is None:
+        raise MedgenError("give FAKE to compare with, or --save-stats OUT.npz to save REAL's statistics")
+    if dims not in SUPPORTED_DIMS:
+        raise MedgenError(f"--dims {dims} is not supported", f"choose one of {SUPPORTED_DIMS}")
+    if save_stats is not None:
+        if save_stats.suffix != ".npz":
+            raise MedgenError(f"--save-stats {save_stats} must end in .npz")
+        check_writable(save_stats, overwrite)
+    opts = FIDOptions(dims=dims, device=device, batch_size=batch_size, workers=workers, weights=weights,
+                      kid=kid_ and fake is not None, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
+                      center_fraction=center_fraction, window=_parse_window(window), use_cache=not no_cache)
+    extractor = _LazyExtractor(opts)
+    with _Bars(enabled=True) as bars:
+        real_stats = set_stats(real, opts, extractor, bars.factory, "REAL", cache=not no_cache)
+        warnings = sample_warnings(real_stats, dims, f"REAL ({real})")
+        if save_stats is not None:
+            save_stats_npz(save_stats, real_stats.arrays())
+        fake_stats = None
+        if fake is not None:
+            fake_stats = set_stats(fake, opts, extractor, bars.factory, "FAKE", cache=False)
+            warnings += sample_warnings(fake_stats, dims, f"FAKE ({fake})")
+    _warn(warnings)
+    if fake_stats is None:
+        typer.echo(json.dumps({"saved": str(save_stats)}) if json_out else f"saved statistics of {real} to {save_stats}")
+        return
+    result = compare(real_stats, fake_stats, opts)
+    if save_stats is not None:
+        result["saved"] = str(save_stats)
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    from rich.console import Console
+
+    Console().print(_table(result))

@@ -1,0 +1,181 @@
+"""NIfTI volume dataset on MONAI transforms (what every 3D family trains on).
+
+The pipeline per file: ``LoadImaged`` → ``EnsureChannelFirstd`` → intensity scaling →
+``Resized`` to the configured size (trilinear in 3D, bilinear in 2D) → optional
+``RandFlipd`` (each spatial axis, p = 0.5) and ``RandRotate90d`` (p = 0.5, first two spatial
+axes) → plain float32 tensor. ``CacheDataset`` caches the deterministic part for
+``cache_rate`` of the files. Items are dicts ``{"image": Tensor[1, *size], "path": str}``
+(+ ``"label"``: int64 tensor when ``labels`` is given).
+
+Intensity modes: ``minmax`` (each volume linearly to [0, 1]), ``none`` (as stored; convert-h5
+outputs are already in [0, 1]), ``zscore`` (zero mean, unit std per volume).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from medgen_cli.errors import MedgenError
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii")
+INTENSITY_MODES = ("minmax", "none", "zscore")
+
+
+def _is_volume(p: Path) -> bool:
+    return p.is_file() and not p.name.startswith(".") and any(p.name.endswith(s) for s in VOLUME_SUFFIXES)
+
+
+def list_volume_split(root: str | Path) -> tuple[list[Path], list[Path]]:
+    """The ``root/train`` and ``root/val`` NIfTI files (as written by ``medgen data convert-h5``).
+
+    Returns:
+        (train_files, val_files), each sorted; ``val_files`` may be empty.
+
+    Raises:
+        MedgenError: ``root/train`` is missing or holds no ``.nii``/``.nii.gz`` file.
+    """
+    root = Path(root)
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise MedgenError(f"no train folder in {root}", "expected ROOT/train/*.nii.gz (run `medgen data convert-h5 ... --out ROOT`)")
+    train = sorted(p for p in train_dir.iterdir() if _is_volume(p))
+    if not train:
+        raise MedgenError(f"no .nii.gz volumes in {train_dir}", "run `medgen data convert-h5 ... --out ROOT` first")
+    val_dir = root / "val"
+    val = sorted(p for p in val_dir.iterdir() if _is_volume(p)) if val_dir.is_dir() else []
+    return train, val
+
+
+def read_manifest(root: str | Path) -> list[dict[str, Any]]:
+    """The records of ``root/manifest.json`` (see :mod:`medgen_cli.data.convert`).
+
+    Raises:
+        MedgenError: missing or malformed manifest.
+    """
+    path = Path(root) / "manifest.json"
+    if not path.is_file():
+        raise MedgenError(f"no manifest.json in {root}", "it is written by `medgen data convert-h5`")
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise MedgenError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
+    if not isinstance(records, list):
+        raise MedgenError(f"{path} must hold a list of records")
+    return records
+
+
+def manifest_labels(root: str | Path) -> dict[str, int]:
+    """``{relative file: label}`` for the manifest records that carry a label."""
+    return {r["file"]: int(r["label"]) for r in read_manifest(root) if r.get("label") is not None}
+
+
+def _lookup_label(path: Path, labels: dict[str, int]) -> int:
+    # Accept keys as full path, path relative to the split's parent ("train/x.nii.gz"), name or stem.
+    name = path.name
+    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else path.stem
+    for key in (str(path), f"{path.parent.name}/{name}", name, stem):
+        if key in labels:
+            return int(labels[key])
+    raise MedgenError(f"no label for {path}", "every file needs a label in the manifest when conditioning on labels")
+
+
+def _build_transforms(size: Sequence[int], intensity: str, flip: bool, rotate: bool) -> Any:
+    import torch
+    from monai import transforms as mt
+
+    if intensity not in INTENSITY_MODES:
+        raise MedgenError(f"unknown intensity mode {intensity!r}", f"use one of {', '.join(INTENSITY_MODES)}")
+    nd = len(size)
+    if nd not in (2, 3):
+        raise MedgenError(f"size must have 2 or 3 entries, not {tuple(size)}")
+    keys = ["image"]
+    steps: list[Any] = [
+        mt.LoadImaged(keys=keys, image_only=True),
+        mt.EnsureChannelFirstd(keys=keys, channel_dim="no_channel"),
+    ]
+    if intensity == "minmax":
+        steps.append(mt.ScaleIntensityd(keys=keys, minv=0.0, maxv=1.0))
+    elif intensity == "zscore":
+        steps.append(mt.NormalizeIntensityd(keys=keys))
+    steps.append(mt.Resized(keys=keys, spatial_size=tuple(int(s) for s in size), mode="trilinear" if nd == 3 else "bilinear"))
+    if flip:
+        steps += [mt.RandFlipd(keys=keys, prob=0.5, spatial_axis=a) for a in range(nd)]
+    if rotate:
+        steps.append(mt.RandRotate90d(keys=keys, prob=0.5, max_k=3, spatial_axes=(0, 1)))
+    steps.append(mt.EnsureTyped(keys=keys, data_type="tensor", dtype=torch.float32, track_meta=False))
+    return mt.Compose(steps)
+
+
+def _check_header(path: Path, nd: int) -> None:
+    """Fail early, with the file's name, on an unreadable NIfTI or a rank that does not match ``size``.
+
+    Reading the header is cheap; without this check the error would surface deep inside a
+    MONAI transform as ``applying transform <...>``.
+    """
+    import nibabel as nib
+
+    if not any(path.name.endswith(s) for s in VOLUME_SUFFIXES):
+        return  # 2D images (PNG, ...) are checked by MONAI's reader
+    try:
+        shape = tuple(int(s) for s in nib.load(str(path)).shape)
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        raise MedgenError(f"cannot read NIfTI {path}: {type(exc).__name__}: {exc}".splitlines()[0],
+                          "check that the file is a complete .nii/.nii.gz") from exc
+    while len(shape) > nd and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) != nd:
+        raise MedgenError(f"{path} has shape {shape}, expected a single-channel {nd}D volume",
+                          f"set the configured size to {len(shape)} entries or convert the file")
+
+
+def make_volume_dataset(
+    files: Sequence[str | Path],
+    size: tuple[int, ...],
+    intensity: str = "minmax",
+    flip: bool = False,
+    rotate: bool = False,
+    cache_rate: float = 0.0,
+    num_workers: int = 0,
+    labels: dict[str, int] | None = None,
+) -> Any:
+    """A MONAI ``CacheDataset`` over NIfTI (3D or 2D) or 2D PNG files.
+
+    Args:
+        files: volume files (e.g. from :func:`list_volume_split`).
+        size: output spatial size, 3 entries (3D) or 2 (2D).
+        intensity: ``minmax`` | ``none`` | ``zscore`` (see module docstring).
+        flip: random flips along every spatial axis (p = 0.5 each).
+        rotate: random 90° rotations in the plane of the first two spatial axes (p = 0.5).
+        cache_rate: fraction of files whose deterministic transforms are cached in memory.
+        num_workers: threads used to fill the cache.
+        labels: optional ``{file key: class}``; keys may be the full path, ``split/name``,
+            the name or the stem. Adds ``"label"`` (int64 scalar tensor) to each item.
+
+    Returns:
+        A dataset whose items are ``{"image": Tensor[1, *size], "path": str[, "label"]}``.
+
+    Raises:
+        MedgenError: no files, a bad option, or a file without a label when labels are given.
+    """
+    import torch
+    from monai.data import CacheDataset
+
+    if not files:
+        raise MedgenError("no volume files given", "check data.root (expected ROOT/train/*.nii.gz)")
+    if not 0.0 <= cache_rate <= 1.0:
+        raise MedgenError(f"cache_rate must be in [0, 1], not {cache_rate}")
+    items: list[dict[str, Any]] = []
+    for f in files:
+        p = Path(f)
+        if not p.is_file():
+            raise MedgenError(f"volume file not found: {p}")
+        _check_header(p, len(size))
+        item: dict[str, Any] = {"image": str(p), "path": str(p)}
+        if labels is not None:
+            item["label"] = torch.tensor(_lookup_label(p, labels), dtype=torch.long)
+        items.append(item)
+    transform = _build_transforms(tuple(size), intensity, flip, rotate)
+    return CacheDataset(data=items, transform=transform, cache_rate=cache_rate,
+                        num_workers=num_workers if num_workers > 0 else None, progress=False)

@@ -1,0 +1,200 @@
+"""From a CLI request to a running trainer: config resolution, run directory, resume, torchrun."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medgen_cli.config.base import FamilyConfig
+from medgen_cli.config.loading import (
+    apply_overrides,
+    check_resume_changes,
+    dump_config,
+    load_yaml,
+    validate_config,
+)
+from medgen_cli.errors import MedgenError
+from medgen_cli.families.registry import get_spec
+
+
+@dataclass
+class TrainRequest:
+    """What ``medgen train <family>`` was asked to do."""
+
+    family: str
+    config_file: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    name: str | None = None
+    output_dir: str | None = None
+    resume: Path | None = None
+    dry_run: bool = False
+    nproc: int = 1
+    require_fid: bool = False
+
+
+def build_config(family: str, config_file: str | Path | None = None, overrides: list[str] | None = None,
+                 base: dict[str, Any] | None = None) -> FamilyConfig:
+    """Defaults ← ``base`` (a saved config) ← ``config_file`` ← ``overrides``, validated strictly."""
+    spec = get_spec(family)
+    data: dict[str, Any] = dict(base or {})
+    if config_file is not None:
+        data = _deep_merge(data, load_yaml(config_file))
+    data = apply_overrides(data, overrides or [])
+    file_family = data.get("family")
+    if file_family is not None and get_spec(str(file_family)).name != spec.name:
+        raise MedgenError(f"the config is for family '{file_family}', not '{spec.name}'",
+                          f"use medgen train {file_family}, or another --config")
+    data["family"] = spec.name
+    return validate_config(spec.config_class(), data)
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def train_from_config(cfg: FamilyConfig, resume: str | Path | None = None, flags: dict[str, Any] | None = None) -> Path | None:
+    """Train ``cfg`` in this process (or as one torchrun rank); return the run directory.
+
+    With ``resume``, ``cfg`` must be the run's saved config with only whitelisted changes.
+    With ``trainer.fast_dev_run``, everything is written to a temporary directory that is removed.
+    """
+    from medgen_cli.engine import checkpoint as ckpt_io
+    from medgen_cli.engine.distributed import broadcast_object, env_world, init_distributed, shutdown_distributed
+    from medgen_cli.engine.rundir import RunDir, existing_run_dir, new_run_dir
+    from medgen_cli.engine.trainer import Trainer, resolve_device
+    from medgen_cli.io import atomic_path
+
+    spec = get_spec(cfg.family)
+    rank, local_rank, world = env_world()
+    init_distributed(resolve_device(cfg.trainer.device, local_rank))
+    tmp_root: str | None = None
+    resume_ckpt = None
+    if resume is not None:
+        run = existing_run_dir(resume)
+        resume_ckpt = ckpt_io.load_checkpoint(run.latest) if run.latest.is_file() else None
+        if resume_ckpt is not None and get_spec(resume_ckpt["family"]).name != spec.name:
+            raise MedgenError(f"{run.root} is a '{resume_ckpt['family']}' run, not '{spec.name}'")
+    elif cfg.trainer.fast_dev_run:
+        tmp_root = broadcast_object(tempfile.mkdtemp(prefix="medgen-fastdev-") if rank == 0 else None)
+        run = RunDir(Path(tmp_root) / cfg.family / "fast_dev_run")
+        if rank == 0:
+            run.create()
+    else:
+        root = broadcast_object(str(new_run_dir(cfg.output_dir, cfg.family, cfg.name).root) if rank == 0 else None)
+        run = RunDir(Path(root))
+    if rank == 0:
+        with atomic_path(run.config) as tmp:
+            tmp.write_text(dump_config(cfg))
+    family = spec.family_class()(cfg)
+    family.flags = dict(flags or {})
+    try:
+        Trainer(cfg, family, run if rank == 0 else None, resume=resume_ckpt).fit()
+    finally:
+        if tmp_root is not None and rank == 0:
+            shutil.rmtree(tmp_root, ignore_errors=True)
+        if world > 1:
+            shutdown_distributed()
+    return None if tmp_root is not None else run.root
+
+
+def resume_config(run_dir: Path, family: str, config_file: Path | None, overrides: list[str]) -> tuple[FamilyConfig, list[str]]:
+    """The saved config of ``run_dir`` with whitelisted overrides applied (others are refused)."""
+    from medgen_cli.engine.rundir import existing_run_dir
+
+    run = existing_run_dir(run_dir)
+    saved = load_yaml(run.config)
+    saved_family = saved.get("family")
+    if saved_family is not None and get_spec(str(saved_family)).name != get_spec(family).name:
+        raise MedgenError(f"{run.root} is a '{saved_family}' run, not '{family}'",
+                          f"resume it with medgen train {saved_family} --resume {run.root}")
+    saved_cfg = build_config(family, base=saved)
+    cfg = build_config(family, config_file, overrides, base=saved)
+    changed = check_resume_changes(saved_cfg.model_dump(mode="json"), cfg.model_dump(mode="json"))
+    return cfg, changed
+
+
+def launch(req: TrainRequest) -> None:
+    """Entry point of ``medgen train <family>``."""
+    console = _console()
+    overrides = list(req.overrides)
+    if req.name is not None:
+        overrides.append(f"name={req.name}")
+    if req.output_dir is not None:
+        overrides.append(f"output_dir={req.output_dir}")
+    if req.resume is not None:
+        cfg, changed = resume_config(req.resume, req.family, req.config_file, overrides)
+        if changed:
+            console.print("resume: changed " + ", ".join(changed), highlight=False)
+    else:
+        cfg = build_config(req.family, req.config_file, overrides)
+    if req.dry_run:
+        sys.stdout.write(dump_config(cfg))
+        return
+    if req.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        _spawn_torchrun(req.nproc)
+        return
+    if req.resume is not None and _already_finished(req.resume, cfg, console):
+        return
+    from medgen_cli.engine.trainer import TrainingInterrupted
+
+    try:
+        run_dir = train_from_config(cfg, resume=req.resume, flags={"require_fid": req.require_fid})
+    except TrainingInterrupted as exc:
+        where = exc.run_dir or req.resume
+        console.print(f"[yellow]interrupted at step {exc.step}; latest.pt saved.[/] "
+                      f"Resume with: medgen train {req.family} --resume {where}", highlight=False)
+        raise SystemExit(130) from None
+    if run_dir is not None and int(os.environ.get("RANK", 0)) == 0:
+        console.print(f"[green]done:[/] {run_dir}", highlight=False)
+
+
+def _already_finished(run_dir: Path, cfg: FamilyConfig, console: Any) -> bool:
+    from medgen_cli.engine import checkpoint as ckpt_io
+    from medgen_cli.engine.rundir import existing_run_dir
+
+    run = existing_run_dir(run_dir)
+    if not run.latest.is_file():
+        return False
+    ck = ckpt_io.load_checkpoint(run.latest)
+    step, epoch = ck["step"], ck["epoch"]
+    t = cfg.trainer
+    if step >= t.max_steps or (t.max_epochs is not None and epoch >= t.max_epochs):
+        console.print(f"{run.root} already finished at step {step} (max_steps={t.max_steps}); nothing to do. "
+                      f"To train longer: --resume {run.root} --set trainer.max_steps=N", highlight=False)
+        return True
+    return False
+
+
+def _spawn_torchrun(nproc: int) -> None:
+    """Re-run this exact command under ``torch.distributed.run`` with ``nproc`` processes."""
+    argv = [a for a in sys.argv[1:]]
+    cleaned: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        cleaned.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "medgen_cli", *cleaned]
+    raise SystemExit(subprocess.call(cmd))

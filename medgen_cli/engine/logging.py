@@ -1,0 +1,128 @@
+"""Where training metrics go: rich progress, TensorBoard, metrics.jsonl and log.txt (rank 0)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+def _fmt(value: float) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
+        return f"{value:.3e}"
+    return f"{value:.4f}"
+
+
+class RunLogger:
+    """Fan-out of metrics to the console, TensorBoard and files. Inactive on non-zero ranks."""
+
+    def __init__(self, root: Path | None, active: bool, total_steps: int, start_step: int,
+                 console: Console | None = None, tensorboard: bool = True) -> None:
+        self.active = active
+        self.root = root
+        self.console = console or Console(stderr=True)
+        self.writer: Any = None
+        self._metrics_fh = None
+        self._log_fh = None
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._last: dict[str, float] = {}
+        if not active:
+            return
+        if root is not None:
+            _truncate_metrics(root / "metrics.jsonl", start_step)
+            self._metrics_fh = open(root / "metrics.jsonl", "a", buffering=1)
+            self._log_fh = open(root / "log.txt", "a", buffering=1)
+            if tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(log_dir=str(root / "tb"), purge_step=start_step + 1 if start_step else None)
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[losses]}"), TextColumn("{task.fields[speed]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
+        )
+        self._task = self._progress.add_task("train", total=total_steps, completed=start_step, losses="", speed="")
+        self._t0 = time.perf_counter()
+        self._s0 = start_step
+
+    def __enter__(self) -> RunLogger:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def info(self, message: str) -> None:
+        """A line on the console and in log.txt."""
+        if not self.active:
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        if self._log_fh is not None:
+            self._log_fh.write(f"{stamp} {message}\n")
+        if self._progress is not None:
+            self._progress.console.print(message, highlight=False, markup=False)
+        else:
+            self.console.print(message, highlight=False, markup=False)
+
+    def progress(self, step: int, epoch: int, metrics: dict[str, float]) -> None:
+        """Advance the bar (cheap; called every step)."""
+        if self._progress is None:
+            return
+        self._last.update(metrics)
+        elapsed = time.perf_counter() - self._t0
+        rate = (step - self._s0) / elapsed if elapsed > 0 else 0.0
+        shown = " ".join(f"{k.split('/')[-1]}={_fmt(v)}" for k, v in list(metrics.items())[:3])
+        self._progress.update(self._task, completed=step, description=f"epoch {epoch} step",
+                              losses=shown, speed=f"{rate:.2f} it/s")
+
+    def scalars(self, step: int, epoch: int, metrics: dict[str, float], prefix: str = "") -> None:
+        """Write metrics to TensorBoard and one JSON line to metrics.jsonl."""
+        if not self.active or not metrics:
+            return
+        named = {f"{prefix}{k}": float(v) for k, v in metrics.items()}
+        if self.writer is not None:
+            for k, v in named.items():
+                self.writer.add_scalar(k, v, step)
+        if self._metrics_fh is not None:
+            record = {"step": step, "epoch": epoch, "time": round(time.time(), 3), **named}
+            self._metrics_fh.write(json.dumps(record, allow_nan=True) + "\n")
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+            self.writer = None
+        for fh in (self._metrics_fh, self._log_fh):
+            if fh is not None:
+                fh.close()
+        self._metrics_fh = self._log_fh = None
+
+
+def _truncate_metrics(path: Path, start_step: int) -> None:
+    """On resume, drop records written after the checkpoint (a killed run may have logged steps
+    that the resumed run will redo), so metrics.jsonl holds each step once."""
+    if not path.is_file():
+        return
+    from medgen_cli.io import atomic_path
+
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= start_step:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f"{line}\n" for line in kept))

@@ -1,0 +1,116 @@
+"""Load a trained run for inference: config + checkpoint → a built family with its best weights.
+
+EMA weights are used when the run kept an EMA copy (the online weights otherwise), matching what
+validation and ``best.pt`` were judged on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from medgen_cli.config.loading import load_yaml
+from medgen_cli.engine.context import InferenceContext
+from medgen_cli.errors import MedgenError
+from medgen_cli.families.base import Family
+
+
+@dataclass
+class LoadedRun:
+    """A family ready for inference."""
+
+    run_dir: Path
+    family: Family
+    ctx: InferenceContext
+    checkpoint: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        return int(self.checkpoint["step"])
+
+    def sample_to_dir(self, opts: Any) -> list[Path]:
+        self.ctx.overwrite = opts.overwrite
+        with torch.no_grad():
+            return self.family.sample_to_dir(opts, self.ctx)
+
+    def interpolate_to_dir(self, opts: Any) -> list[Path]:
+        self.ctx.overwrite = opts.overwrite
+        with torch.no_grad():
+            return self.family.interpolate_to_dir(opts, self.ctx)
+
+    def report(self, paths: list[Path], out: Path) -> None:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[green]wrote {len(paths)} file(s)[/] to {out}", highlight=False)
+
+
+def _progress(it: Iterator[Any], total: int, description: str) -> Iterator[Any]:
+    from rich.progress import track
+
+    return iter(track(it, total=total, description=description, console=None, transient=True))
+
+
+def default_out(run_dir: Path, kind: str) -> Path:
+    """``RUN/samples/<kind>-<timestamp>``."""
+    return Path(run_dir) / "samples" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def pick_checkpoint(run_dir: Path, checkpoint: str) -> Path:
+    """``best`` falls back to ``latest`` when the run never validated a key metric."""
+    ckdir = Path(run_dir) / "checkpoints"
+    if checkpoint in ("best", "latest"):
+        path = ckdir / f"{checkpoint}.pt"
+        if checkpoint == "best" and not path.is_file():
+            path = ckdir / "latest.pt"
+        if not path.is_file():
+            raise MedgenError(f"{run_dir} has no checkpoints yet", "train it first (medgen train ...)")
+        return path
+    path = Path(checkpoint)
+    if not path.is_file():
+        path = ckdir / checkpoint
+    if not path.is_file():
+        raise MedgenError(f"checkpoint {checkpoint!r} not found", "use best, latest, or a path to a .pt file")
+    return path
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto", use_ema: bool = True) -> LoadedRun:
+    """Rebuild the family of ``run_dir`` and load a checkpoint's weights (EMA when present).
+
+    Raises:
+        MedgenError: not a run directory, no checkpoint, or a checkpoint that does not fit.
+    """
+    from medgen_cli.engine import checkpoint as ckpt_io
+    from medgen_cli.engine.launch import build_config
+    from medgen_cli.engine.rundir import existing_run_dir
+    from medgen_cli.engine.trainer import resolve_device
+    from medgen_cli.families.registry import get_spec
+
+    run = existing_run_dir(run_dir)
+    path = pick_checkpoint(run.root, checkpoint)
+    ck = ckpt_io.load_checkpoint(path)
+    saved = ck.get("config") or load_yaml(run.config)
+    spec = get_spec(ck["family"])
+    cfg = build_config(spec.name, base=saved)
+    dev = resolve_device(device)
+    family = spec.family_class()(cfg)
+    family.run_dir = run.root
+    family.build(dev)
+    try:
+        for name, module in family.modules.items():
+            module.load_state_dict(ck["modules"][name])
+        if use_ema:
+            for name, state in ck.get("ema", {}).items():
+                # AveragedModel state: "module.<param>" entries plus "n_averaged".
+                inner = {k[len("module."):]: v for k, v in state.items() if k.startswith("module.")}
+                family.modules[name].load_state_dict(inner)
+    except (KeyError, RuntimeError) as exc:
+        raise MedgenError(f"{path} does not fit the run's model: {str(exc).splitlines()[0]}") from exc
+    family.load_state_dict(ck.get("family_state", {}))
+    for module in family.modules.values():
+        module.eval()
+    ctx = InferenceContext(device=dev, run_dir=run.root, modules=family.modules, progress=_progress)
+    return LoadedRun(run_dir=run.root, family=family, ctx=ctx, checkpoint=ck)

@@ -1,0 +1,94 @@
+"""Run directories: ``<output_dir>/<family>/<name>/`` with a fixed, self-describing layout."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from medgen_cli.errors import MedgenError
+
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run directory."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def latest(self) -> Path:
+        return self.checkpoints / "latest.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    def step_ckpt(self, step: int) -> Path:
+        return self.checkpoints / f"step_{step}.pt"
+
+    @property
+    def tb(self) -> Path:
+        return self.root / "tb"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.txt"
+
+    def create(self) -> None:
+        for d in (self.root, self.checkpoints, self.tb, self.samples):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def next_run_name(parent: Path) -> str:
+    """``run-001``, ``run-002``, ...: one more than the highest existing number."""
+    numbers = [int(m.group(1)) for p in parent.glob("run-*") if (m := re.fullmatch(r"run-(\d+)", p.name))]
+    return f"run-{max(numbers, default=0) + 1:03d}"
+
+
+def new_run_dir(output_dir: str | Path, family: str, name: str | None) -> RunDir:
+    """Create a fresh run directory; a named run that already has checkpoints is refused."""
+    parent = Path(output_dir) / family
+    parent.mkdir(parents=True, exist_ok=True)
+    if name is None:
+        name = next_run_name(parent)
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        raise MedgenError(f"run name {name!r} may only contain letters, digits, '.', '_' and '-'")
+    run = RunDir(parent / name)
+    if run.root.exists() and any(run.root.iterdir()):
+        raise MedgenError(
+            f"run directory {run.root} already exists",
+            f"continue it with --resume {run.root}, or pick another --name",
+        )
+    run.create()
+    return run
+
+
+def existing_run_dir(path: str | Path) -> RunDir:
+    """Open a run directory for resume/sampling.
+
+    Raises:
+        MedgenError: the folder has no config.yaml (not a medgen run).
+    """
+    run = RunDir(Path(path))
+    if not run.config.is_file():
+        raise MedgenError(f"{run.root} is not a medgen run directory (no {CONFIG_FILE})",
+                          "pass a folder like runs/<family>/<name>")
+    return run

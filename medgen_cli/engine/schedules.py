@@ -1,0 +1,35 @@
+"""Learning-rate multipliers (warm-up x schedule) applied to every optimizer through LambdaLR."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from medgen_cli.config.base import OptimConfig
+
+
+def lr_multiplier(cfg: OptimConfig, max_steps: Callable[[], int]) -> Callable[[int], float]:
+    """Return ``f(step) -> factor`` for ``torch.optim.lr_scheduler.LambdaLR``.
+
+    ``max_steps`` is a callable so a resume that raises ``trainer.max_steps`` stretches a cosine
+    schedule instead of restarting it.
+    """
+
+    def warmup(step: int) -> float:
+        if cfg.skip_warmup or cfg.warmup_steps == 0:
+            return 1.0
+        return min(1.0, (step + 1) / cfg.warmup_steps)
+
+    def schedule(step: int) -> float:
+        s = max(step - (0 if cfg.skip_warmup else cfg.warmup_steps), 0)
+        if cfg.schedule == "constant":
+            return 1.0
+        if cfg.schedule == "step":
+            return cfg.gamma ** (s // cfg.step_size)
+        if cfg.schedule == "exponential":
+            return cfg.gamma**s
+        total = max(max_steps() - (0 if cfg.skip_warmup else cfg.warmup_steps), 1)
+        frac = min(s / total, 1.0)
+        return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+    return lambda step: warmup(step) * schedule(step)

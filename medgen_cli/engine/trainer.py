@@ -1,0 +1,436 @@
+"""The one shared trainer: a step loop over a family's ``train_step``.
+
+It owns everything that is not the model: devices and DDP, AMP and loss scaling, EMA, gradient
+clipping, LR warm-up and schedules, validation cadence and ``best.pt``, checkpoints and exact
+resume, logging (rich progress, TensorBoard, metrics.jsonl, log.txt) and signal handling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
+
+from medgen_cli.config.base import FamilyConfig
+from medgen_cli.engine import checkpoint as ckpt_io
+from medgen_cli.engine.context import TrainContext
+from medgen_cli.engine.distributed import (
+    ResumableSampler,
+    all_reduce_mean,
+    env_world,
+    init_distributed,
+)
+from medgen_cli.engine.logging import RunLogger
+from medgen_cli.engine.rundir import RunDir
+from medgen_cli.engine.schedules import lr_multiplier
+from medgen_cli.errors import MedgenError
+from medgen_cli.families.base import Family
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM arrived; ``latest.pt`` was saved at ``step``."""
+
+    def __init__(self, step: int, run_dir: Path | None) -> None:
+        super().__init__(f"interrupted at step {step}")
+        self.step = step
+        self.run_dir = run_dir
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path | None
+    step: int
+    epoch: int
+    best_value: float | None
+    last_metrics: dict[str, float]
+
+
+def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → this rank's GPU when CUDA is available, else CPU."""
+    if spec == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise MedgenError(f"device {spec!r} requested but CUDA is not available", "use --set trainer.device=cpu")
+        if dev.index is None:
+            dev = torch.device(f"cuda:{local_rank}")
+    return dev
+
+
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if mode == "fp16" and device.type != "cuda":
+        raise MedgenError("trainer.amp=fp16 needs a CUDA device", "use trainer.amp=bf16 or off on CPU")
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    """Move tensors in (nested) batches to ``device``; other values pass through."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to(v, device) for v in batch)
+    return batch
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # a second Ctrl-C stops immediately
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """Runs one family to ``trainer.max_steps`` (or ``max_epochs``), resuming if asked.
+
+    Args:
+        cfg: the family's validated config.
+        family: an unbuilt family instance.
+        run: the run directory (``None`` on non-zero ranks and in ``fast_dev_run``).
+        resume: a loaded checkpoint to continue from.
+    """
+
+    def __init__(self, cfg: FamilyConfig, family: Family, run: RunDir | None,
+                 resume: dict[str, Any] | None = None, logger: RunLogger | None = None) -> None:
+        self.cfg = cfg
+        self.tcfg = cfg.trainer
+        self.family = family
+        self.run = run
+        self.resume = resume
+        self.rank, self.local_rank, self.world_size = env_world()
+        self.device = resolve_device(self.tcfg.device, self.local_rank)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.best_value: float | None = None
+        self.best_step: int | None = None
+        self._logger = logger
+
+    # ---- setup ----------------------------------------------------------------------------
+    def _setup(self) -> TrainContext:
+        init_distributed(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        seed_everything(self.tcfg.seed)
+        fam = self.family
+        fam.run_dir = self.run.root if self.run else None
+        if self.run is not None and self.rank == 0:
+            for leftover in self.run.checkpoints.glob(".*.part*"):
+                leftover.unlink(missing_ok=True)  # from a write cut short by a crash
+        fam.build(self.device)
+        amp_dtype = resolve_amp(self.tcfg.amp, self.device)
+        use_scaler = amp_dtype == torch.float16
+        scalers = {n: torch.amp.GradScaler(self.device.type) for n in fam.optimizers} if use_scaler else {}
+        mult = lr_multiplier(self.tcfg.optim, lambda: self.tcfg.max_steps)
+        self.schedulers = {n: torch.optim.lr_scheduler.LambdaLR(o, mult) for n, o in fam.optimizers.items()}
+        ema: dict[str, AveragedModel] = {}
+        if self.tcfg.ema.enabled:
+            decay = fam.ema_decay(self.tcfg.ema.decay)
+            for name in fam.ema_modules:
+                ema[name] = AveragedModel(fam.modules[name], multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        wrapped = dict(fam.modules)
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            for name, mod in fam.modules.items():
+                if any(p.requires_grad for p in mod.parameters()):
+                    wrapped[name] = DDP(mod, device_ids=ids, broadcast_buffers=False)
+        ctx = TrainContext(
+            device=self.device, modules=fam.modules, wrapped=wrapped, optimizers=fam.optimizers, ema=ema,
+            scalers=scalers, amp_dtype=amp_dtype, grad_clip=self.tcfg.grad_clip, rank=self.rank,
+            world_size=self.world_size, run_dir=fam.run_dir,
+        )
+        fam.prepare(ctx)
+        if self.resume is not None:
+            self._restore(self.resume, ctx)
+        # Different augmentation streams per rank, identical model init (seeded above).
+        if self.world_size > 1 and self.resume is None:
+            seed_everything(self.tcfg.seed + self.rank)
+        return ctx
+
+    def _restore(self, ck: dict[str, Any], ctx: TrainContext) -> None:
+        fam = self.family
+        try:
+            for name, mod in fam.modules.items():
+                mod.load_state_dict(ck["modules"][name])
+            for name, opt in fam.optimizers.items():
+                opt.load_state_dict(ck["optimizers"][name])
+            for name, sch in self.schedulers.items():
+                sch.load_state_dict(ck["schedulers"][name])
+            for name, scaler in ctx.scalers.items():
+                if name in ck.get("scalers", {}):
+                    scaler.load_state_dict(ck["scalers"][name])
+            for name, avg in ctx.ema.items():
+                if name in ck.get("ema", {}):
+                    avg.load_state_dict(ck["ema"][name])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise MedgenError(
+                f"checkpoint does not match this model: {str(exc).splitlines()[0]}",
+                "resume with the run's own config; model settings cannot change on resume",
+            ) from exc
+        fam.load_state_dict(ck.get("family_state", {}))
+        self.step, self.epoch, self.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
+        best = ck.get("best") or {}
+        self.best_value, self.best_step = best.get("value"), best.get("step")
+        ckpt_io.restore_rng(ck["rng"])
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def _payload(self, ctx: TrainContext) -> dict[str, Any]:
+        fam = self.family
+        return {
+            "family": fam.name,
+            "config": self.cfg.model_dump(mode="json"),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "finished": self._finished(),
+            "best": {"metric": fam.key_metric, "value": self.best_value, "step": self.best_step, "mode": fam.key_mode},
+            "modules": {n: m.state_dict() for n, m in fam.modules.items()},
+            "optimizers": {n: o.state_dict() for n, o in fam.optimizers.items()},
+            "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+            "scalers": {n: s.state_dict() for n, s in ctx.scalers.items()},
+            "ema": {n: a.state_dict() for n, a in ctx.ema.items()},
+            "family_state": fam.state_dict(),
+            "rng": ckpt_io.capture_rng(),
+        }
+
+    def _save(self, ctx: TrainContext, names: list[str]) -> None:
+        if self.run is None or self.rank != 0:
+            return
+        paths = [self.run.step_ckpt(self.step) if n == "step" else self.run.checkpoints / f"{n}.pt" for n in names]
+        ckpt_io.save_checkpoint(self._payload(ctx), paths)
+        if "step" in names:
+            ckpt_io.prune_step_checkpoints(self.run.checkpoints, self.tcfg.keep_last)
+
+    # ---- loop ---------------------------------------------------------------------------------
+    def _finished(self) -> bool:
+        if self.step >= self._max_steps():
+            return True
+        return self.tcfg.max_epochs is not None and self.epoch >= self.tcfg.max_epochs
+
+    def _max_steps(self) -> int:
+        return self.tcfg.fast_dev_run_batches if self.tcfg.fast_dev_run else self.tcfg.max_steps
+
+    def _loader(self, dataset: Any, sampler: Any, shuffle_seed: int) -> DataLoader:
+        gen = torch.Generator()
+        gen.manual_seed(shuffle_seed)  # worker seeds: a function of (seed, epoch), not of global RNG
+        return DataLoader(
+            dataset, batch_size=self.tcfg.batch_size, sampler=sampler, num_workers=self.tcfg.num_workers,
+            collate_fn=self.family.collate_fn(), pin_memory=self.device.type == "cuda", generator=gen,
+            drop_last=False,
+        )
+
+    def _epochs(self, dataset: Any) -> Iterator[Any]:
+        sampler = ResumableSampler(len(dataset), self.tcfg.batch_size, self.tcfg.seed, self.rank, self.world_size)
+        if sampler.batches_per_epoch() == 0:
+            raise MedgenError(
+                f"the training set has {len(dataset)} item(s), fewer than one batch of {self.tcfg.batch_size}"
+                + (f" per each of {self.world_size} processes" if self.world_size > 1 else ""),
+                "lower trainer.batch_size or add data",
+            )
+        while True:
+            if self.batch_in_epoch >= sampler.batches_per_epoch():
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                if self._finished():
+                    return
+            sampler.set_position(self.epoch, self.batch_in_epoch)
+            for batch in self._loader(dataset, sampler, self.tcfg.seed * 7919 + self.epoch):
+                yield batch
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            if self._finished():
+                return
+
+    def _validate(self, ctx: TrainContext, val_set: Any, logger: RunLogger) -> dict[str, float]:
+        fam = self.family
+        with _preserved_rng():
+            raw = self._run_validation(ctx, val_set)
+        metrics = {k if k.startswith("val/") else f"val/{k}": float(v) for k, v in raw.items()}
+        logger.scalars(self.step, self.epoch, metrics)
+        if metrics:
+            logger.info(f"step {self.step} validation: " + ", ".join(f"{k}={v:.5g}" for k, v in metrics.items()))
+        self._update_best(ctx, metrics, logger)
+        return metrics
+
+    def _run_validation(self, ctx: TrainContext, val_set: Any) -> dict[str, float]:
+        fam = self.family
+        batches: Any = []
+        if val_set is not None:
+            gen = torch.Generator()
+            gen.manual_seed(self.tcfg.seed)
+            loader = DataLoader(val_set, batch_size=self.tcfg.batch_size, shuffle=False, generator=gen,
+                                num_workers=self.tcfg.num_workers, collate_fn=fam.collate_fn())
+            limit = self.tcfg.fast_dev_run_batches if self.tcfg.fast_dev_run else self.tcfg.val_batches
+            batches = _limited((move_to(b, self.device) for b in loader), limit)
+        for m in fam.modules.values():
+            m.eval()
+        for a in ctx.ema.values():
+            a.eval()
+        try:
+            with torch.no_grad():
+                return fam.validate(batches, ctx)
+        finally:
+            for m in fam.modules.values():
+                m.train()
+
+    def _update_best(self, ctx: TrainContext, metrics: dict[str, float], logger: RunLogger) -> None:
+        key = self.family.key_metric
+        if key is None:
+            return
+        key = key if key.startswith("val/") else f"val/{key}"
+        value = metrics.get(key)
+        if value is None or not math.isfinite(value):
+            return
+        better = self.best_value is None or (
+            value < self.best_value if self.family.key_mode == "min" else value > self.best_value
+        )
+        if better:
+            self.best_value, self.best_step = value, self.step
+            self._save(ctx, ["best"])
+            logger.info(f"new best {key}={value:.5g} at step {self.step} → best.pt")
+
+    def _after_step(self, ctx: TrainContext, raw: dict[str, float], logger: RunLogger, val_set: Any) -> None:
+        self.step += 1
+        self.batch_in_epoch += 1
+        ctx.global_step = self.step
+        for name, avg in ctx.ema.items():
+            if self.step <= self.tcfg.ema.start_step:
+                _copy_into(avg.module, self.family.modules[name])
+            else:
+                avg.update_parameters(self.family.modules[name])
+        for sch in self.schedulers.values():
+            sch.step()
+        metrics = {k if k.startswith("train/") else f"train/{k}": float(v) for k, v in raw.items()}
+        logger.progress(self.step, self.epoch, metrics)
+        t = self.tcfg
+        if self.step % t.log_every == 0:
+            metrics = all_reduce_mean(metrics, self.device)
+            for name, opt in self.family.optimizers.items():
+                metrics[f"lr/{name}"] = opt.param_groups[0]["lr"]
+            logger.scalars(self.step, self.epoch, metrics)
+        if self.step % t.image_every == 0 and self.rank == 0:
+            was = {n: m.training for n, m in self.family.modules.items()}
+            with torch.no_grad(), _preserved_rng():
+                self.family.log_images(ctx)
+            for n, m in self.family.modules.items():
+                m.train(was[n])
+        if self.step % t.val_every == 0:
+            self._validate(ctx, val_set, logger)
+        if self.step % t.ckpt_every == 0:
+            self._save(ctx, ["latest", "step"])
+
+    def fit(self) -> TrainResult:
+        """Train until finished or interrupted; always leaves a consistent ``latest.pt``."""
+        ctx = self._setup()
+        fam = self.family
+        if self._finished():
+            return TrainResult(self.run.root if self.run else None, self.step, self.epoch, self.best_value, {})
+        train_set, val_set = fam.train_dataset(), fam.val_dataset()
+        logger = self._logger or RunLogger(self.run.root if self.run else None, self.rank == 0,
+                                           self._max_steps(), self.step)
+        ctx.writer = logger.writer
+        ctx.global_step = self.step
+        last: dict[str, float] = {}
+        interrupted = False
+        t0 = time.perf_counter()
+        with logger, _StopFlag() as stop:
+            logger.info(f"{fam.name}: training on {self.device} from step {self.step} to {self._max_steps()}"
+                        + (f" with {self.world_size} processes" if self.world_size > 1 else ""))
+            for module in fam.modules.values():
+                module.train()
+            for batch in self._epochs(train_set):
+                last = fam.train_step(move_to(batch, self.device), ctx)
+                self._after_step(ctx, last, logger, val_set)
+                if self._stop_requested(stop):
+                    interrupted = True
+                    break
+                if self.step >= self._max_steps():
+                    break
+            if not interrupted and (self.step % self.tcfg.val_every != 0):
+                self._validate(ctx, val_set, logger)
+            if not interrupted:
+                fam.on_train_end(ctx)
+            self._save(ctx, ["latest"])
+            logger.info(f"{'stopped' if interrupted else 'finished'} at step {self.step} "
+                        f"(epoch {self.epoch}) in {time.perf_counter() - t0:.1f}s")
+        if interrupted:
+            raise TrainingInterrupted(self.step, self.run.root if self.run else None)
+        return TrainResult(self.run.root if self.run else None, self.step, self.epoch, self.best_value, last)
+
+    def _stop_requested(self, stop: _StopFlag) -> bool:
+        if self.world_size == 1:
+            return stop.requested
+        flag = torch.tensor([1.0 if stop.requested else 0.0], device=self.device)
+        torch.distributed.all_reduce(flag)
+        return bool(flag.item() > 0)
+
+
+@contextlib.contextmanager
+def _preserved_rng() -> Iterator[None]:
+    """Run a block (validation, image logging) without shifting the training RNG streams, so a
+    resumed run (which may validate at different steps) continues bit-identically."""
+    state = torch.random.get_rng_state(), np.random.get_state(), random.getstate()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(state[0])
+        np.random.set_state(state[1])
+        random.setstate(state[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def _limited(it: Iterator[Any], limit: int | None) -> Iterator[Any]:
+    for i, item in enumerate(it):
+        if limit is not None and i >= limit:
+            return
+        yield item
+
+
+@torch.no_grad()
+def _copy_into(dst: torch.nn.Module, src: torch.nn.Module) -> None:
+    for a, b in zip(dst.state_dict().values(), src.state_dict().values()):
+        a.copy_(b)

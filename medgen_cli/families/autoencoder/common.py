@@ -1,0 +1,200 @@
+"""Helpers shared by the ``autoencoder`` and ``diffusion`` families: datasets (2D/3D), the
+output affine, slice images and writing generated volumes in the formats ``medgen sample`` offers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+
+from medgen_cli.errors import MedgenError
+
+if TYPE_CHECKING:
+    from medgen_cli.families.autoencoder.config import ImageDataConfig
+
+OUTPUT_FORMATS = ("nifti", "npy", "png", "points")
+
+
+# ---- data -------------------------------------------------------------------------------------
+class _ImageItems(torch.utils.data.Dataset):
+    """2D images as ``{"image": Tensor[1, N, N], "path": str[, "label"]}`` (the 3D item shape)."""
+
+    def __init__(self, root: Path, size: int, flip: bool, labels: dict[str, int] | None) -> None:
+        from medgen_cli.data.images import ImageFolderDataset
+
+        self.images = ImageFolderDataset(root, resolution=size, channels=1, flip=flip)
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        path = self.images.files[index]
+        item: dict[str, Any] = {"image": self.images[index], "path": str(path)}
+        if self.labels is not None:
+            key = next((k for k in (path.name, path.stem, f"{path.parent.name}/{path.name}") if k in self.labels), None)
+            if key is None:
+                raise MedgenError(f"no label for {path} in manifest.json")
+            item["label"] = torch.tensor(int(self.labels[key]), dtype=torch.long)
+        return item
+
+
+def split_files(cfg: ImageDataConfig) -> tuple[list[Path], list[Path]]:
+    """Training and validation files for a data config (3D: NIfTI under train/ and val/)."""
+    from medgen_cli.data.volumes import list_volume_split
+
+    root = Path(cfg.root)
+    if cfg.spatial_dims == 3:
+        return list_volume_split(root)
+    from medgen_cli.data.images import list_images
+
+    if not root.is_dir():
+        raise MedgenError(f"image folder not found: {root}", "set data.root to a folder of images")
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    val = list_images(root / "val") if (root / "val").is_dir() else []
+    return list_images(train_dir), val
+
+
+def labels_for(cfg: ImageDataConfig) -> dict[str, int] | None:
+    """``{file key: label}`` from ``ROOT/manifest.json`` when ``data.use_labels``."""
+    if not cfg.use_labels:
+        return None
+    from medgen_cli.data.volumes import manifest_labels
+
+    labels = manifest_labels(cfg.root)
+    if not labels:
+        raise MedgenError(f"{cfg.root}/manifest.json has no labels", "set data.use_labels=false or add labels")
+    return labels
+
+
+def make_dataset(cfg: ImageDataConfig, split: str, augment: bool = True) -> Any:
+    """The train or val dataset of ``cfg`` (``None`` for an empty val split)."""
+    train, val = split_files(cfg)
+    files = train if split == "train" else val
+    if not files:
+        return None
+    labels = labels_for(cfg)
+    flip = cfg.flip and augment and split == "train"
+    if cfg.spatial_dims == 2:
+        root = Path(cfg.root)
+        folder = root / split if (root / split).is_dir() else root
+        return _ImageItems(folder, cfg.size[0], flip, labels)
+    from medgen_cli.data.volumes import make_volume_dataset
+
+    return make_volume_dataset(files, tuple(cfg.size), intensity=cfg.intensity, flip=flip,
+                               rotate=cfg.rotate and augment and split == "train",
+                               cache_rate=cfg.cache_rate, labels=labels)
+
+
+def num_classes(cfg: ImageDataConfig) -> int:
+    """Number of classes in the manifest (max label + 1)."""
+    labels = labels_for(cfg)
+    return 0 if not labels else max(labels.values()) + 1
+
+
+def resized_affine(affine: np.ndarray, in_shape: Sequence[int], out_shape: Sequence[int]) -> np.ndarray:
+    """Voxel-to-world matrix of a volume of ``in_shape`` resampled to ``out_shape`` (same extent).
+
+    Voxel centres follow the half-pixel convention of trilinear resizing, so an unchanged shape
+    gives back ``affine`` exactly.
+    """
+    aff = np.asarray(affine, dtype=np.float64)
+    scale = np.eye(4)
+    for i, (a, b) in enumerate(zip(in_shape, out_shape)):
+        s = float(a) / float(b)
+        scale[i, i] = s
+        scale[i, 3] = (s - 1.0) / 2.0
+    return aff @ scale
+
+
+def data_affine(cfg: ImageDataConfig) -> list[list[float]]:
+    """The affine of the first training volume, adapted to ``data.size`` (identity in 2D)."""
+    if cfg.spatial_dims == 2:
+        return np.eye(4).tolist()
+    import nibabel as nib
+
+    first = split_files(cfg)[0][0]
+    img = nib.load(str(first))
+    return resized_affine(img.affine, img.shape[:3], cfg.size).tolist()
+
+
+# ---- images -----------------------------------------------------------------------------------
+def mid_slices(vol: np.ndarray) -> list[np.ndarray]:
+    """The three orthogonal middle slices of a 3D array (the array itself in 2D), each in [0, 1]."""
+    v = np.asarray(vol, dtype=np.float32)
+    lo, hi = float(v.min()), float(v.max())
+    v = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
+    if v.ndim == 2:
+        return [v]
+    return [v[v.shape[0] // 2], v[:, v.shape[1] // 2], v[:, :, v.shape[2] // 2]]
+
+
+def slice_grid(volumes: Sequence[np.ndarray]) -> np.ndarray:
+    """One row of middle slices per volume, as a float array ``[H, W]`` in [0, 1]."""
+    rows = []
+    for vol in volumes:
+        tiles = mid_slices(vol)
+        h = max(t.shape[0] for t in tiles)
+        tiles = [np.pad(t, ((0, h - t.shape[0]), (0, 1))) for t in tiles]
+        rows.append(np.pad(np.concatenate(tiles, axis=1), ((0, 1), (0, 0))))
+    w = max(r.shape[1] for r in rows)
+    return np.concatenate([np.pad(r, ((0, 0), (0, w - r.shape[1]))) for r in rows], axis=0)
+
+
+def grid_tensor(volumes: Sequence[np.ndarray]) -> torch.Tensor:
+    """:func:`slice_grid` as a ``[1, H, W]`` tensor for ``ctx.add_image``."""
+    return torch.from_numpy(slice_grid(volumes))[None]
+
+
+def save_grid_png(volumes: Sequence[np.ndarray], path: Path, overwrite: bool, titles: Sequence[str] | None = None) -> Path:
+    """Middle slices (three planes in 3D) of each volume, one row each, via ``medgen viz``'s grid."""
+    from medgen_cli.io import check_writable
+    from medgen_cli.viz.slices import save_slice_grid
+
+    check_writable(path, overwrite)
+    return save_slice_grid([np.asarray(v) for v in volumes], path, titles=list(titles) if titles else None)
+
+
+def save_strip_png(volumes: Sequence[np.ndarray], path: Path, overwrite: bool) -> Path:
+    """The middle axial slice (the image in 2D) of each volume side by side, on one grey scale."""
+    from medgen_cli.io import check_writable
+    from medgen_cli.viz.slices import save_image_grid
+
+    check_writable(path, overwrite)
+    tiles = np.stack([v[:, :, v.shape[2] // 2] if v.ndim == 3 else v for v in map(np.asarray, volumes)]).astype(np.float32)
+    lo, hi = float(tiles.min()), float(tiles.max())
+    tiles = (tiles - lo) / (hi - lo) if hi > lo else np.zeros_like(tiles)
+    tiles = np.transpose(tiles, (0, 2, 1))[:, ::-1]  # first axis horizontal, origin lower left (as viz)
+    k = max(1, 128 // max(tiles.shape[1:]))  # nearest-neighbour upscaling so 16^3 frames are visible
+    tiles = tiles.repeat(k, axis=1).repeat(k, axis=2)
+    return save_image_grid(tiles, path, ncols=len(tiles))
+
+
+def write_volume(vol: np.ndarray, stem: Path, fmt: str, affine: np.ndarray, threshold: float,
+                 overwrite: bool) -> Path:
+    """Write one generated volume as ``stem.nii.gz`` / ``.npy`` / ``.png`` / ``.ply``."""
+    from medgen_cli.io import atomic_path, check_writable, save_nifti
+
+    if fmt == "nifti":
+        return save_nifti(vol, stem.with_name(stem.name + ".nii.gz"), affine=affine, overwrite=overwrite)
+    if fmt == "npy":
+        path = check_writable(stem.with_name(stem.name + ".npy"), overwrite)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(vol, dtype=np.float32))
+        return path
+    if fmt == "png":
+        return save_grid_png([vol], stem.with_name(stem.name + ".png"), overwrite)
+    if fmt == "points":
+        from medgen_cli.data.points import save_points, volume_to_points
+
+        pts, vals = volume_to_points(vol, affine, threshold, return_values=True)
+        return save_points(pts, stem.with_name(stem.name + ".ply"), values=vals, overwrite=overwrite)
+    raise MedgenError(f"unknown --format {fmt!r}", f"use one of {', '.join(OUTPUT_FORMATS)}")
+
+
+def check_format(fmt: str, allowed: Sequence[str] = OUTPUT_FORMATS) -> None:
+    if fmt not in allowed:
+        raise MedgenError(f"--format {fmt!r} is not supported here", f"use one of {', '.join(allowed)}")

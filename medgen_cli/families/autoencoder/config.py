@@ -1,0 +1,94 @@
+"""Config of the ``autoencoder`` family (pure pydantic: importable without torch).
+
+Defaults follow MONAI's 3D latent-diffusion tutorial (see REFERENCES.md): AutoencoderKL with
+channels (32, 64, 64), 3 latent channels, 1 residual block, 16 norm groups and attention on the
+last level; a 3-layer PatchDiscriminator with 32 channels; L1 + KL (1e-6) + LSGAN patch loss
+(0.01, after a warm-up) + perceptual (0.001, only when local weights are configured).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from medgen_cli.config.base import EMAConfig, FamilyConfig, StrictModel, TrainerConfig
+
+
+class ImageDataConfig(StrictModel):
+    """Volumes (3D: ``ROOT/train/*.nii.gz``, ``ROOT/val/...``) or images (2D) to train on."""
+
+    root: str = Field("data/volumes", description="3D: folder with train/ and val/ NIfTI (from `medgen data convert-h5`); 2D: image folder (train/ and val/ optional).")
+    spatial_dims: Literal[2, 3] = Field(3, description="3 for volumes, 2 for images.")
+    size: list[int] = Field(default_factory=lambda: [64, 64, 64], description="Spatial size the data is resized to (spatial_dims entries).")
+    intensity: Literal["minmax", "none", "zscore"] = Field("minmax", description="Per-volume intensity scaling (3D).")
+    flip: bool = Field(True, description="Random flips along each axis.")
+    rotate: bool = Field(False, description="Random 90 degree rotations (3D).")
+    cache_rate: float = Field(0.25, ge=0.0, le=1.0, description="Fraction of volumes cached in memory after the deterministic transforms.")
+    use_labels: bool = Field(False, description="Attach class labels from ROOT/manifest.json to each item.")
+
+    @model_validator(mode="after")
+    def _size_matches_dims(self) -> "ImageDataConfig":
+        if len(self.size) != self.spatial_dims:
+            raise ValueError(f"data.size needs {self.spatial_dims} entries for spatial_dims={self.spatial_dims}, got {self.size}")
+        if self.spatial_dims == 2 and self.size[0] != self.size[1]:
+            raise ValueError("2D images are square: data.size must be [N, N]")
+        return self
+
+
+class AEModelConfig(StrictModel):
+    """MONAI ``AutoencoderKL`` and ``PatchDiscriminator`` settings."""
+
+    channels: list[int] = Field(default_factory=lambda: [32, 64, 64], description="Encoder/decoder channels per level (latent is downsampled len-1 times).")
+    latent_channels: int = Field(3, ge=1, description="Channels of the latent.")
+    num_res_blocks: int = Field(1, ge=1, description="Residual blocks per level.")
+    norm_num_groups: int = Field(16, ge=1, description="GroupNorm groups (must divide every channel count).")
+    attention_levels: list[bool] = Field(default_factory=lambda: [False, False, True], description="Self-attention per level.")
+    with_nonlocal_attn: bool = Field(True, description="Attention block in the middle of encoder and decoder.")
+    disc_channels: int = Field(32, ge=1, description="PatchDiscriminator base channels.")
+    disc_layers: int = Field(3, ge=1, description="PatchDiscriminator strided layers.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "AEModelConfig":
+        if len(self.attention_levels) != len(self.channels):
+            raise ValueError("model.attention_levels needs one entry per model.channels entry")
+        if any(c % self.norm_num_groups for c in self.channels):
+            raise ValueError(f"model.norm_num_groups={self.norm_num_groups} must divide every model.channels entry {self.channels}")
+        return self
+
+
+class AELossConfig(StrictModel):
+    """Loss weights (L1 reconstruction has weight 1)."""
+
+    kl_weight: float = Field(1e-6, ge=0.0, description="KL divergence weight.")
+    adv_weight: float = Field(0.01, ge=0.0, description="LSGAN patch adversarial weight (0 = no discriminator).")
+    adv_start_step: int = Field(1000, ge=0, description="Adversarial loss off before this step (warm-up).")
+    perceptual_weight: float = Field(0.001, ge=0.0, description="Perceptual weight, used only with perceptual_weights_path.")
+    perceptual_weights_path: str | None = Field(None, description="Local torchvision ResNet-50 state dict for MONAI PerceptualLoss (off when empty; nothing is downloaded).")
+    fake_3d_ratio: float = Field(0.2, gt=0.0, le=1.0, description="Fraction of slices used by the 2.5D perceptual loss.")
+
+
+class AEOptimizerConfig(StrictModel):
+    lr: float = Field(1e-4, gt=0.0, description="Adam learning rate of the autoencoder.")
+    d_lr: float = Field(1e-4, gt=0.0, description="Adam learning rate of the discriminator.")
+
+
+class AEValConfig(StrictModel):
+    key_metric: Literal["l1", "psnr", "ssim"] = Field("l1", description="Validation metric that picks best.pt (l1: lower is better).")
+    num_images: int = Field(2, ge=1, description="Volumes shown in the reconstruction image.")
+
+
+def _trainer_defaults() -> TrainerConfig:
+    return TrainerConfig(batch_size=2, ema=EMAConfig(enabled=True, decay=0.999))
+
+
+class AutoencoderConfig(FamilyConfig):
+    """``medgen train autoencoder``: AutoencoderKL (+ PatchDiscriminator) on volumes or images."""
+
+    family: Literal["autoencoder"] = "autoencoder"
+    trainer: TrainerConfig = Field(default_factory=_trainer_defaults)
+    data: ImageDataConfig = Field(default_factory=ImageDataConfig)
+    model: AEModelConfig = Field(default_factory=AEModelConfig)
+    loss: AELossConfig = Field(default_factory=AELossConfig)
+    optimizer: AEOptimizerConfig = Field(default_factory=AEOptimizerConfig)
+    val: AEValConfig = Field(default_factory=AEValConfig)

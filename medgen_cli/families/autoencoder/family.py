@@ -1,0 +1,230 @@
+"""``autoencoder`` family: MONAI AutoencoderKL trained with L1 + KL (+ LSGAN patch adversarial,
++ perceptual with local weights), the first stage of latent diffusion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medgen_cli.errors import MedgenError
+from medgen_cli.families.autoencoder import common
+from medgen_cli.families.autoencoder.config import AutoencoderConfig
+from medgen_cli.families.base import Family
+
+
+def build_autoencoder(cfg: AutoencoderConfig) -> torch.nn.Module:
+    """The MONAI ``AutoencoderKL`` described by ``cfg`` (also used by the diffusion family)."""
+    from monai.networks.nets import AutoencoderKL
+
+    m = cfg.model
+    return AutoencoderKL(
+        spatial_dims=cfg.data.spatial_dims, in_channels=1, out_channels=1, channels=tuple(m.channels),
+        latent_channels=m.latent_channels, num_res_blocks=m.num_res_blocks, norm_num_groups=m.norm_num_groups,
+        attention_levels=tuple(m.attention_levels), with_encoder_nonlocal_attn=m.with_nonlocal_attn,
+        with_decoder_nonlocal_attn=m.with_nonlocal_attn,
+    )
+
+
+def kl_loss(z_mu: torch.Tensor, z_sigma: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma) || N(0, 1)) summed over latent elements, averaged over the batch."""
+    z_mu, z_sigma = z_mu.float(), z_sigma.float()
+    kl = 0.5 * (z_mu.pow(2) + z_sigma.pow(2) - torch.log(z_sigma.pow(2)) - 1)
+    return kl.flatten(1).sum(1).mean()
+
+
+class AutoencoderFamily(Family):
+    """AutoencoderKL + PatchDiscriminator; validation L1/PSNR/SSIM with the EMA weights."""
+
+    name = "autoencoder"
+    ema_modules = ("autoencoder",)
+
+    def __init__(self, cfg: AutoencoderConfig) -> None:
+        super().__init__(cfg)
+        self.cfg: AutoencoderConfig = cfg
+        self.key_metric = cfg.val.key_metric
+        self.key_mode = "min" if cfg.val.key_metric == "l1" else "max"
+        self.affine: list[list[float]] | None = None
+        self.perceptual: torch.nn.Module | None = None
+        self._train_ds: Any = None
+        self._val_ds: Any = False
+        self._log_batch: torch.Tensor | None = None
+
+    # ---- building ------------------------------------------------------------------------------
+    def build(self, device: torch.device) -> None:
+        from monai.losses import PatchAdversarialLoss
+        from monai.networks.nets import PatchDiscriminator
+
+        c = self.cfg
+        ae = build_autoencoder(c).to(device)
+        self.modules = {"autoencoder": ae}
+        self.optimizers = {"g": torch.optim.Adam(ae.parameters(), lr=c.optimizer.lr)}
+        if c.loss.adv_weight > 0:
+            disc = PatchDiscriminator(spatial_dims=c.data.spatial_dims, num_layers_d=c.model.disc_layers,
+                                      channels=c.model.disc_channels, in_channels=1, out_channels=1).to(device)
+            self.modules["discriminator"] = disc
+            self.optimizers["d"] = torch.optim.Adam(disc.parameters(), lr=c.optimizer.d_lr)
+            self.adv_loss = PatchAdversarialLoss(criterion="least_squares")
+        self.perceptual = self._build_perceptual(device)
+
+    def _build_perceptual(self, device: torch.device) -> torch.nn.Module | None:
+        path = self.cfg.loss.perceptual_weights_path
+        if not path or self.cfg.loss.perceptual_weight == 0:
+            return None
+        if not Path(path).is_file():
+            raise MedgenError(f"perceptual weights not found: {path}",
+                              "give a local torchvision ResNet-50 state dict, or set loss.perceptual_weights_path=null")
+        from monai.losses import PerceptualLoss
+
+        try:
+            loss = PerceptualLoss(spatial_dims=self.cfg.data.spatial_dims, network_type="resnet50", is_fake_3d=self.cfg.data.spatial_dims == 3,
+                                  fake_3d_ratio=self.cfg.loss.fake_3d_ratio, pretrained=True, pretrained_path=str(path))
+        except (RuntimeError, KeyError, OSError) as exc:
+            raise MedgenError(f"cannot load perceptual weights {path}: {str(exc).splitlines()[0]}",
+                              "expected a torchvision ResNet-50 state dict") from exc
+        return loss.to(device).eval().requires_grad_(False)
+
+    def train_dataset(self) -> Any:
+        if self._train_ds is None:
+            self._train_ds = common.make_dataset(self.cfg.data, "train")
+        return self._train_ds
+
+    def val_dataset(self) -> Any:
+        if self._val_ds is False:
+            self._val_ds = common.make_dataset(self.cfg.data, "val", augment=False)
+        return self._val_ds
+
+    def prepare(self, ctx: Any) -> None:
+        if self.affine is None:
+            self.affine = common.data_affine(self.cfg.data)
+
+    # ---- training ------------------------------------------------------------------------------
+    def train_step(self, batch: Any, ctx: Any) -> dict[str, float]:
+        x = batch["image"]
+        lc = self.cfg.loss
+        adv_on = "discriminator" in self.modules and ctx.global_step >= lc.adv_start_step
+        with ctx.autocast():
+            recon, z_mu, z_sigma = ctx.net("autoencoder")(x)
+        recon = recon.float()
+        l1 = F.l1_loss(recon, x)
+        kl = kl_loss(z_mu, z_sigma)
+        terms = {"l1": l1, "kl": lc.kl_weight * kl}
+        if self.perceptual is not None:
+            terms["perceptual"] = lc.perceptual_weight * self.perceptual(recon, x)
+        if adv_on:
+            with ctx.autocast():
+                logits = ctx.net("discriminator")(recon.contiguous())[-1]
+            terms["adv"] = lc.adv_weight * self.adv_loss(logits.float(), target_is_real=True, for_discriminator=False)
+        loss = sum(terms.values())
+        ctx.backward(loss, "g")
+        out = {"loss": float(loss.detach()), "recon_l1": float(l1.detach()), "kl": float(kl.detach()), "grad_norm/g": ctx.step("g")}
+        total = max(float(loss.detach()), 1e-12)
+        out.update({f"share/{k}": float(v.detach()) / total for k, v in terms.items()})
+        if adv_on:
+            out.update(self._discriminator_step(x, recon.detach(), ctx))
+        return out
+
+    def _discriminator_step(self, x: torch.Tensor, fake: torch.Tensor, ctx: Any) -> dict[str, float]:
+        ctx.zero_grad("d")  # drop the gradients the generator step left on D
+        disc = ctx.net("discriminator")
+        with ctx.autocast():
+            fake_logits = disc(fake.contiguous())[-1].float()
+            real_logits = disc(x.contiguous())[-1].float()
+        d_loss = self.cfg.loss.adv_weight * 0.5 * (
+            self.adv_loss(fake_logits, target_is_real=False, for_discriminator=True)
+            + self.adv_loss(real_logits, target_is_real=True, for_discriminator=True)
+        )
+        ctx.backward(d_loss, "d")
+        return {"d_loss": float(d_loss.detach()), "d_real": float(real_logits.mean()), "d_fake": float(fake_logits.mean()),
+                "grad_norm/d": ctx.step("d")}
+
+    # ---- validation ------------------------------------------------------------------------------
+    def _data_range(self, x: torch.Tensor) -> float:
+        if self.cfg.data.intensity in ("minmax", "none") or self.cfg.data.spatial_dims == 2:
+            return 1.0
+        return max(float(x.max() - x.min()), 1e-6)
+
+    def reconstruct_tensor(self, ae: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic reconstruction (decode the posterior mean)."""
+        z_mu, _ = ae.encode(x)
+        return ae.decode(z_mu).float()
+
+    def validate(self, batches: Any, ctx: Any) -> dict[str, float]:
+        from monai.metrics import PSNRMetric, SSIMMetric
+
+        ae = ctx.eval_module("autoencoder")
+        sums = {"l1": 0.0, "psnr": 0.0, "ssim": 0.0}
+        n = 0
+        for batch in batches:
+            x = batch["image"]
+            recon = self.reconstruct_tensor(ae, x)
+            rng = self._data_range(x)
+            win = min(11, *x.shape[2:])
+            win -= 1 - win % 2  # odd window that fits the smallest axis
+            psnr = PSNRMetric(max_val=rng, reduction="none")(recon, x)
+            ssim = SSIMMetric(spatial_dims=self.cfg.data.spatial_dims, data_range=rng, win_size=win, reduction="none")(recon, x)
+            sums["l1"] += float((recon - x).abs().flatten(1).mean(1).sum())
+            sums["psnr"] += float(psnr.sum())
+            sums["ssim"] += float(ssim.sum())
+            n += x.shape[0]
+            if self._log_batch is None:
+                self._log_batch = x[: self.cfg.val.num_images].detach().cpu()
+        return {k: v / n for k, v in sums.items()} if n else {}
+
+    def log_images(self, ctx: Any) -> None:
+        x = self._log_batch
+        if x is None:
+            ds = self.train_dataset()
+            x = torch.stack([ds[i]["image"] for i in range(min(len(ds), self.cfg.val.num_images))])
+            self._log_batch = x
+        recon = self.reconstruct_tensor(ctx.eval_module("autoencoder"), x.to(ctx.device)).cpu()
+        vols = [v for pair in zip(x[:, 0].numpy(), recon[:, 0].numpy()) for v in pair]
+        ctx.add_image("reconstruction/input_vs_recon", common.grid_tensor(vols))
+
+    # ---- state -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"affine": self.affine}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("affine") is not None:
+            self.affine = state["affine"]
+
+    # ---- inference -------------------------------------------------------------------------------
+    def reconstruct_file(self, path: str | Path, ae: torch.nn.Module, device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(input as the model sees it, reconstruction, output affine) for one volume/image file."""
+        p = Path(path)
+        if not p.is_file():
+            raise MedgenError(f"input not found: {p}")
+        data = self.cfg.data
+        if data.spatial_dims == 3:
+            from medgen_cli.data.volumes import make_volume_dataset
+            import nibabel as nib
+
+            x = make_volume_dataset([p], tuple(data.size), intensity=data.intensity)[0]["image"]
+            img = nib.load(str(p))
+            affine = common.resized_affine(img.affine, img.shape[:3], data.size)
+        else:
+            from medgen_cli.data.images import load_image
+
+            x = torch.from_numpy(np.ascontiguousarray(load_image(p, 1, data.size[0]).transpose(2, 0, 1)))
+            affine = np.eye(4)
+        with torch.no_grad():
+            recon = self.reconstruct_tensor(ae, x[None].to(device))[0, 0].cpu().numpy()
+        return x[0].numpy(), recon, affine
+
+    def sample_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
+        """``medgen sample RUN --input VOLUME``: write the reconstruction (and an input/recon PNG)."""
+        if opts.input is None:
+            raise MedgenError("autoencoder runs reconstruct a given volume", "pass --input VOLUME (a .nii.gz or an image)")
+        common.check_format(opts.format)
+        inp, recon, affine = self.reconstruct_file(opts.input, ctx.eval_module("autoencoder"), ctx.device)
+        out = Path(opts.out)
+        out.mkdir(parents=True, exist_ok=True)
+        name = Path(opts.input).name.split(".")[0]
+        paths = [common.write_volume(recon, out / f"recon_{name}", opts.format, affine, opts.threshold, opts.overwrite)]
+        if opts.format != "png":
+            paths.append(common.save_grid_png([inp, recon], out / f"recon_{name}_compare.png", opts.overwrite, titles=["input", "recon"]))
+        return paths

@@ -1,0 +1,92 @@
+"""Config of the ``diffusion`` family (pure pydantic: importable without torch).
+
+Defaults follow MONAI's 3D latent-diffusion tutorial (see REFERENCES.md): DiffusionModelUNet with
+channels (32, 64, 64), attention on the last two levels, head channels (0, 64, 64); DDPM with
+1,000 steps and a ``scaled_linear_beta`` schedule from 0.0015 to 0.0195.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from medgen_cli.config.base import EMAConfig, FamilyConfig, StrictModel, TrainerConfig
+
+
+class LatentDataConfig(StrictModel):
+    """Where the training volumes come from. Size, dimensionality and intensity scaling are the
+    autoencoder run's (the latents only make sense for data prepared the same way)."""
+
+    root: str | None = Field(None, description="Data folder (default: the autoencoder run's data.root).")
+    flip: bool = Field(True, description="Random flips along each axis.")
+    cache_rate: float = Field(0.25, ge=0.0, le=1.0, description="Fraction of volumes cached in memory.")
+
+
+class UNetConfig(StrictModel):
+    """MONAI ``DiffusionModelUNet`` on the latents."""
+
+    channels: list[int] = Field(default_factory=lambda: [32, 64, 64], description="Channels per level.")
+    attention_levels: list[bool] = Field(default_factory=lambda: [False, True, True], description="Self-attention per level.")
+    num_head_channels: list[int] = Field(default_factory=lambda: [0, 64, 64], description="Attention head channels per level.")
+    num_res_blocks: int = Field(1, ge=1, description="Residual blocks per level.")
+    norm_num_groups: int = Field(32, ge=1, description="GroupNorm groups (must divide every channel count).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "UNetConfig":
+        n = len(self.channels)
+        if len(self.attention_levels) != n or len(self.num_head_channels) != n:
+            raise ValueError("unet.attention_levels and unet.num_head_channels need one entry per unet.channels entry")
+        if any(c % self.norm_num_groups for c in self.channels):
+            raise ValueError(f"unet.norm_num_groups={self.norm_num_groups} must divide every unet.channels entry {self.channels}")
+        return self
+
+
+class NoiseScheduleConfig(StrictModel):
+    """The DDPM forward process (shared by the DDPM and DDIM samplers)."""
+
+    num_train_timesteps: int = Field(1000, ge=2, description="Diffusion steps of the forward process.")
+    schedule: Literal["linear_beta", "scaled_linear_beta", "cosine"] = Field("scaled_linear_beta", description="Beta schedule (MONAI names).")
+    beta_start: float = Field(0.0015, gt=0.0, description="First beta (linear schedules).")
+    beta_end: float = Field(0.0195, gt=0.0, description="Last beta (linear schedules).")
+    prediction_type: Literal["epsilon", "v_prediction"] = Field("epsilon", description="What the UNet predicts.")
+    clip_sample: bool = Field(False, description="Clip the predicted clean latent to [-1, 1] while sampling.")
+
+
+class ConditioningConfig(StrictModel):
+    """Class-conditional generation from the manifest's labels with classifier-free guidance."""
+
+    enabled: bool = Field(False, description="Condition on ROOT/manifest.json labels.")
+    num_classes: int | None = Field(None, ge=1, description="Number of classes (default: from the manifest).")
+    label_dropout: float = Field(0.1, ge=0.0, le=1.0, description="Probability of training a sample unconditionally (CFG).")
+    guidance_scale: float = Field(3.0, ge=0.0, description="Default --guidance-scale at sampling (1 = plain conditional).")
+
+
+class DiffusionSampleConfig(StrictModel):
+    scheduler: Literal["ddpm", "ddim"] = Field("ddim", description="Default sampler.")
+    steps: int = Field(50, ge=1, description="Default sampling steps (DDPM: num_train_timesteps is the classic choice).")
+    num_images: int = Field(2, ge=1, description="Samples decoded for TensorBoard at each image step.")
+
+
+class DiffusionOptimizerConfig(StrictModel):
+    lr: float = Field(1e-4, gt=0.0, description="Adam learning rate of the UNet.")
+
+
+def _trainer_defaults() -> TrainerConfig:
+    return TrainerConfig(batch_size=2, ema=EMAConfig(enabled=True, decay=0.999))
+
+
+class DiffusionConfig(FamilyConfig):
+    """``medgen train diffusion``: a latent DiffusionModelUNet on a trained autoencoder run."""
+
+    family: Literal["diffusion"] = "diffusion"
+    autoencoder_run: str | None = Field(None, description="The trained autoencoder run (runs/autoencoder/NAME); its best (EMA) weights are used.")
+    autoencoder_checkpoint: Literal["best", "latest"] = Field("best", description="Which checkpoint of the autoencoder run (falls back to latest when best.pt is missing).")
+    scale_factor: float | None = Field(None, gt=0.0, description="Latent scale factor (default: 1/std of the first training batch's latents).")
+    trainer: TrainerConfig = Field(default_factory=_trainer_defaults)
+    data: LatentDataConfig = Field(default_factory=LatentDataConfig)
+    unet: UNetConfig = Field(default_factory=UNetConfig)
+    noise: NoiseScheduleConfig = Field(default_factory=NoiseScheduleConfig)
+    conditioning: ConditioningConfig = Field(default_factory=ConditioningConfig)
+    sample: DiffusionSampleConfig = Field(default_factory=DiffusionSampleConfig)
+    optimizer: DiffusionOptimizerConfig = Field(default_factory=DiffusionOptimizerConfig)

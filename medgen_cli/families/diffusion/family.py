@@ -1,0 +1,289 @@
+"""``diffusion`` family: a MONAI DiffusionModelUNet learns the (scaled) latents of a trained
+autoencoder run with the DDPM objective; sampling decodes DDPM/DDIM latents back to volumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medgen_cli.errors import MedgenError
+from medgen_cli.families.autoencoder import common
+from medgen_cli.families.autoencoder.config import AutoencoderConfig, ImageDataConfig
+from medgen_cli.families.base import Family
+from medgen_cli.families.diffusion import sampling
+from medgen_cli.families.diffusion.config import DiffusionConfig
+
+
+def autoencoder_config(run: str | None) -> AutoencoderConfig:
+    """The saved config of an autoencoder run, with clear errors for a missing or foreign run."""
+    from medgen_cli.config.loading import load_yaml, validate_config
+
+    if not run:
+        raise MedgenError("autoencoder_run is not set",
+                          "train one with `medgen train autoencoder`, then --set autoencoder_run=runs/autoencoder/NAME")
+    path = Path(run)
+    if not (path / "config.yaml").is_file():
+        raise MedgenError(f"autoencoder_run {path} is not a run directory (no config.yaml)",
+                          "point autoencoder_run at runs/autoencoder/NAME of a trained autoencoder")
+    saved = load_yaml(path / "config.yaml")
+    if saved.get("family") != "autoencoder":
+        raise MedgenError(f"autoencoder_run {path} is a '{saved.get('family')}' run, not an autoencoder run",
+                          "point autoencoder_run at runs/autoencoder/NAME")
+    return validate_config(AutoencoderConfig, saved)
+
+
+class DiffusionFamily(Family):
+    """Latent DDPM with optional class conditioning (classifier-free guidance)."""
+
+    name = "diffusion"
+    ema_modules = ("unet",)
+    key_metric = "loss"
+    key_mode = "min"
+
+    def __init__(self, cfg: DiffusionConfig) -> None:
+        super().__init__(cfg)
+        self.cfg: DiffusionConfig = cfg
+        self.scale_factor: float | None = None
+        self.affine: list[list[float]] | None = None
+        self.num_classes = 0
+        self._train_ds: Any = None
+        self._val_ds: Any = False
+
+    # ---- building ------------------------------------------------------------------------------
+    def data_config(self) -> ImageDataConfig:
+        """The autoencoder's data settings with this run's root, flips, caching and labels."""
+        d = self.ae_cfg.data
+        return d.model_copy(update={
+            "root": self.cfg.data.root or d.root, "flip": self.cfg.data.flip, "rotate": False,
+            "cache_rate": self.cfg.data.cache_rate, "use_labels": self.cfg.conditioning.enabled,
+        })
+
+    def latent_shape(self) -> tuple[int, ...]:
+        """``(C, *spatial)`` of the autoencoder's latent (each level halves the size)."""
+        size = list(self.ae_cfg.data.size)
+        for _ in range(len(self.ae_cfg.model.channels) - 1):
+            size = [s // 2 for s in size]
+        return (self.ae_cfg.model.latent_channels, *size)
+
+    def build(self, device: torch.device) -> None:
+        from monai.networks.nets import DiffusionModelUNet
+
+        from medgen_cli.families.autoencoder.family import build_autoencoder
+
+        self.ae_cfg = autoencoder_config(self.cfg.autoencoder_run)
+        cond = self.cfg.conditioning
+        if cond.enabled:
+            self.num_classes = cond.num_classes or common.num_classes(self.data_config())
+            # Record the manifest-derived count in the config that checkpoints store, so a run
+            # can be loaded for sampling without its data folder.
+            cond.num_classes = self.num_classes
+        u = self.cfg.unet
+        latent_c = self.ae_cfg.model.latent_channels
+        unet = DiffusionModelUNet(
+            spatial_dims=self.ae_cfg.data.spatial_dims, in_channels=latent_c, out_channels=latent_c,
+            num_res_blocks=u.num_res_blocks, channels=tuple(u.channels), attention_levels=tuple(u.attention_levels),
+            num_head_channels=tuple(u.num_head_channels), norm_num_groups=u.norm_num_groups,
+            # one extra embedding is the "no class" token of classifier-free guidance
+            num_class_embeds=self.num_classes + 1 if cond.enabled else None,
+        ).to(device)
+        ae = build_autoencoder(self.ae_cfg).to(device).requires_grad_(False)
+        # The autoencoder is saved with every checkpoint, so sampling never depends on the
+        # autoencoder run's weights changing later.
+        self.modules = {"unet": unet, "autoencoder": ae}
+        self.optimizers = {"unet": torch.optim.Adam(unet.parameters(), lr=self.cfg.optimizer.lr)}
+        self.scheduler = sampling.make_scheduler(self.cfg.noise, "ddpm")
+
+    def train_dataset(self) -> Any:
+        if self._train_ds is None:
+            self._train_ds = common.make_dataset(self.data_config(), "train")
+        return self._train_ds
+
+    def val_dataset(self) -> Any:
+        if self._val_ds is False:
+            self._val_ds = common.make_dataset(self.data_config(), "val", augment=False)
+        return self._val_ds
+
+    def prepare(self, ctx: Any) -> None:
+        """Load the autoencoder run's weights, then fix the latent scale factor once."""
+        from medgen_cli.engine.run_loading import load_run
+
+        ae_run = load_run(self.cfg.autoencoder_run, checkpoint=self.cfg.autoencoder_checkpoint, device=str(ctx.device))
+        if ae_run.family.name != "autoencoder":
+            raise MedgenError(f"autoencoder_run {self.cfg.autoencoder_run} is not an autoencoder run")
+        self.modules["autoencoder"].load_state_dict(ae_run.ctx.eval_module("autoencoder").state_dict())
+        self.affine = getattr(ae_run.family, "affine", None) or common.data_affine(self.data_config())
+        if self.cfg.scale_factor is not None:
+            self.scale_factor = float(self.cfg.scale_factor)
+        else:
+            ds = self.train_dataset()
+            n = min(len(ds), max(ctx_batch(self.cfg), 1))
+            x = torch.stack([ds[i]["image"] for i in range(n)]).to(ctx.device)
+            with torch.no_grad():
+                z = self.modules["autoencoder"].encode_stage_2_inputs(x).float()
+            self.scale_factor = float(1.0 / z.std().clamp_min(1e-8))
+
+    # ---- training ------------------------------------------------------------------------------
+    def _latents(self, x: torch.Tensor, ctx: Any) -> torch.Tensor:
+        with torch.no_grad(), ctx.autocast():
+            z = self.modules["autoencoder"].encode_stage_2_inputs(x)
+        return z.float() * self.scale_factor
+
+    def _labels(self, batch: Any, drop: float, gen: torch.Generator | None = None) -> torch.Tensor | None:
+        if not self.cfg.conditioning.enabled:
+            return None
+        labels = batch["label"].long().view(-1)
+        if drop > 0:
+            u = torch.rand(labels.shape, generator=gen, device=labels.device if gen is None else gen.device)
+            labels = torch.where(u.to(labels.device) < drop, torch.full_like(labels, self.num_classes), labels)
+        return labels
+
+    def _loss(self, unet: torch.nn.Module, z: torch.Tensor, labels: torch.Tensor | None, ctx: Any,
+              gen: torch.Generator | None = None) -> torch.Tensor:
+        T = self.scheduler.num_train_timesteps
+        noise = torch.randn(z.shape, generator=gen, device=z.device if gen is None else gen.device).to(z.device)
+        t = torch.randint(0, T, (z.shape[0],), generator=gen, device=z.device if gen is None else gen.device).to(z.device)
+        noisy = self.scheduler.add_noise(original_samples=z, noise=noise, timesteps=t)
+        with ctx.autocast():
+            pred = unet(noisy, t, class_labels=labels)
+        target = noise if self.cfg.noise.prediction_type == "epsilon" else self.scheduler.get_velocity(z, noise, t)
+        return F.mse_loss(pred.float(), target)
+
+    def train_step(self, batch: Any, ctx: Any) -> dict[str, float]:
+        z = self._latents(batch["image"], ctx)
+        labels = self._labels(batch, self.cfg.conditioning.label_dropout)
+        loss = self._loss(ctx.net("unet"), z, labels, ctx)
+        ctx.backward(loss, "unet")
+        return {"loss": float(loss), "grad_norm": ctx.step("unet")}
+
+    def validate(self, batches: Any, ctx: Any) -> dict[str, float]:
+        # Fixed noise and timesteps so validation losses are comparable across steps.
+        unet = ctx.eval_module("unet")
+        gen = torch.Generator().manual_seed(1234)
+        total, n = 0.0, 0
+        for batch in batches:
+            z = self._latents(batch["image"], ctx)
+            labels = self._labels(batch, 0.0)
+            total += float(self._loss(unet, z, labels, ctx, gen)) * z.shape[0]
+            n += z.shape[0]
+        return {"loss": total / n} if n else {}
+
+    def log_images(self, ctx: Any) -> None:
+        s = self.cfg.sample
+        vols = self.generate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, s.num_images, 0,
+                             "ddim", s.steps)
+        ctx.add_image("samples/slices", common.grid_tensor(list(vols)))
+
+    # ---- state -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"scale_factor": self.scale_factor, "affine": self.affine, "num_classes": self.num_classes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("scale_factor") is not None:
+            self.scale_factor = float(state["scale_factor"])
+        if state.get("affine") is not None:
+            self.affine = state["affine"]
+
+    # ---- sampling --------------------------------------------------------------------------------
+    def _sampler(self, kind: str | None, steps: int | None) -> Any:
+        kind = kind or self.cfg.sample.scheduler
+        steps = steps or (self.cfg.sample.steps if kind == self.cfg.sample.scheduler else self.cfg.noise.num_train_timesteps)
+        if steps > self.cfg.noise.num_train_timesteps:
+            raise MedgenError(f"--steps {steps} exceeds the {self.cfg.noise.num_train_timesteps} training timesteps")
+        sched = sampling.make_scheduler(self.cfg.noise, kind)
+        sched.set_timesteps(steps)
+        return sched
+
+    def _class_labels(self, n: int, class_label: int | None, device: torch.device) -> torch.Tensor | None:
+        if not self.cfg.conditioning.enabled:
+            if class_label is not None:
+                raise MedgenError("this run is not class-conditional", "drop --class-label")
+            return None
+        if class_label is not None and not 0 <= class_label < self.num_classes:
+            raise MedgenError(f"--class-label must be in [0, {self.num_classes - 1}]")
+        labels = [class_label if class_label is not None else i % self.num_classes for i in range(n)]
+        return torch.tensor(labels, dtype=torch.long, device=device)
+
+    def _require_ready(self) -> None:
+        if self.scale_factor is None:
+            raise MedgenError("this diffusion run has no latent scale factor", "its checkpoint is incomplete; retrain")
+
+    def decode(self, ae: torch.nn.Module, latents: torch.Tensor) -> np.ndarray:
+        """Scaled latents → volumes ``[B, *size]`` (the scale factor is undone first)."""
+        return ae.decode_stage_2_outputs(latents / self.scale_factor).float()[:, 0].cpu().numpy()
+
+    def generate(self, unet: torch.nn.Module, ae: torch.nn.Module, device: torch.device, num: int, seed: int,
+                 scheduler: str | None = None, steps: int | None = None, guidance_scale: float | None = None,
+                 class_label: int | None = None, batch_size: int = 4, track: Any = None) -> np.ndarray:
+        """``num`` volumes ``[num, *size]``; sample ``i`` starts from the noise of seed ``seed + i``."""
+        self._require_ready()
+        sched = self._sampler(scheduler, steps)
+        labels = self._class_labels(num, class_label, device)
+        guidance = guidance_scale if guidance_scale is not None else self.cfg.conditioning.guidance_scale
+        out = []
+        batches = range(0, num, batch_size)
+        for k, start in enumerate(batches):
+            seeds = list(range(seed + start, seed + min(start + batch_size, num)))
+            noise = sampling.seeded_noise(self.latent_shape(), seeds, device)
+            lab = None if labels is None else labels[start:start + len(seeds)]
+            z = sampling.denoise(unet, sched, noise, lab, self.num_classes, guidance, seeds[0], track,
+                                 f"batch {k + 1}/{len(batches)}")
+            out.append(self.decode(ae, z))
+        return np.concatenate(out)
+
+    def interpolate(self, unet: torch.nn.Module, ae: torch.nn.Module, device: torch.device, seed_a: int, seed_b: int,
+                    steps: int, method: str = "slerp", scheduler: str | None = "ddim", sample_steps: int | None = None,
+                    track: Any = None) -> np.ndarray:
+        """Frames ``[steps, *size]`` decoded from slerp/lerp mixes of two seeds' noise (DDIM:
+        deterministic). Conditional runs are sampled unconditionally (the "no class" label)."""
+        self._require_ready()
+        if method not in ("slerp", "lerp"):
+            raise MedgenError(f"--method must be slerp or lerp, not {method!r}")
+        sched = self._sampler(scheduler or "ddim", sample_steps)
+        a, b = sampling.seeded_noise(self.latent_shape(), [seed_a, seed_b], torch.device("cpu"))
+        mix = sampling.slerp if method == "slerp" else sampling.lerp
+        frames = []
+        for i in range(steps):
+            noise = mix(a, b, i / (steps - 1))[None].to(device)
+            lab = None
+            if self.cfg.conditioning.enabled:
+                lab = torch.full((1,), self.num_classes, dtype=torch.long, device=device)
+            z = sampling.denoise(unet, sched, noise, lab, self.num_classes, None, seed_a, track,
+                                 f"frame {i + 1}/{steps}")
+            frames.append(self.decode(ae, z))
+        return np.concatenate(frames)
+
+    def sample_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
+        if opts.input is not None:
+            raise MedgenError("--input is for autoencoder runs", "diffusion runs generate from noise; drop --input")
+        common.check_format(opts.format)
+        vols = self.generate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, opts.num, opts.seed,
+                             opts.scheduler, opts.steps, opts.guidance_scale, opts.class_label, opts.batch_size,
+                             ctx.track)
+        out = Path(opts.out)
+        out.mkdir(parents=True, exist_ok=True)
+        affine = np.asarray(self.affine if self.affine is not None else np.eye(4))
+        paths = [common.write_volume(v, out / f"sample_{opts.seed + i:05d}", opts.format, affine, opts.threshold,
+                                     opts.overwrite) for i, v in enumerate(vols)]
+        paths.append(common.save_grid_png(list(vols[:16]), out / "grid.png", opts.overwrite))
+        return paths
+
+    def interpolate_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
+        common.check_format(opts.format, ("nifti", "npy", "png"))
+        frames = self.interpolate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, opts.seed_a,
+                                  opts.seed_b, opts.steps, opts.method, opts.scheduler, opts.sample_steps, ctx.track)
+        out = Path(opts.out)
+        out.mkdir(parents=True, exist_ok=True)
+        affine = np.asarray(self.affine if self.affine is not None else np.eye(4))
+        paths = [common.write_volume(f, out / f"frame_{i:03d}", opts.format, affine, 0.5, opts.overwrite)
+                 for i, f in enumerate(frames)]
+        paths.append(common.save_strip_png(list(frames), out / "strip.png", opts.overwrite))
+        return paths
+
+
+def ctx_batch(cfg: DiffusionConfig) -> int:
+    """How many training volumes estimate the scale factor (one training batch, as MONAI's tutorial)."""
+    return cfg.trainer.batch_size

@@ -1,0 +1,143 @@
+"""The base of the 2D GAN families: data, augmentation, FID-tracked validation, sampling.
+
+A subclass builds its networks and optimizers, runs its D/G updates in ``train_step`` and says
+how to turn seeds into images (:meth:`GAN2DFamily.generate`) and how to interpolate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medgen_cli.errors import MedgenError
+from medgen_cli.families.base import Family
+from medgen_cli.families.gan2d import outputs
+from medgen_cli.families.gan2d.augment import Augmenter
+from medgen_cli.families.gan2d.fid_tracking import FIDState
+
+
+class GAN2DFamily(Family):
+    """Shared behaviour of ``sagan`` and ``stylegan2`` (see the module docstring)."""
+
+    ema_modules = ("generator",)
+    key_metric = "val/fid"
+    key_mode = "min"
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        self.augment = Augmenter(cfg.augment)
+        self.fid = FIDState(cfg.fid)
+        self.device = torch.device("cpu")
+
+    # ---- subclass hooks ------------------------------------------------------------------------
+    @property
+    def latent_dim(self) -> int:
+        raise NotImplementedError
+
+    def generate(self, generator: torch.nn.Module, z: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
+        """Images in [-1, 1] from latents ``z`` with deterministic noise (eval/sampling)."""
+        raise NotImplementedError
+
+    def interpolate_images(self, generator: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tensor,
+                           t: torch.Tensor, opts: Any) -> torch.Tensor:
+        """Frames ``[K, C, H, W]`` in [-1, 1] between the latents ``z_a`` and ``z_b`` ([1, D])."""
+        raise NotImplementedError
+
+    # ---- data ------------------------------------------------------------------------------------
+    def _dataset(self, flip: bool) -> Any:
+        from medgen_cli.data.images import ImageFolderDataset
+
+        data = self.cfg.data
+        if data.root is None:
+            raise MedgenError("data.root is not set", "pass --set data.root=FOLDER_OF_IMAGES")
+        if not Path(data.root).is_dir():
+            raise MedgenError(f"data.root {data.root} is not a folder", "point data.root at a folder of images")
+        ds = ImageFolderDataset(data.root, data.resolution, channels=data.channels, flip=flip)
+        if len(ds) == 0:
+            raise MedgenError(f"no images found in {data.root}", "png, jpg, jpeg, tif, tiff or bmp files are read")
+        return ds
+
+    def train_dataset(self) -> Any:
+        return self._dataset(self.cfg.data.flip)
+
+    def _real_images(self) -> torch.Tensor:
+        """Up to ``fid.num_real`` training images (evenly spaced, unflipped) for the FID reference."""
+        ds = self._dataset(flip=False)
+        n = min(len(ds), self.cfg.fid.num_real)
+        idx = np.linspace(0, len(ds) - 1, n).round().astype(int)
+        return torch.stack([ds[int(i)] for i in idx])
+
+    # ---- step helpers ----------------------------------------------------------------------------
+    @staticmethod
+    def _real(batch: Any) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return x.float() * 2.0 - 1.0
+
+    @staticmethod
+    def _requires_grad(module: torch.nn.Module, flag: bool) -> None:
+        for p in module.parameters():
+            p.requires_grad_(flag)
+
+    # ---- validation: FID on a schedule -------------------------------------------------------------
+    def validate(self, batches: Any, ctx: Any) -> dict[str, float]:
+        """FID/KID of the EMA generator vs the training set when the step is on the FID schedule;
+        ``{}`` otherwise (or when FID is off / its weights are missing)."""
+        self.fid.require = bool(self.flags.get("require_fid", False))
+        if self.fid.require and not self.cfg.fid.enabled:
+            raise MedgenError("--require-fid was given but fid.enabled is false", "remove one of them")
+        if not self.fid.due(ctx.global_step) or not self.fid.build(self._real_images, ctx.device):
+            return {}
+        fakes = self._generate_many(ctx.eval_module("generator"), self.cfg.fid.num_fake, seed=12345,
+                                    batch_size=self.cfg.fid.batch_size, device=ctx.device)
+        return self.fid.evaluate(fakes, ctx.global_step)
+
+    @torch.no_grad()
+    def _generate_many(self, generator: torch.nn.Module, n: int, seed: int, batch_size: int,
+                       device: torch.device, truncation: float = 1.0) -> torch.Tensor:
+        z_all = outputs.seeded_normal(seed, (n, self.latent_dim))
+        chunks = [outputs.to_unit(self.generate(generator, z.to(device), truncation)).cpu()
+                  for z in z_all.split(batch_size)]
+        return torch.cat(chunks)
+
+    def log_images(self, ctx: Any) -> None:
+        """A grid of 16 samples of the EMA generator from fixed seeds."""
+        from torchvision.utils import make_grid
+
+        imgs = self._generate_many(ctx.eval_module("generator"), 16, seed=0, batch_size=16, device=ctx.device)
+        ctx.add_image("samples", make_grid(imgs, nrow=4, padding=2))
+
+    # ---- state that must survive a resume ----------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"augment": self.augment.state_dict(), "fid": self.fid.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.augment.load_state_dict(state.get("augment", {}))
+        self.fid.load_state_dict(state.get("fid", {}))
+
+    # ---- inference -----------------------------------------------------------------------------------
+    def sample_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
+        """``grid.png``, one PNG per sample and ``samples.npy``; the same seed gives the same images."""
+        outputs.reject_unsupported(opts, self.name, allow_truncation=self.name == "stylegan2")
+        gen = ctx.eval_module("generator")
+        z_all = outputs.seeded_normal(opts.seed, (opts.num, self.latent_dim))
+        chunks = []
+        for z in ctx.track(iter(z_all.split(opts.batch_size)), -(-opts.num // opts.batch_size), "sampling"):
+            chunks.append(outputs.to_unit(self.generate(gen, z.to(ctx.device), opts.truncation)).cpu())
+        images = torch.cat(chunks).numpy()
+        return outputs.write_samples(images, Path(opts.out), overwrite=opts.overwrite)
+
+    def interpolate_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
+        """Frames between the latents of ``seed_a`` and ``seed_b``: ``strip.png``,
+        ``interpolation.gif``, per-frame PNGs and ``frames.npy``."""
+        outputs.reject_unsupported(opts, self.name, allow_truncation=self.name == "stylegan2")
+        if opts.steps < 2:
+            raise MedgenError("--steps must be at least 2 (both endpoints)")
+        z_a = outputs.seeded_normal(opts.seed_a, (1, self.latent_dim)).to(ctx.device)
+        z_b = outputs.seeded_normal(opts.seed_b, (1, self.latent_dim)).to(ctx.device)
+        t = torch.linspace(0.0, 1.0, opts.steps, device=ctx.device)
+        frames = self.interpolate_images(ctx.eval_module("generator"), z_a, z_b, t, opts)
+        return outputs.write_interpolation(outputs.to_unit(frames).cpu().numpy(), Path(opts.out),
+                                           overwrite=opts.overwrite)

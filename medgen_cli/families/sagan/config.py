@@ -1,0 +1,75 @@
+"""Config of the ``sagan`` family (pure pydantic: imports without torch)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from medgen_cli.config.base import FamilyConfig, OptimConfig, StrictModel, TrainerConfig
+from medgen_cli.families.gan2d.config import AugmentConfig, FIDConfig, GANEMAConfig, ImageDataConfig
+
+
+class SAGANOptimConfig(OptimConfig):
+    """StepLR by default, like the user's SAGAN script (StepLR(500 epochs, 0.5))."""
+
+    schedule: Literal["constant", "cosine", "step", "exponential"] = Field("step", description="LR schedule after warm-up.")
+    step_size: int = Field(10000, ge=1, description="'step' schedule: multiply the LR by gamma every N steps.")
+
+
+class SAGANTrainerConfig(TrainerConfig):
+    """Trainer defaults for ~300 images at 64²: batch 16, clipping 1.0, EMA of G, StepLR."""
+
+    max_steps: int = Field(40000, ge=1, description="Stop after this many optimizer steps.")
+    batch_size: int = Field(16, ge=1, description="Batch size per process.")
+    grad_clip: float | None = Field(1.0, gt=0.0, description="Clip the gradient norm of each optimizer's parameters.")
+    ema: GANEMAConfig = Field(default_factory=GANEMAConfig)
+    optim: SAGANOptimConfig = Field(default_factory=SAGANOptimConfig)
+    val_every: int = Field(200, ge=1, description="Run validation (FID when on fid.schedule) every N steps.")
+    ckpt_every: int = Field(1000, ge=1, description="Write latest.pt and step_N.pt every N steps.")
+
+
+class SAGANModelConfig(StrictModel):
+    """Generator and discriminator (residual blocks, spectral norm, self-attention)."""
+
+    latent_dim: int = Field(128, ge=1, description="Size of z.")
+    base_channels: int = Field(64, ge=1, description="Channels at full resolution; doubled per halving.")
+    max_channels: int = Field(512, ge=1, description="Upper bound of the channels at any resolution.")
+    attention_resolution: int | None = Field(16, description="Feature-map size with self-attention in G and D (None = off).")
+
+
+class SAGANLossConfig(StrictModel):
+    """Adversarial loss."""
+
+    type: Literal["hinge", "bce"] = Field("hinge", description="hinge (SAGAN) or bce (with label smoothing).")
+    real_label: float = Field(0.9, gt=0.0, le=1.0, description="bce: target of real images (one-sided smoothing).")
+    n_critic: int = Field(1, ge=1, description="D updates per G update.")
+
+
+class SAGANOptimizerConfig(StrictModel):
+    """Two time-scale update rule (TTUR) with Adam."""
+
+    lr_g: float = Field(1e-4, gt=0.0, description="Generator learning rate.")
+    lr_d: float = Field(4e-4, gt=0.0, description="Discriminator learning rate.")
+    betas: tuple[float, float] = Field((0.0, 0.9), description="Adam betas.")
+
+
+class SAGANAugmentConfig(AugmentConfig):
+    """DiffAugment by default for SAGAN (as in the DiffAugment paper's BigGAN runs)."""
+
+    mode: Literal["none", "diffaugment", "ada"] = Field(
+        "diffaugment", description="none | diffaugment (always on, fixed policy) | ada (probability p steered by D's overfitting)."
+    )
+
+
+class SAGANConfig(FamilyConfig):
+    """``medgen train sagan``: self-attention GAN for small 2D image sets."""
+
+    family: Literal["sagan"] = "sagan"
+    trainer: SAGANTrainerConfig = Field(default_factory=SAGANTrainerConfig)
+    data: ImageDataConfig = Field(default_factory=ImageDataConfig)
+    model: SAGANModelConfig = Field(default_factory=SAGANModelConfig)
+    loss: SAGANLossConfig = Field(default_factory=SAGANLossConfig)
+    optimizer: SAGANOptimizerConfig = Field(default_factory=SAGANOptimizerConfig)
+    augment: SAGANAugmentConfig = Field(default_factory=SAGANAugmentConfig)
+    fid: FIDConfig = Field(default_factory=FIDConfig)

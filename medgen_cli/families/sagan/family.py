@@ -1,0 +1,98 @@
+"""``sagan``: self-attention GAN with spectral norm, hinge/BCE loss, TTUR and EMA of G."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from medgen_cli.errors import MedgenError
+from medgen_cli.families.gan2d import losses, outputs
+from medgen_cli.families.gan2d.family import GAN2DFamily
+from medgen_cli.families.sagan.config import SAGANConfig
+from medgen_cli.families.sagan.networks import Discriminator, Generator
+
+
+class SAGANFamily(GAN2DFamily):
+    """SAGAN for small 2D image sets; see :class:`~medgen_cli.families.sagan.config.SAGANConfig`."""
+
+    name = "sagan"
+
+    def __init__(self, cfg: SAGANConfig) -> None:
+        super().__init__(cfg)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.cfg.model.latent_dim
+
+    def build(self, device: torch.device) -> None:
+        m, d, o = self.cfg.model, self.cfg.data, self.cfg.optimizer
+        attn = m.attention_resolution
+        if attn is not None and not (8 <= attn <= d.resolution):
+            raise MedgenError(f"model.attention_resolution={attn} is outside 8..{d.resolution}",
+                              "use a feature-map size between 8 and data.resolution, or null")
+        self.device = device
+        gen = Generator(m.latent_dim, d.resolution, d.channels, m.base_channels, m.max_channels, attn).to(device)
+        disc = Discriminator(d.resolution, d.channels, m.base_channels, m.max_channels, attn).to(device)
+        self.modules = {"generator": gen, "discriminator": disc}
+        self.optimizers = {
+            "g": torch.optim.Adam(gen.parameters(), lr=o.lr_g, betas=tuple(o.betas)),
+            "d": torch.optim.Adam(disc.parameters(), lr=o.lr_d, betas=tuple(o.betas)),
+        }
+
+    def _d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cfg.loss.type == "hinge":
+            return losses.d_hinge(real.float(), fake.float())
+        return losses.d_bce(real.float(), fake.float(), real_label=self.cfg.loss.real_label)
+
+    def _g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        return losses.g_hinge(fake.float()) if self.cfg.loss.type == "hinge" else losses.g_bce(fake.float())
+
+    def train_step(self, batch: Any, ctx: Any) -> dict[str, float]:
+        """``loss.n_critic`` D updates, then one G update; D sees augmented real and fake images."""
+        real = self._real(batch)
+        gen, disc = ctx.net("generator"), ctx.net("discriminator")
+        n = real.shape[0]
+        for _ in range(self.cfg.loss.n_critic):
+            z = torch.randn(n, self.latent_dim, device=real.device)
+            with ctx.autocast():
+                with torch.no_grad():
+                    fake = gen(z)
+                d_real = disc(self.augment(real))
+                d_fake = disc(self.augment(fake.detach()))
+                l_real, l_fake = self._d_loss(d_real, d_fake)
+            ctx.backward(l_real + l_fake, "d")
+            gn_d = ctx.step("d")
+            self.augment.observe_real(d_real)
+
+        # D's weights are frozen for the G step so no D gradients leak into the next D update.
+        self._requires_grad(self.modules["discriminator"], False)
+        try:
+            z = torch.randn(n, self.latent_dim, device=real.device)
+            with ctx.autocast():
+                d_gen = disc(self.augment(gen(z)))
+                l_g = self._g_loss(d_gen)
+            ctx.backward(l_g, "g")
+            gn_g = ctx.step("g")
+        finally:
+            self._requires_grad(self.modules["discriminator"], True)
+
+        terms = {"d_real": float(l_real.detach()), "d_fake": float(l_fake.detach())}
+        return {
+            "loss/d": terms["d_real"] + terms["d_fake"], "loss/d_real": terms["d_real"],
+            "loss/d_fake": terms["d_fake"], "loss/g": float(l_g.detach()),
+            "d/real": float(d_real.detach().float().mean()), "d/fake": float(d_fake.detach().float().mean()),
+            "grad_norm/d": gn_d, "grad_norm/g": gn_g,
+            **losses.shares(terms), **self.augment.metrics(),
+        }
+
+    def generate(self, generator: torch.nn.Module, z: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
+        return generator(z)
+
+    def interpolate_images(self, generator: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tensor,
+                           t: torch.Tensor, opts: Any) -> torch.Tensor:
+        """Slerp (default) or lerp in z: Gaussian latents live near a sphere, so slerp keeps every
+        frame at a typical norm."""
+        path = outputs.slerp if opts.method == "slerp" else outputs.lerp
+        zs = path(z_a[0], z_b[0], t)
+        return torch.cat([generator(chunk) for chunk in zs.split(16)])

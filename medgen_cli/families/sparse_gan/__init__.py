@@ -1,0 +1,12 @@
+"""Sparse 3D GAN (MinkowskiEngine or pure-PyTorch sparse convolutions), registered as ``sparse-gan``."""
+
+from __future__ import annotations
+
+from medgen_cli.families.registry import FamilySpec, register
+
+register(FamilySpec(
+    name="sparse-gan",
+    config="medgen_cli.families.sparse_gan.config:SparseGANConfig",
+    family="medgen_cli.families.sparse_gan.family:SparseGANFamily",
+    help="Sparse 3D GAN (WGAN-GP/vanilla/LSGAN) whose generator keeps a voxel budget.",
+))

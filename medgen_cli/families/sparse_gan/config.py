@@ -1,0 +1,103 @@
+"""Config of the sparse 3D GAN (pure pydantic: imports without torch)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from medgen_cli.config.base import EMAConfig, FamilyConfig, StrictModel, TrainerConfig
+
+
+class SparseBackendConfig(StrictModel):
+    """Which sparse-tensor backend runs the networks."""
+
+    backend: Literal["auto", "minkowski", "torch"] = Field(
+        "auto", description="auto = MinkowskiEngine when it imports (and runs on the device), else pure PyTorch.")
+
+
+class SparseGANData(StrictModel):
+    """Volumes from `medgen data convert-h5` (ROOT/train/*.nii.gz), made sparse by threshold."""
+
+    root: str = Field("data/volumes", description="Folder with train/ (and optionally val/) NIfTI volumes.")
+    voxel_size: int = Field(64, ge=4, description="Volumes are resized to voxel_size³.")
+    threshold: float = Field(0.1, description="Voxels with value > threshold become sparse points.")
+    min_voxels: int = Field(100, ge=0, description="A volume with fewer voxels keeps its min_voxels brightest.")
+    intensity: Literal["none", "minmax"] = Field("none", description="Scaling before thresholding (convert-h5 output is already [0, 1]).")
+    flip: bool = Field(False, description="Random flips along each axis.")
+    cache_rate: float = Field(0.0, ge=0.0, le=1.0, description="Fraction of volumes cached in memory.")
+
+
+class SparseGenerator(StrictModel):
+    """latent → linear → init_size³ grid → one ×2 sparse upsampling per channel step → 1 channel."""
+
+    latent_dim: int = Field(256, ge=1, description="Size of z.")
+    init_size: int = Field(4, ge=1, description="Edge of the first (dense) grid.")
+    channels: list[int] = Field([256, 128, 64, 32, 16], min_length=2,
+                                description="Channels per resolution; len-1 upsamplings.")
+    max_voxels: int = Field(8192, ge=1, description="Voxel budget per sample at full resolution.")
+    occupancy_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Children with occupancy above it are kept.")
+    parent_slack: float = Field(2.0, ge=1.0, description="Coarser levels keep up to slack·max_voxels/8^levels_below voxels.")
+
+
+class SparseDiscriminator(StrictModel):
+    """Strided sparse convolutions → global pooling → linear."""
+
+    channels: list[int] = Field([16, 32, 64, 128, 256], min_length=1, description="One stride-2 conv per entry.")
+    kernel_size: int = Field(3, ge=2, le=3, description="Kernel of the strided convs (2 or 3).")
+    pooling: Literal["mean", "sum", "max"] = Field("mean", description="Global pooling per sample.")
+
+
+class SparseGANLoss(StrictModel):
+    """Adversarial objective."""
+
+    gan_type: Literal["wgan-gp", "vanilla", "lsgan"] = Field("wgan-gp", description="Loss family.")
+    n_critic: int = Field(5, ge=1, description="Discriminator steps per generator step.")
+    gradient_penalty_weight: float = Field(10.0, ge=0.0, description="wgan-gp: weight of the gradient penalty.")
+
+
+class SparseGANOptim(StrictModel):
+    """Adam for both players."""
+
+    lr_g: float = Field(1e-4, gt=0.0, description="Generator learning rate.")
+    lr_d: float = Field(1e-4, gt=0.0, description="Discriminator learning rate.")
+    betas: tuple[float, float] = Field((0.5, 0.9), description="Adam betas.")
+
+
+class SparseGANConfig(FamilyConfig):
+    """`medgen train sparse-gan`: sparse 3D GAN whose generator prunes to a voxel budget."""
+
+    family: Literal["sparse-gan"] = "sparse-gan"
+    trainer: TrainerConfig = Field(default_factory=lambda: TrainerConfig(max_steps=20000, ema=EMAConfig(enabled=True)))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trainer_defaults(cls, data: object) -> object:
+        # A partial `trainer:` mapping would otherwise fall back to the generic defaults.
+        if isinstance(data, dict) and isinstance(data.get("trainer"), dict):
+            t = dict(data["trainer"])
+            t.setdefault("max_steps", 20000)
+            ema = t.get("ema")
+            if ema is None:
+                t["ema"] = {"enabled": True}
+            elif isinstance(ema, dict) and "enabled" not in ema:
+                t["ema"] = {**ema, "enabled": True}
+            data = {**data, "trainer": t}
+        return data
+    sparse: SparseBackendConfig = Field(default_factory=SparseBackendConfig)
+    data: SparseGANData = Field(default_factory=SparseGANData)
+    generator: SparseGenerator = Field(default_factory=SparseGenerator)
+    discriminator: SparseDiscriminator = Field(default_factory=SparseDiscriminator)
+    loss: SparseGANLoss = Field(default_factory=SparseGANLoss)
+    optim: SparseGANOptim = Field(default_factory=SparseGANOptim)
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> SparseGANConfig:
+        ups = len(self.generator.channels) - 1
+        if self.generator.init_size * 2**ups != self.data.voxel_size:
+            raise ValueError(
+                f"generator.init_size·2^(len(channels)-1) = {self.generator.init_size * 2**ups} must equal "
+                f"data.voxel_size = {self.data.voxel_size}")
+        if 2 ** len(self.discriminator.channels) > self.data.voxel_size:
+            raise ValueError("discriminator has more stride-2 convs than data.voxel_size allows")
+        return self

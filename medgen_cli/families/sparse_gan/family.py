@@ -1,0 +1,173 @@
+"""The sparse GAN family: data, one training step (D every step, G every n_critic), sampling.
+
+MinkowskiEngine's convolutions have no double backward, so with the ``minkowski`` backend the
+WGAN-GP penalty would silently give the critic no gradient. The penalty therefore always runs
+the critic's *own weights* through the pure-PyTorch backend (``torch.func.functional_call`` on a
+torch-backend twin); the two backends agree to float precision (tests/sparse).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medgen_cli.families.base import Family
+from medgen_cli.families.sparse_gan import sampling
+from medgen_cli.families.sparse_gan.config import SparseGANConfig
+from medgen_cli.families.sparse_gan.losses import d_loss, g_loss, gradient_penalty
+from medgen_cli.families.sparse_gan.networks import SparseDiscriminator, SparseGenerator
+from medgen_cli.sparse import resolve_backend_name
+from medgen_cli.sparse.common import from_dense
+from medgen_cli.sparse.tensor import SparseTensor
+
+
+def collate_sparse(items: list[dict[str, Any]], threshold: float, min_voxels: int) -> dict[str, Any]:
+    """Stack dense volumes and keep the voxels above ``threshold`` (``min_voxels`` floor)."""
+    dense = torch.stack([it["image"].as_tensor() if hasattr(it["image"], "as_tensor") else it["image"]
+                         for it in items]).float()
+    x = from_dense(dense[:, :1], threshold, min_voxels)
+    return {"coords": x.coords, "feats": x.feats, "batch_size": len(items)}
+
+
+class SparseGANFamily(Family):
+    """``medgen train sparse-gan`` (see :mod:`medgen_cli.families.sparse_gan`)."""
+
+    name = "sparse-gan"
+    ema_modules = ("generator",)
+    key_metric = None
+
+    cfg: SparseGANConfig
+
+    def __init__(self, cfg: SparseGANConfig) -> None:
+        super().__init__(cfg)
+        self.affine: list[list[float]] = np.eye(4).tolist()
+        self.last_g_loss = float("nan")
+        self.backend = "torch"
+        self._twin: SparseDiscriminator | None = None
+
+    # ---- building ---------------------------------------------------------------------------
+    def build(self, device: torch.device) -> None:
+        c = self.cfg
+        self.backend = resolve_backend_name(c.sparse.backend, device)
+        g, d = c.generator, c.discriminator
+        gen = SparseGenerator(g.latent_dim, g.init_size, g.channels, c.data.voxel_size, g.max_voxels,
+                              g.occupancy_threshold, g.parent_slack, backend=self.backend).to(device)
+        disc = SparseDiscriminator(d.channels, d.kernel_size, d.pooling, backend=self.backend).to(device)
+        self.modules = {"generator": gen, "discriminator": disc}
+        betas = tuple(c.optim.betas)
+        self.optimizers = {
+            "generator": torch.optim.Adam(gen.parameters(), lr=c.optim.lr_g, betas=betas),
+            "discriminator": torch.optim.Adam(disc.parameters(), lr=c.optim.lr_d, betas=betas),
+        }
+
+    def _files(self) -> tuple[list[Path], list[Path]]:
+        from medgen_cli.data.volumes import list_volume_split
+
+        return list_volume_split(self.cfg.data.root)
+
+    def _dataset(self, files: list[Path], train: bool) -> Any:
+        from medgen_cli.data.volumes import make_volume_dataset
+
+        d = self.cfg.data
+        return make_volume_dataset(files, (d.voxel_size,) * 3, intensity=d.intensity,
+                                   flip=d.flip and train, cache_rate=d.cache_rate)
+
+    def train_dataset(self) -> Any:
+        train, _ = self._files()
+        self._set_affine(train[0])
+        return self._dataset(train, train=True)
+
+    def val_dataset(self) -> Any:
+        _, val = self._files()
+        return self._dataset(val, train=False) if val else None
+
+    def collate_fn(self) -> Any:
+        return functools.partial(collate_sparse, threshold=self.cfg.data.threshold,
+                                 min_voxels=self.cfg.data.min_voxels)
+
+    def _set_affine(self, path: Path) -> None:
+        """The data's voxel-to-world affine, rescaled to the training grid; samples reuse it."""
+        import nibabel as nib
+
+        img = nib.load(str(path))
+        scale = np.array(img.shape[:3], dtype=np.float64) / self.cfg.data.voxel_size
+        aff = np.asarray(img.affine, dtype=np.float64).copy()
+        aff[:3, :3] = aff[:3, :3] * scale[None, :]
+        self.affine = aff.tolist()
+
+    # ---- training ---------------------------------------------------------------------------
+    def _critic_for_penalty(self, ctx: Any) -> Any:
+        if self.backend == "torch":
+            return ctx.net("discriminator")
+        disc = self.modules["discriminator"]
+        if self._twin is None:
+            d = self.cfg.discriminator
+            self._twin = SparseDiscriminator(d.channels, d.kernel_size, d.pooling, backend="torch").to(ctx.device)
+        params = {k.replace(".op.", "."): v for k, v in disc.named_parameters()}
+        return functools.partial(torch.func.functional_call, self._twin, params)
+
+    def train_step(self, batch: dict[str, Any], ctx: Any) -> dict[str, float]:
+        c = self.cfg
+        bsz = int(batch["batch_size"])
+        real = SparseTensor(batch["coords"], batch["feats"], 1, bsz)
+        gen, disc = ctx.net("generator"), ctx.net("discriminator")
+        kind = c.loss.gan_type
+        z = torch.randn(bsz, c.generator.latent_dim, device=ctx.device)
+        with torch.no_grad(), ctx.autocast():
+            fake = gen(z)
+        fake = fake.with_feats(fake.feats.float())
+        with ctx.autocast():
+            d_real, d_fake = disc(real).float(), disc(fake).float()
+            loss_d = d_loss(kind, d_real, d_fake)
+        metrics = {"d_loss": float(loss_d), "d_real": float(d_real.mean()), "d_fake": float(d_fake.mean()),
+                   "fake_voxels": fake.num_voxels / bsz, "real_voxels": real.num_voxels / bsz}
+        if kind == "wgan-gp":
+            gp = gradient_penalty(self._critic_for_penalty(ctx), real, fake)
+            loss_d = loss_d + c.loss.gradient_penalty_weight * gp
+            metrics["gradient_penalty"] = float(gp)
+            metrics["wasserstein_distance"] = float(d_real.mean() - d_fake.mean())
+        ctx.backward(loss_d, "discriminator")
+        metrics["d_grad_norm"] = ctx.step("discriminator")
+        if (ctx.global_step + 1) % c.loss.n_critic == 0:
+            z = torch.randn(bsz, c.generator.latent_dim, device=ctx.device)
+            with ctx.autocast():
+                out = gen(z)
+                loss_g = g_loss(kind, disc(out.with_feats(out.feats.float())).float())
+            ctx.backward(loss_g, "generator")
+            metrics["g_grad_norm"] = ctx.step("generator")
+            ctx.zero_grad("discriminator")  # the G loss also filled the critic's gradients
+            self.last_g_loss = float(loss_g)
+        metrics["g_loss"] = self.last_g_loss
+        return metrics
+
+    @torch.no_grad()
+    def validate(self, batches: Any, ctx: Any) -> dict[str, float]:
+        gen = ctx.eval_module("generator")
+        g = torch.Generator(device="cpu").manual_seed(0)
+        z = torch.randn(2, self.cfg.generator.latent_dim, generator=g).to(ctx.device)
+        fake = gen(z)
+        return {"fake_voxels": fake.num_voxels / 2, "fake_mean_value": float(fake.feats.mean())}
+
+    def log_images(self, ctx: Any) -> None:
+        vol = sampling.generate_volumes(self, ctx.eval_module("generator"), 1, seed=0, device=ctx.device)[0]
+        ctx.add_image("samples/mip", torch.from_numpy(vol.max(axis=0))[None])
+
+    # ---- state ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"affine": self.affine, "last_g_loss": self.last_g_loss}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.affine = state.get("affine", self.affine)
+        self.last_g_loss = float(state.get("last_g_loss", math.nan))
+
+    # ---- inference --------------------------------------------------------------------------
+    def sample_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
+        return sampling.sample_to_dir(self, opts, ctx)
+
+    def interpolate_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
+        return sampling.interpolate_to_dir(self, opts, ctx)

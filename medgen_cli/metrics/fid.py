@@ -1,0 +1,358 @@
+"""FID and KID with pytorch-fid's own FID-InceptionV3, usable offline and from training loops.
+
+The numbers equal pytorch-fid's: its :class:`pytorch_fid.inception.InceptionV3` (bilinear resize
+to 299, ``2x - 1``, FID-Inception weights), its float32 features stored as float64, ``np.cov``
+statistics and its Fréchet distance (``1e-6 * I`` added to both covariances when ``sqrtm`` is
+not finite; an imaginary diagonal larger than ``1e-3`` is an error). Only the ``sqrtm`` call
+differs: pytorch-fid 0.3.0 passes ``disp=False``, which SciPy 1.18 removed; the returned matrix is
+the same, so the value is the same.
+
+Weights are never replaced by random ones: :func:`resolve_weights` finds the file or raises
+:class:`FIDWeightsMissing` saying where to put it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import numpy as np
+
+from medgen_cli.errors import MedgenError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+FID_WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
+FID_WEIGHTS_URL = (
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FID_WEIGHTS_FILENAME
+)
+SUPPORTED_DIMS = (64, 192, 768, 2048)
+_EPS = 1e-6
+
+
+class FIDWeightsMissing(MedgenError):
+    """The FID-Inception weights file cannot be found (and cannot be downloaded)."""
+
+
+class FIDNumericalError(MedgenError, ValueError):
+    """``sqrtm(Σ1 Σ2)`` has a significant imaginary part (pytorch-fid raises ValueError here)."""
+
+
+def default_weights_path() -> Path:
+    """Where pytorch-fid (torch.hub) caches the weights: ``$TORCH_HOME/hub/checkpoints/<file>``."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_FILENAME
+
+
+def _online(host: str = "github.com", port: int = 443, timeout: float = 3.0) -> bool:
+    """Whether a download can be tried (``MEDGEN_OFFLINE=1`` forbids it)."""
+    if os.environ.get("MEDGEN_OFFLINE", "") not in ("", "0"):
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _missing_message(target: Path) -> str:
+    return (
+        f"FID-Inception weights not found. Download {FID_WEIGHTS_URL} and put it at {target} "
+        f"(or pass --weights FILE, or set MEDGEN_FID_WEIGHTS=FILE)"
+    )
+
+
+def resolve_weights(weights: str | Path | None = None) -> Path:
+    """Find the pytorch-fid FID-Inception weights file.
+
+    Order: ``weights``; env ``MEDGEN_FID_WEIGHTS``; ``torch.hub.get_dir()/checkpoints/
+    pt_inception-2015-12-05-6726825d.pth`` (where pytorch-fid caches it); else pytorch-fid's
+    download into that place, tried only when github.com is reachable and ``MEDGEN_OFFLINE`` is
+    unset.
+
+    Args:
+        weights: explicit path to the ``.pth`` state dict, or None.
+
+    Returns:
+        Path of an existing weights file.
+
+    Raises:
+        FIDWeightsMissing: nothing found and no download possible; the message says where to put it.
+    """
+    if weights is not None and str(weights) != "":
+        p = Path(weights).expanduser()
+        if not p.is_file():
+            raise FIDWeightsMissing(f"FID weights file not found: {p}", "check the --weights path")
+        return p
+    env = os.environ.get("MEDGEN_FID_WEIGHTS", "")
+    if env:
+        p = Path(env).expanduser()
+        if not p.is_file():
+            raise FIDWeightsMissing(f"MEDGEN_FID_WEIGHTS points to a missing file: {p}",
+                                    "fix or unset MEDGEN_FID_WEIGHTS")
+        return p
+    target = default_weights_path()
+    if target.is_file():
+        return target
+    if not _online():
+        raise FIDWeightsMissing(_missing_message(target))
+    import torch.hub
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # Same URL and cache place as pytorch-fid; the download is atomic (temp file + move).
+        torch.hub.download_url_to_file(FID_WEIGHTS_URL, str(target), progress=True)
+    except Exception as exc:  # network errors come in many types
+        raise FIDWeightsMissing(_missing_message(target) + f"; the download failed: {exc}") from exc
+    return target
+
+
+def weights_fingerprint(path: str | Path) -> str:
+    """A cheap content hash of a weights file (size + first and last MiB), for cache keys."""
+    p = Path(path)
+    size = p.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(p, "rb") as fh:
+        h.update(fh.read(1 << 20))
+        if size > (2 << 20):
+            fh.seek(-(1 << 20), os.SEEK_END)
+            h.update(fh.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+def _load_state_dict(path: Path) -> dict[str, Any]:
+    import torch
+
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise MedgenError(f"cannot read FID weights {path}: {type(exc).__name__}: {exc}".splitlines()[0],
+                          "use pytorch-fid's pt_inception-2015-12-05-6726825d.pth") from exc
+    if not isinstance(state, dict):
+        raise MedgenError(f"FID weights {path} are not a state dict", "use pytorch-fid's weights file")
+    return state
+
+
+def resolve_device(device: str | Any = "cpu") -> "torch.device":
+    """``"auto"`` → CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    import torch
+
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise MedgenError(f"unknown device {device!r}", "use cpu, cuda, cuda:0 or auto") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MedgenError(f"device {device!r} requested but CUDA is not available", "use --device cpu")
+    return dev
+
+
+class FeatureExtractor:
+    """pytorch-fid's InceptionV3 loaded once from a local weights file.
+
+    Args:
+        dims: feature size, one of 64, 192, 768, 2048 (pool3, the FID default).
+        device: torch device (``"auto"`` picks CUDA when available).
+        weights: weights path; see :func:`resolve_weights`.
+    """
+
+    def __init__(self, dims: int = 2048, device: str | Any = "cpu", weights: str | Path | None = None) -> None:
+        from unittest import mock
+
+        import pytorch_fid.inception as pfi
+
+        if dims not in pfi.InceptionV3.BLOCK_INDEX_BY_DIM:
+            raise MedgenError(f"--dims {dims} is not supported", f"choose one of {SUPPORTED_DIMS}")
+        self.dims = dims
+        self.device = resolve_device(device)
+        self.weights_path = resolve_weights(weights)
+        state = _load_state_dict(self.weights_path)
+        # pytorch-fid's constructor fetches its weights by URL; hand it the local state dict instead
+        # so its exact architecture is built from our (weights_only) load, never from a download.
+        with mock.patch.object(pfi, "load_state_dict_from_url", lambda *a, **k: state):
+            try:
+                model = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[dims]])
+            except RuntimeError as exc:
+                raise MedgenError(f"{self.weights_path} is not a pytorch-fid FID-Inception state dict: "
+                                  f"{str(exc).splitlines()[0]}",
+                                  "use pt_inception-2015-12-05-6726825d.pth from pytorch-fid") from exc
+        self.model = model.to(self.device).eval()
+
+    def _forward(self, batch: "torch.Tensor") -> np.ndarray:
+        import torch
+        from torch.nn.functional import adaptive_avg_pool2d
+
+        if batch.ndim != 4:
+            raise MedgenError(f"expected images shaped [N, C, H, W], got {tuple(batch.shape)}")
+        if batch.shape[1] == 1:
+            batch = batch.repeat(1, 3, 1, 1)
+        elif batch.shape[1] != 3:
+            raise MedgenError(f"expected 1 or 3 channels, got {batch.shape[1]}")
+        with torch.inference_mode():
+            pred = self.model(batch.to(self.device, dtype=torch.float32))[0]
+            # As pytorch-fid: pool blocks other than pool3 to one value per channel.
+            if pred.size(2) != 1 or pred.size(3) != 1:
+                pred = adaptive_avg_pool2d(pred, output_size=(1, 1))
+        return pred.squeeze(3).squeeze(2).cpu().numpy()
+
+    def features(self, images: "torch.Tensor", batch_size: int = 50) -> np.ndarray:
+        """Pool features of images in [0, 1].
+
+        Args:
+            images: float tensor ``[N, C, H, W]`` with C = 1 (repeated to RGB) or 3, values in [0, 1].
+            batch_size: images per forward pass.
+
+        Returns:
+            float64 array ``[N, dims]`` (float32 values, as pytorch-fid stores them).
+        """
+        n = int(images.shape[0])
+        out = np.empty((n, self.dims))
+        for start in range(0, n, max(1, batch_size)):
+            chunk = images[start:start + batch_size]
+            out[start:start + chunk.shape[0]] = self._forward(chunk)
+        return out
+
+    def features_from_batches(self, batches: Iterable["torch.Tensor"],
+                              on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """Features of a stream of ``[B, C, H, W]`` batches (e.g. a DataLoader), concatenated."""
+        parts = []
+        for batch in batches:
+            parts.append(self._forward(batch).astype(np.float64))
+            if on_batch is not None:
+                on_batch(int(batch.shape[0]))
+        if not parts:
+            return np.empty((0, self.dims))
+        return np.concatenate(parts, axis=0)
+
+
+def compute_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of features exactly as pytorch-fid (float64, ``np.cov(rowvar=False)``).
+
+    Raises:
+        MedgenError: fewer than two samples (the covariance is undefined).
+    """
+    act = np.asarray(features, dtype=np.float64)
+    if act.ndim != 2 or act.shape[0] < 2:
+        raise MedgenError(f"FID needs at least 2 samples, got {act.shape[0] if act.ndim else 0}")
+    return np.mean(act, axis=0), np.cov(act, rowvar=False)
+
+
+def _sqrtm(a: np.ndarray) -> np.ndarray:
+    from scipy import linalg
+
+    # No disp= (removed in SciPy 1.18); the returned matrix is the same one pytorch-fid unpacks.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return linalg.sqrtm(a)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = _EPS) -> float:
+    """Fréchet distance between two Gaussians with pytorch-fid's numerics.
+
+    Args:
+        mu1, sigma1: mean and covariance of the first set.
+        mu2, sigma2: mean and covariance of the second set.
+        eps: diagonal offset used when ``sqrtm`` of the product is not finite.
+
+    Returns:
+        ``‖μ1 − μ2‖² + Tr Σ1 + Tr Σ2 − 2 Tr √(Σ1 Σ2)``.
+
+    Raises:
+        MedgenError: mismatched shapes.
+        FIDNumericalError: the square root has an imaginary diagonal above 1e-3.
+    """
+    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
+    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise MedgenError(f"statistics have different dimensions: {mu1.shape[0]} vs {mu2.shape[0]}",
+                          "compute both with the same --dims")
+    diff = mu1 - mu2
+    covmean = _sqrtm(sigma1.dot(sigma2))
+    if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = _sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            m = np.max(np.abs(covmean.imag))
+            raise FIDNumericalError(f"FID: sqrtm(Σ1·Σ2) has an imaginary component {m:.3g}",
+                                    "use more samples (at least the feature dimension) or a smaller --dims")
+        covmean = covmean.real
+    tr_covmean = np.trace(covmean)
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
+
+
+def kid(features1: np.ndarray, features2: np.ndarray, num_subsets: int = 100,
+        subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Kernel Inception Distance: unbiased MMD² with the kernel ``(x·y / d + 1)³`` over subsets.
+
+    Args:
+        features1, features2: ``[N, d]`` feature arrays.
+        num_subsets: random subsets drawn (without replacement within a subset).
+        subset_size: samples per subset, capped by the smaller set.
+        seed: RNG seed, so the value is reproducible.
+
+    Returns:
+        (mean, std) of the per-subset MMD² estimates.
+    """
+    f1 = np.asarray(features1, dtype=np.float64)
+    f2 = np.asarray(features2, dtype=np.float64)
+    if f1.shape[1] != f2.shape[1]:
+        raise MedgenError(f"KID: feature dimensions differ ({f1.shape[1]} vs {f2.shape[1]})")
+    d = f1.shape[1]
+    m = min(subset_size, f1.shape[0], f2.shape[0])
+    if m < 2:
+        raise MedgenError("KID needs at least 2 samples in each set")
+    rng = np.random.default_rng(seed)
+    values = np.empty(num_subsets)
+    for i in range(num_subsets):
+        x = f1[rng.choice(f1.shape[0], m, replace=False)]
+        y = f2[rng.choice(f2.shape[0], m, replace=False)]
+        kxx = (x @ x.T / d + 1) ** 3
+        kyy = (y @ y.T / d + 1) ** 3
+        kxy = (x @ y.T / d + 1) ** 3
+        # Unbiased: drop the diagonals of the within-set kernels.
+        values[i] = ((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+                     + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+                     - 2 * kxy.mean())
+    return float(values.mean()), float(values.std())
+
+
+class FIDTracker:
+    """FID (and KID) of generated images against a fixed real set, for training loops.
+
+    The extractor is loaded once and the real features/statistics are computed once.
+
+    Args:
+        real_images: float tensor ``[N, C, H, W]`` in [0, 1] (C = 1 or 3).
+        device: torch device.
+        weights: weights path (see :func:`resolve_weights`).
+        compute_kid: also return KID (the real features are kept in memory for it).
+        dims: Inception feature size.
+        batch_size: images per forward pass.
+    """
+
+    def __init__(self, real_images: "torch.Tensor", device: str | Any = "cpu", weights: str | Path | None = None,
+                 compute_kid: bool = True, dims: int = 2048, batch_size: int = 50) -> None:
+        self.extractor = FeatureExtractor(dims=dims, device=device, weights=weights)
+        self.batch_size = batch_size
+        self.compute_kid = compute_kid
+        feats = self.extractor.features(real_images, batch_size)
+        self.mu, self.sigma = compute_stats(feats)
+        self.real_features = feats if compute_kid else None
+
+    def __call__(self, fake_images: "torch.Tensor") -> dict[str, float]:
+        """Return ``{"fid": ..., "kid": ...}`` (``"kid"`` only when ``compute_kid``)."""
+        feats = self.extractor.features(fake_images, self.batch_size)
+        mu, sigma = compute_stats(feats)
+        out = {"fid": frechet_distance(self.mu, self.sigma, mu, sigma)}
+        if self.compute_kid and self.real_features is not None:
+            out["kid"] = kid(self.real_features, feats)[0]
+        return out

@@ -1,0 +1,231 @@
+"""``medgen eval fid`` as a library call: statistics of each input, FID/KID, warnings, caching.
+
+An input is a folder of images (pytorch-fid's reading), a ``.npz`` with ``mu``/``sigma``
+(pytorch-fid's format), or a folder of NIfTI volumes (2.5D FID, see
+:mod:`medgen_cli.metrics.fid_volumes`; their ``.npz`` holds ``mu_<plane>``/``sigma_<plane>``).
+The reference (first) input's statistics are cached under ``cache_dir()`` keyed by a hash of its
+file names, sizes and modification times, the feature size, the weights and the volume options.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from medgen_cli.errors import MedgenError
+from medgen_cli.metrics import fid_inputs as fi
+from medgen_cli.metrics.fid import (compute_stats, frechet_distance, kid, resolve_weights,
+                                    weights_fingerprint)
+from medgen_cli.metrics.fid_volumes import PLANES, volume_features
+
+IMAGE_PLANE = "image"  # the single "plane" of a 2D image set
+
+# progress(description, total) -> advance(n) callback; the CLI supplies a rich bar.
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+
+@dataclass
+class FIDOptions:
+    """Settings of one evaluation (CLI flags map one to one)."""
+
+    dims: int = 2048
+    device: str = "cpu"
+    batch_size: int = 50
+    workers: int | None = None  # None: 0 for small folders, else min(8, CPUs)
+    weights: str | Path | None = None
+    kid: bool = False
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    center_fraction: float = 1.0
+    window: tuple[float, float] | None = None
+    use_cache: bool = True
+
+
+@dataclass
+class SetStats:
+    """Statistics of one input: per plane (``image`` for 2D) mean/covariance and maybe features."""
+
+    path: Path
+    kind: str
+    source: str  # computed | cache | npz
+    stats: dict[str, tuple[np.ndarray, np.ndarray]]
+    features: dict[str, np.ndarray] | None = None
+    n: int | None = None  # images or volumes; None for .npz
+    n_features: int | None = None  # feature rows per plane (slices for volumes)
+    warnings: list[str] = field(default_factory=list)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """npz layout: ``mu``/``sigma`` for images, ``mu_<plane>``/``sigma_<plane>`` for volumes."""
+        out: dict[str, np.ndarray] = {}
+        for plane, (mu, sigma) in self.stats.items():
+            sfx = "" if plane == IMAGE_PLANE else f"_{plane}"
+            out[f"mu{sfx}"], out[f"sigma{sfx}"] = mu, sigma
+        return out
+
+
+class _LazyExtractor:
+    """Builds the FeatureExtractor on first use, so cached/.npz-only runs never load Inception."""
+
+    def __init__(self, opts: FIDOptions) -> None:
+        self.opts = opts
+        self._ex: Any = None
+
+    def __call__(self) -> Any:
+        if self._ex is None:
+            from medgen_cli.metrics.fid import FeatureExtractor
+
+            self._ex = FeatureExtractor(self.opts.dims, self.opts.device, self.opts.weights)
+        return self._ex
+
+
+def _npz_stats(path: Path, dims: int) -> SetStats:
+    with np.load(path, allow_pickle=False) as f:
+        names = set(f.files)
+    if {"mu", "sigma"} <= names:
+        stats = {IMAGE_PLANE: fi.load_stats_npz(path)}
+        kind = "images"
+    elif all({f"mu_{p}", f"sigma_{p}"} <= names for p in PLANES):
+        stats = {p: fi.load_stats_npz(path, (f"mu_{p}", f"sigma_{p}")) for p in PLANES}
+        kind = "volumes"
+    else:
+        fi.load_stats_npz(path)  # raises the missing-keys error
+        raise AssertionError("unreachable")
+    got = next(iter(stats.values()))[0].shape[0]
+    if got != dims:
+        raise MedgenError(f"{path} holds {got}-d statistics but --dims is {dims}", f"pass --dims {got}")
+    return SetStats(path, kind, "npz", stats)
+
+
+def _workers(opts: FIDOptions, n_files: int) -> int:
+    if opts.workers is not None:
+        return opts.workers
+    # Worker start-up costs more than it saves on small folders.
+    return 0 if n_files < 500 else min(8, os.cpu_count() or 1)
+
+
+def _compute(path: Path, kind: str, opts: FIDOptions, extractor: _LazyExtractor,
+             progress: ProgressFactory | None, label: str) -> SetStats:
+    if kind == "images":
+        files = fi.list_images(path)
+        advance = progress(f"{label}: {len(files)} images", len(files)) if progress else None
+        feats, report = fi.image_features(files, extractor, opts.batch_size, _workers(opts, len(files)), advance)
+        warn = []
+        if report.sixteen_bit:
+            warn.append(f"{len(report.sixteen_bit)} 16-bit image(s) in {path} (e.g. {report.sixteen_bit[0]}) are "
+                        "read as pytorch-fid reads them: values above 255 saturate — convert to 8-bit first")
+        if len(report.sizes) > 1:
+            warn.append(f"{path} mixes image sizes {sorted(report.sizes)[:4]}; each is resized to 299x299 "
+                        "(same values as pytorch-fid --batch-size 1)")
+        features = {IMAGE_PLANE: feats}
+        n = len(files)
+    else:
+        files = fi.list_niftis(path)
+        advance = progress(f"{label}: {len(files)} volumes", len(files)) if progress else None
+        features, shapes = volume_features(files, extractor, opts.center_fraction, opts.window,
+                                           opts.batch_size, advance)
+        warn = []
+        if len(shapes) > 1:
+            warn.append(f"{path} holds volumes of different shapes {sorted(shapes)[:4]}; every slice is "
+                        "resized to 299x299 (aspect ratio not kept)")
+        n = len(files)
+    stats = {p: compute_stats(f) for p, f in features.items()}
+    rows = next(iter(features.values())).shape[0]
+    return SetStats(path, kind, "computed", stats, features, n, rows, warn)
+
+
+def _cache_key(path: Path, kind: str, opts: FIDOptions) -> str:
+    files = fi.list_images(path) if kind == "images" else fi.list_niftis(path)
+    extra: dict[str, Any] = {"kind": kind, "dims": opts.dims,
+                             "weights": weights_fingerprint(resolve_weights(opts.weights))}
+    if kind == "volumes":
+        extra.update(center_fraction=opts.center_fraction, window=opts.window)
+    return fi.content_key(files, extra)
+
+
+def set_stats(path: str | Path, opts: FIDOptions, extractor: _LazyExtractor | None = None,
+              progress: ProgressFactory | None = None, label: str = "", cache: bool = False) -> SetStats:
+    """Statistics (and features, when computed or cached) of one input.
+
+    Args:
+        path: image folder, NIfTI folder or ``.npz``.
+        opts: evaluation options.
+        extractor: shared lazy extractor (one is made when None).
+        progress: progress-bar factory.
+        label: name shown on the progress bar.
+        cache: read/write the content-hash cache for this input.
+    """
+    path = Path(path)
+    kind = fi.detect_kind(path)
+    if kind == "stats":
+        if opts.kid:
+            raise MedgenError(f"--kid needs image features but {path} holds only statistics",
+                              "give the image or volume folder instead of the .npz")
+        return _npz_stats(path, opts.dims)
+    extractor = extractor or _LazyExtractor(opts)
+    key = _cache_key(path, kind, opts) if cache else None
+    if key is not None:
+        hit = fi.cache_load(key, need_features=opts.kid)
+        if hit is not None:
+            planes = [IMAGE_PLANE] if kind == "images" else list(PLANES)
+            sfx = {p: "" if p == IMAGE_PLANE else f"_{p}" for p in planes}
+            stats = {p: (hit[f"mu{sfx[p]}"], hit[f"sigma{sfx[p]}"]) for p in planes}
+            feats = ({p: hit[f"features{sfx[p]}"].astype(np.float64) for p in planes}
+                     if f"features{sfx[planes[0]]}" in hit else None)
+            meta = hit.get("n")
+            n = int(meta[0]) if meta is not None else None
+            rows = int(meta[1]) if meta is not None else None
+            return SetStats(path, kind, "cache", stats, feats, n, rows)
+    result = _compute(path, kind, opts, extractor, progress, label)
+    if key is not None:
+        arrays = result.arrays()
+        for p, f in (result.features or {}).items():
+            arrays["features" + ("" if p == IMAGE_PLANE else f"_{p}")] = f
+        arrays["n"] = np.array([result.n, result.n_features])
+        fi.cache_store(key, arrays)
+    return result
+
+
+def compare(real: SetStats, fake: SetStats, opts: FIDOptions) -> dict[str, Any]:
+    """FID (and KID) per plane and overall; for volumes the overall value is the mean of the planes."""
+    if real.kind != fake.kind:
+        raise MedgenError(f"cannot compare {real.kind} ({real.path}) with {fake.kind} ({fake.path})",
+                          "give two image sets or two volume sets")
+    planes: dict[str, dict[str, float]] = {}
+    for p in real.stats:
+        row = {"fid": frechet_distance(*real.stats[p], *fake.stats[p])}
+        if opts.kid:
+            assert real.features is not None and fake.features is not None
+            row["kid"], row["kid_std"] = kid(real.features[p], fake.features[p], opts.kid_subsets,
+                                             opts.kid_subset_size)
+        planes[p] = row
+    result: dict[str, Any] = {
+        "fid": float(np.mean([r["fid"] for r in planes.values()])),
+        "kind": real.kind, "dims": opts.dims,
+        "real": describe(real), "fake": describe(fake),
+    }
+    if opts.kid:
+        result["kid"] = float(np.mean([r["kid"] for r in planes.values()]))
+        result["kid_std"] = float(np.mean([r["kid_std"] for r in planes.values()]))
+    if real.kind == "volumes":
+        result["planes"] = planes
+    return result
+
+
+def describe(s: SetStats) -> dict[str, Any]:
+    """JSON-friendly summary of an input."""
+    return {"path": str(s.path), "kind": s.kind, "source": s.source, "n": s.n, "samples": s.n_features}
+
+
+def sample_warnings(s: SetStats, dims: int, label: str) -> list[str]:
+    """Warnings about an input, including the N < dims bias warning."""
+    out = list(s.warnings)
+    if s.n_features is not None and s.n_features < dims:
+        unit = "images" if s.kind == "images" else "slices per plane"
+        out.append(f"{label} has {s.n_features} {unit}, fewer than the {dims} feature dimensions: the covariance "
+                   "is rank-deficient and FID is biased upward (compare only runs of equal size; "
+                   "KID (--kid) is unbiased)")
+    return out

@@ -1,0 +1,231 @@
+"""What ``medgen eval fid`` reads: image folders (as pytorch-fid), ``.npz`` statistics, and the cache.
+
+Image folders are read exactly as pytorch-fid reads them: the sorted union of ``*.<ext>`` globs for
+its extensions (case-sensitive, not recursive), ``PIL.Image.open(p).convert("RGB")`` (grayscale
+is repeated, alpha dropped), ``ToTensor`` to [0, 1], batches in file order. Two deliberate
+differences, neither changing a value pytorch-fid can produce:
+
+* images of different sizes are allowed: a batch is split where the size changes (pytorch-fid
+  fails to stack them; its ``--batch-size 1`` gives the same numbers as medgen);
+* a corrupt file stops the run with an error naming it.
+
+16-bit PNGs are converted as pytorch-fid converts them (Pillow saturates values above 255, so
+most pixels become white); medgen warns and suggests converting to 8-bit first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from medgen_cli.errors import MedgenError
+from medgen_cli.io import atomic_path
+
+# pytorch_fid.fid_score.IMAGE_EXTENSIONS (copied to keep input detection free of a torch import;
+# a test checks they stay equal).
+IMAGE_EXTENSIONS = ("bmp", "jpg", "jpeg", "pgm", "png", "ppm", "tif", "tiff", "webp")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+CACHE_VERSION = "medgen-fid-1"
+# Features are cached with the statistics (needed for KID) only below this size.
+_MAX_CACHED_FEATURE_BYTES = 256 << 20
+
+
+@dataclass
+class ImageReadReport:
+    """Facts about an image folder worth warning about."""
+
+    modes: dict[str, int] = field(default_factory=dict)
+    sizes: set[tuple[int, int]] = field(default_factory=set)
+    sixteen_bit: list[str] = field(default_factory=list)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """pytorch-fid's file list: sorted union of ``folder.glob('*.<ext>')``."""
+    return sorted(f for ext in IMAGE_EXTENSIONS for f in folder.glob(f"*.{ext}"))
+
+
+def list_niftis(folder: Path) -> list[Path]:
+    """Sorted ``*.nii`` and ``*.nii.gz`` files of a folder (not recursive)."""
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.name.endswith(NIFTI_SUFFIXES))
+
+
+def detect_kind(path: Path) -> str:
+    """Classify an input as ``"stats"`` (.npz), ``"images"`` or ``"volumes"``.
+
+    Raises:
+        MedgenError: missing path, unsupported file, empty folder or a folder mixing both kinds.
+    """
+    if not path.exists():
+        raise MedgenError(f"input not found: {path}")
+    if path.is_file():
+        if path.suffix == ".npz":
+            return "stats"
+        raise MedgenError(f"{path} is a file but not a .npz of statistics",
+                          "give a folder of images, a folder of NIfTI volumes or a .npz from --save-stats")
+    images, volumes = list_images(path), list_niftis(path)
+    if images and volumes:
+        raise MedgenError(f"{path} holds both images ({len(images)}) and NIfTI volumes ({len(volumes)})",
+                          "put them in separate folders")
+    if images:
+        return "images"
+    if volumes:
+        return "volumes"
+    raise MedgenError(f"no images or NIfTI volumes in {path}",
+                      f"expected *.{{{','.join(IMAGE_EXTENSIONS)}}} (lower case, as pytorch-fid) or *.nii[.gz]")
+
+
+class _ImageFiles:
+    """Map-style dataset returning (tensor or None, error text, PIL mode) — errors travel as text
+    so a DataLoader worker does not wrap them in its own traceback."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[Any, str, str]:
+        import torchvision.transforms.functional as TF
+        from PIL import Image
+
+        path = self.files[i]
+        try:
+            with Image.open(path) as img:
+                mode = img.mode
+                rgb = img.convert("RGB")
+            return TF.to_tensor(rgb), "", mode
+        except Exception as exc:  # PIL raises many types for truncated/corrupt files
+            return None, f"{type(exc).__name__}: {exc}".splitlines()[0], ""
+
+
+def _collate(items: list[tuple[Any, str, str]]) -> list[tuple[Any, str, str]]:
+    return items
+
+
+def image_features(files: list[Path], get_extractor: Callable[[], Any], batch_size: int = 50,
+                   workers: int = 0, on_batch: Callable[[int], None] | None = None
+                   ) -> tuple[np.ndarray, ImageReadReport]:
+    """Features of image files in pytorch-fid's order and batches.
+
+    Args:
+        files: image paths (see :func:`list_images`).
+        get_extractor: returns the :class:`~medgen_cli.metrics.fid.FeatureExtractor` to use.
+        batch_size: images per batch (pytorch-fid's default 50; equal-sized images give its batches).
+        workers: DataLoader worker processes (0 reads in the main process).
+        on_batch: called with the number of images done after each batch.
+
+    Returns:
+        (float64 features ``[N, dims]``, facts for warnings).
+
+    Raises:
+        MedgenError: a file cannot be read (named in the message).
+    """
+    import torch
+
+    extractor = get_extractor()
+    loader = torch.utils.data.DataLoader(_ImageFiles(files), batch_size=max(1, batch_size), shuffle=False,
+                                         num_workers=workers, collate_fn=_collate)
+    report = ImageReadReport()
+    out = np.empty((len(files), extractor.dims))
+    start = 0
+    for items in loader:
+        for j, (tensor, err, mode) in enumerate(items):
+            if tensor is None:
+                raise MedgenError(f"cannot read image {files[start + j]}: {err}", "remove or replace the file")
+            report.modes[mode] = report.modes.get(mode, 0) + 1
+            report.sizes.add(tuple(tensor.shape[1:]))
+            if mode.startswith("I;16") or mode == "I":
+                report.sixteen_bit.append(str(files[start + j]))
+        # Split the batch where the image size changes; same-size runs go through as one batch.
+        run = 0
+        while run < len(items):
+            end = run + 1
+            while end < len(items) and items[end][0].shape == items[run][0].shape:
+                end += 1
+            batch = torch.stack([t for t, _, _ in items[run:end]])
+            out[start + run:start + end] = extractor._forward(batch)
+            run = end
+        start += len(items)
+        if on_batch is not None:
+            on_batch(len(items))
+    return out, report
+
+
+def load_stats_npz(path: Path, keys: tuple[str, str] = ("mu", "sigma")) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``mu`` and ``sigma`` from a pytorch-fid style ``.npz``.
+
+    Raises:
+        MedgenError: unreadable file or missing keys.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in keys if k not in f.files]
+            if missing:
+                raise MedgenError(f"{path} has no {', '.join(missing)} (it holds {', '.join(f.files) or 'nothing'})",
+                                  "use a .npz written by --save-stats or pytorch-fid --save-stats")
+            return f[keys[0]][:], f[keys[1]][:]
+    except MedgenError:
+        raise
+    except Exception as exc:
+        raise MedgenError(f"cannot read statistics {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+
+
+def save_stats_npz(path: Path, arrays: dict[str, np.ndarray], compressed: bool = True) -> Path:
+    """Write arrays atomically to ``path`` (pytorch-fid uses ``np.savez_compressed`` with mu/sigma)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:  # a file object keeps numpy from appending another ".npz"
+            (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+    return path
+
+
+def cache_dir() -> Path:
+    """``$MEDGEN_CACHE_DIR/fid`` or ``~/.cache/medgen/fid``."""
+    root = os.environ.get("MEDGEN_CACHE_DIR") or str(Path("~/.cache/medgen").expanduser())
+    return Path(root) / "fid"
+
+
+def content_key(files: list[Path], extra: dict[str, Any]) -> str:
+    """Hash of file names, sizes and modification times plus the settings that change the statistics."""
+    h = hashlib.sha256(json.dumps({"v": CACHE_VERSION, **extra}, sort_keys=True).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def cache_load(key: str, need_features: bool) -> dict[str, np.ndarray] | None:
+    """Cached arrays for ``key`` (None when absent, unreadable, or lacking features that are needed)."""
+    p = cache_dir() / f"{key}.npz"
+    if not p.is_file():
+        return None
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except Exception:  # a damaged cache entry is recomputed, never trusted
+        return None
+    if need_features and not any(k.startswith("features") for k in data):
+        return None
+    return data
+
+
+def cache_store(key: str, arrays: dict[str, np.ndarray]) -> None:
+    """Store arrays under ``key``; features are dropped when large. Cache errors are not fatal."""
+    keep = {}
+    feat_bytes = sum(v.size * 4 for k, v in arrays.items() if k.startswith("features"))
+    for k, v in arrays.items():
+        if k.startswith("features"):
+            if feat_bytes <= _MAX_CACHED_FEATURE_BYTES:
+                keep[k] = v.astype(np.float32)  # exact: the features are float32 values
+        else:
+            keep[k] = v
+    try:
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        save_stats_npz(cache_dir() / f"{key}.npz", keep, compressed=False)
+    except OSError:
+        pass

@@ -1,0 +1,170 @@
+"""Pure-PyTorch sparse backend: sorted-key coordinate hashing and gather–matmul–scatter.
+
+Parameters have MinkowskiEngine's names and layouts (``kernel [K, in, out]`` with kernel
+offsets in its order, ``bias [1, out]``, ``linear``/``bn`` sub-modules), so a state dict moves
+between the two backends unchanged; the equivalence tests rely on that.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from medgen_cli.sparse import common
+from medgen_cli.sparse.tensor import CoordIndex, SparseTensor, kernel_offsets, unique_coords
+
+
+def _strided_coords(coords: torch.Tensor, stride: int) -> torch.Tensor:
+    """Output coordinates of a stride-``stride`` conv: each voxel's cell corner, deduplicated."""
+    c = coords.long().clone()
+    c[:, 1:] = torch.div(c[:, 1:], stride, rounding_mode="floor") * stride
+    return unique_coords(c)[0]
+
+
+def _kernel_map(x: SparseTensor, kernel_size: int, stride: int) -> tuple[torch.Tensor, list]:
+    """Output coordinates and, per kernel offset, (input rows, output rows) pairs; memoised."""
+    key = ("conv", kernel_size, stride)
+    if key in x.cache:
+        return x.cache[key]
+    out_coords = x.coords.long() if stride == 1 else _strided_coords(x.coords, x.stride * stride)
+    index = x.cache.get("index")
+    if index is None:
+        index = x.cache["index"] = CoordIndex(x.coords)
+    pairs = []
+    offsets = kernel_offsets(kernel_size, x.coords.device) * x.stride
+    for off in offsets:
+        query = out_coords.clone()
+        query[:, 1:] += off
+        found, in_rows = index.lookup(query)
+        out_rows = found.nonzero().squeeze(1)
+        pairs.append((in_rows[out_rows], out_rows))
+    x.cache[key] = (out_coords, pairs)
+    return out_coords, pairs
+
+
+class Conv(nn.Module):
+    """Sparse convolution. ``stride=1``: output on the input's coordinates (same-coordinate
+    conv); ``stride=2``: output on the coarser grid cells that hold an input voxel."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 bias: bool = False) -> None:
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+        self.in_channels, self.out_channels = in_channels, out_channels
+        volume = kernel_size**3
+        shape = (in_channels, out_channels) if volume == 1 else (volume, in_channels, out_channels)
+        self.kernel = nn.Parameter(torch.empty(shape))
+        self.bias = nn.Parameter(torch.empty(1, out_channels)) if bias else None
+        bound = 1.0 / math.sqrt(in_channels * volume)
+        nn.init.uniform_(self.kernel, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        if self.kernel.dim() == 2 and self.stride == 1:
+            feats = x.feats @ self.kernel
+            return x.with_feats(feats if self.bias is None else feats + self.bias)
+        out_coords, pairs = _kernel_map(x, self.kernel_size, self.stride)
+        kernel = self.kernel.view(-1, self.in_channels, self.out_channels)
+        rows = [out for _, out in pairs]
+        prods = [x.feats[inp] @ kernel[k] for k, (inp, _) in enumerate(pairs)]
+        prod = torch.cat(prods)  # under autocast its dtype may differ from the input's
+        out = prod.new_zeros(out_coords.shape[0], self.out_channels).index_add(0, torch.cat(rows), prod)
+        if self.bias is not None:
+            out = out + self.bias
+        stride_out = x.stride * self.stride
+        if self.stride == 1:
+            return SparseTensor(out_coords, out, stride_out, x.batch_size, cache=x.cache)
+        return SparseTensor(out_coords, out, stride_out, x.batch_size)
+
+
+class GenerativeUp(nn.Module):
+    """Generative transposed conv (kernel 2, stride 2): every voxel → its 2³ children at half
+    the stride, child ``o`` getting ``feats @ kernel[o]``."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = False) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel = nn.Parameter(torch.empty(8, in_channels, out_channels))
+        self.bias = nn.Parameter(torch.empty(1, out_channels)) if bias else None
+        bound = 1.0 / math.sqrt(out_channels * 8)  # MinkowskiEngine's transposed init
+        nn.init.uniform_(self.kernel, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        if x.stride < 2 or x.stride % 2:
+            raise ValueError(f"cannot upsample a tensor of stride {x.stride}")
+        child = x.stride // 2
+        offsets = kernel_offsets(2, x.coords.device) * child
+        coords = x.coords.long()[:, None, :].repeat(1, 8, 1)
+        coords[:, :, 1:] += offsets[None]
+        feats = torch.einsum("nc,kcd->nkd", x.feats, self.kernel).reshape(-1, self.out_channels)
+        if self.bias is not None:
+            feats = feats + self.bias
+        return SparseTensor(coords.reshape(-1, 4), feats, child, x.batch_size)
+
+
+class Linear(nn.Module):
+    """1×1 convolution = a linear map of the features (MinkowskiLinear's layout)."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_channels, out_channels, bias=bias)
+
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        return x.with_feats(self.linear(x.feats))
+
+
+class BatchNorm(nn.Module):
+    """Batch norm over all voxels of the batch (MinkowskiBatchNorm's layout)."""
+
+    def __init__(self, channels: int, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm1d(channels, momentum=momentum)
+
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        return x.with_feats(self.bn(x.feats))
+
+
+class TorchBackend:
+    """Pure-PyTorch implementation of the sparse operations (any device)."""
+
+    name = "torch"
+    Conv = Conv
+    GenerativeUp = GenerativeUp
+    Linear = Linear
+    BatchNorm = BatchNorm
+    Activation = common.Activation
+
+    def prepare(self, x: SparseTensor) -> SparseTensor:
+        """Nothing to convert: the torch backend works on :class:`SparseTensor` directly."""
+        return x
+
+    def prune(self, x: SparseTensor, mask: torch.Tensor) -> SparseTensor:
+        """Keep the voxels where ``mask`` is true."""
+        keep = mask.nonzero().squeeze(1)
+        return SparseTensor(x.coords[keep], x.feats[keep], x.stride, x.batch_size)
+
+    def global_pool(self, x: SparseTensor, mode: str = "mean") -> torch.Tensor:
+        """Pool the features of each batch item: ``[batch_size, C]`` (empty items give 0)."""
+        return common.global_pool(x, mode)
+
+    def union(self, a: SparseTensor, b: SparseTensor) -> SparseTensor:
+        """Voxels of either tensor; features of shared voxels are added (missing = 0)."""
+        if a.stride != b.stride:
+            raise ValueError(f"union of tensors with strides {a.stride} and {b.stride}")
+        coords, inverse = unique_coords(torch.cat([a.coords.long(), b.coords.long()]))
+        feats = torch.cat([a.feats, b.feats.to(a.feats.dtype)])
+        out = feats.new_zeros(coords.shape[0], feats.shape[1]).index_add(0, inverse, feats)
+        return SparseTensor(coords, out, a.stride, max(a.batch_size, b.batch_size))
+
+    def to_dense(self, x: SparseTensor, size: int) -> torch.Tensor:
+        """``[B, C, G, G, G]`` with ``G = size // stride`` (``size``: finest-grid edge length)."""
+        return common.to_dense(x, size)
+
+    def from_dense(self, dense: torch.Tensor, threshold: float = 0.0, min_voxels: int = 0) -> SparseTensor:
+        """Voxels of ``[B, C, D, H, W]`` above ``threshold`` (see :func:`common.from_dense`)."""
+        return common.from_dense(dense, threshold, min_voxels)

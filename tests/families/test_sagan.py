@@ -1,0 +1,177 @@
+"""``sagan``: networks, one training step, FID-tracked best.pt, contract, sampling/interpolation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from medgen_cli.config import dump_config
+from medgen_cli.engine.context import TrainContext
+from medgen_cli.engine.inference import InterpolateOptions, SampleOptions
+from medgen_cli.engine.launch import build_config, train_from_config
+from medgen_cli.engine.run_loading import load_run
+from medgen_cli.errors import MedgenError
+from medgen_cli.families.gan2d.synthetic import write_blob_folder
+from medgen_cli.families.sagan.config import SAGANConfig
+from medgen_cli.families.sagan.family import SAGANFamily
+from medgen_cli.families.sagan.networks import SelfAttention
+from tests.contract import check_family_contract
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny_overrides(family: str, root: Path, **extra: object) -> list[str]:
+    """The tiny preset as ``key=value`` overrides (the contract suite takes overrides only)."""
+    def flat(d: dict, prefix: str = "") -> list[str]:
+        out: list[str] = []
+        for k, v in d.items():
+            out += flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}={json.dumps(v)}"]
+        return out
+
+    data = yaml.safe_load((REPO / "configs" / "tiny" / f"{family}.yaml").read_text())
+    data.pop("family")
+    return flat(data) + [f"data.root={root}"] + [f"{k}={json.dumps(v)}" for k, v in extra.items()]
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_blob_folder(tmp_path_factory.mktemp("blobs"), n=16, resolution=16)
+
+
+def _ctx(fam: SAGANFamily, step: int = 0) -> TrainContext:
+    return TrainContext(device=torch.device("cpu"), modules=fam.modules, wrapped=fam.modules,
+                        optimizers=fam.optimizers, ema={}, scalers={}, amp_dtype=None, grad_clip=1.0,
+                        global_step=step)
+
+
+def test_default_yaml_matches_the_model() -> None:
+    assert (REPO / "configs" / "sagan.yaml").read_text() == dump_config(SAGANConfig())
+    cfg = build_config("sagan", config_file=REPO / "configs" / "tiny" / "sagan.yaml")
+    assert cfg.data.resolution == 16 and cfg.trainer.ema.enabled
+
+
+def test_partial_trainer_section_keeps_family_defaults() -> None:
+    cfg = build_config("sagan", overrides=["trainer.max_steps=3", "trainer.ema.decay=0.99"])
+    t = cfg.trainer
+    assert (t.batch_size, t.grad_clip, t.ema.enabled, t.optim.schedule) == (16, 1.0, True, "step")
+
+
+@pytest.mark.parametrize("loss", ["hinge", "bce"])
+def test_train_step_changes_both_players_and_losses_are_finite(blobs: Path, loss: str) -> None:
+    cfg = build_config("sagan", overrides=tiny_overrides("sagan", blobs) + [f"loss.type={loss}"])
+    torch.manual_seed(0)
+    fam = SAGANFamily(cfg)
+    fam.build(torch.device("cpu"))
+    before = {n: [p.detach().clone() for p in m.parameters()] for n, m in fam.modules.items()}
+    batch = torch.stack([fam.train_dataset()[i] for i in range(4)])
+    metrics = fam.train_step(batch, _ctx(fam))
+    for key in ("loss/d", "loss/d_real", "loss/d_fake", "loss/g", "d/real", "d/fake", "grad_norm/d",
+                "grad_norm/g", "share/d_real", "share/d_fake"):
+        assert np.isfinite(metrics[key]), key
+    assert metrics["share/d_real"] + metrics["share/d_fake"] == pytest.approx(1.0)
+    for name, module in fam.modules.items():
+        changed = [not torch.equal(a, b) for a, b in zip(before[name], module.parameters())]
+        assert sum(changed) > len(changed) // 2, f"{name}: most weights should move"
+
+
+def test_spectral_norm_and_attention() -> None:
+    cfg = SAGANConfig(data={"resolution": 32}, model={"latent_dim": 8, "base_channels": 4, "max_channels": 16,
+                                                      "attention_resolution": 16})
+    fam = SAGANFamily(cfg)
+    fam.build(torch.device("cpu"))
+    for name, module in fam.modules.items():
+        attn = [m for m in module.modules() if isinstance(m, SelfAttention)]
+        assert len(attn) == 1, name
+        convs = [m for m in module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        assert convs and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in convs)
+    # After enough power iterations the normalised weights have spectral norm 1 (independent SVD).
+    gen = fam.modules["generator"].train()
+    with torch.no_grad():
+        for _ in range(30):
+            gen(torch.randn(2, 8))
+    w = gen.fc.weight
+    assert float(torch.linalg.matrix_norm(w, ord=2)) == pytest.approx(1.0, abs=0.05)
+    attn = next(m for m in gen.modules() if isinstance(m, SelfAttention))
+    x = torch.randn(2, 16, 16, 16)
+    assert torch.equal(attn(x), x)  # gate starts at zero
+    with torch.no_grad():
+        attn.gamma.fill_(1.0)
+    assert attn(x).shape == x.shape and not torch.equal(attn(x), x)
+    with pytest.raises(MedgenError):
+        SAGANFamily(SAGANConfig(data={"resolution": 16}, model={"attention_resolution": 32})).build(torch.device("cpu"))
+
+
+def test_contract_sample_and_interpolate(blobs: Path, tmp_path: Path) -> None:
+    run = check_family_contract("sagan", tiny_overrides("sagan", blobs), tmp_path, steps=4)
+    loaded = load_run(run, checkpoint="latest", device="cpu")
+    out = tmp_path / "samples"
+    paths = loaded.sample_to_dir(SampleOptions(out=out, num=5, seed=3, format="png"))
+    assert all(p.is_file() for p in paths) and len(paths) == 7
+    arr = np.load(out / "samples.npy")
+    assert arr.shape == (5, 1, 16, 16) and arr.dtype == np.float32 and 0 <= arr.min() <= arr.max() <= 1
+    assert Image.open(out / "grid.png").size == (3 * 16 + 2 * 2, 2 * 16 + 2)
+    with pytest.raises(MedgenError):
+        loaded.sample_to_dir(SampleOptions(out=out, num=5, seed=3, format="png"))  # no silent overwrite
+    again = tmp_path / "again"
+    loaded.sample_to_dir(SampleOptions(out=again, num=5, seed=3, batch_size=2))
+    np.testing.assert_allclose(np.load(again / "samples.npy"), arr, atol=1e-6)  # seed → same images
+    with pytest.raises(MedgenError):
+        loaded.sample_to_dir(SampleOptions(out=tmp_path / "t", truncation=0.5))
+
+    interp = tmp_path / "interp"
+    loaded.interpolate_to_dir(InterpolateOptions(out=interp, seed_a=3, seed_b=4, steps=5, method="slerp"))
+    frames = np.load(interp / "frames.npy")
+    assert frames.shape == (5, 1, 16, 16)
+    np.testing.assert_allclose(frames[0], arr[0], atol=1e-5)  # t = 0 is the sample of seed_a
+    gif = Image.open(interp / "interpolation.gif")
+    assert gif.n_frames == 5
+    assert Image.open(interp / "strip.png").size == (5 * 16 + 4 * 2, 16)
+
+
+def _stub_tracker(monkeypatch: pytest.MonkeyPatch, calls: list[int]) -> None:
+    """FID without Inception weights: a stand-in whose value is the mean absolute difference of
+    image means (enough to exercise the schedule and best.pt)."""
+    import medgen_cli.metrics.fid as fid
+
+    class Stub:
+        def __init__(self, real: torch.Tensor, device: object, weights: object = None, compute_kid: bool = True) -> None:
+            assert real.shape[1:] == (1, 16, 16) and 0 <= real.min() and real.max() <= 1
+            self.mean = float(real.mean())
+
+        def __call__(self, fake: torch.Tensor) -> dict[str, float]:
+            calls.append(fake.shape[0])
+            return {"fid": abs(float(fake.mean()) - self.mean) * 100, "kid": 0.0}
+
+    monkeypatch.setattr(fid, "FIDTracker", Stub)
+
+
+def test_fid_schedule_writes_best(blobs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    _stub_tracker(monkeypatch, calls)
+    cfg = build_config("sagan", overrides=tiny_overrides("sagan", blobs) + [
+        "fid.enabled=true", "fid.schedule=[[4, 2], [100, 4]]", "trainer.val_every=1", "trainer.max_steps=8",
+        f"output_dir={tmp_path}"])
+    run = train_from_config(cfg)
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    fid_steps = [r["step"] for r in lines if "val/fid" in r]
+    assert fid_steps == [1, 3, 8]  # first val, then every 2 until step 4, then every 4
+    assert calls == [16, 16, 16]
+    assert (run / "checkpoints" / "best.pt").is_file()
+    assert all("val/kid" in r for r in lines if "val/fid" in r)
+
+
+def test_missing_fid_weights_warn_once_or_fail_with_require_fid(blobs: Path, tmp_path: Path) -> None:
+    over = tiny_overrides("sagan", blobs) + ["fid.enabled=true", f"fid.weights={tmp_path / 'none.pth'}",
+                                             "trainer.val_every=1", f"output_dir={tmp_path}"]
+    with pytest.warns(RuntimeWarning, match="without FID") as record:
+        run = train_from_config(build_config("sagan", overrides=over + ["name=nofid"]))
+    assert len([w for w in record if "without FID" in str(w.message)]) == 1
+    assert not (run / "checkpoints" / "best.pt").exists() and (run / "checkpoints" / "latest.pt").is_file()
+    with pytest.raises(MedgenError, match="require-fid"):
+        train_from_config(build_config("sagan", overrides=over + ["name=strict"]), flags={"require_fid": True})

@@ -1,0 +1,93 @@
+"""FID test fixtures: a temporary TORCH_HOME holding a randomly initialised FID-Inception state dict.
+
+The state dict has exactly the keys and shapes of pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``
+(built from pytorch-fid's own blocks), so both medgen and pytorch-fid load it from the torch hub cache.
+Downloads are made impossible so no test can fetch the real weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
+
+
+def _random_fid_inception_state(seed: int = 0) -> dict:
+    import torch
+    import pytorch_fid.inception as pfi
+
+    torch.manual_seed(seed)
+    # fid_inception_v3()'s architecture without its weight download.
+    net = pfi._inception_v3(num_classes=1008, aux_logits=False, weights=None)
+    net.Mixed_5b = pfi.FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = pfi.FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = pfi.FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = pfi.FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = pfi.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = pfi.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = pfi.FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = pfi.FIDInceptionE_1(1280)
+    net.Mixed_7c = pfi.FIDInceptionE_2(2048)
+    # He-initialised convolutions keep activations from vanishing through ~90 layers, so the
+    # features (and the FID values compared) are well above float noise.
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    return net.state_dict()
+
+
+@pytest.fixture(scope="session")
+def fid_torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TORCH_HOME whose hub cache holds random FID-Inception weights."""
+    import torch
+
+    home = tmp_path_factory.mktemp("torch_home")
+    ckpt = home / "hub" / "checkpoints" / FID_FILE
+    ckpt.parent.mkdir(parents=True)
+    torch.save(_random_fid_inception_state(), ckpt)
+    return home
+
+
+@pytest.fixture
+def fid_env(fid_torch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point torch hub at the random weights, the medgen cache at tmp, and forbid downloads."""
+    import torch.hub
+
+    monkeypatch.setenv("TORCH_HOME", str(fid_torch_home))
+    monkeypatch.delenv("MEDGEN_FID_WEIGHTS", raising=False)
+    monkeypatch.setenv("MEDGEN_CACHE_DIR", str(tmp_path / "medgen_cache"))
+    monkeypatch.setenv("MEDGEN_OFFLINE", "1")
+
+    def _no_download(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("network download attempted in a test")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_download)
+    return fid_torch_home / "hub" / "checkpoints" / FID_FILE
+
+
+def write_images(folder: Path, n: int, seed: int, size: int = 32, mode: str = "RGB", ext: str = "png",
+                 shift: float = 0.0) -> list[Path]:
+    """Write ``n`` random images (smooth blobs plus noise) with PIL; returns their paths."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(n):
+        c = rng.uniform(0.2, 0.8, size=2)
+        blob = np.exp(-((yy - c[0]) ** 2 + (xx - c[1]) ** 2) / 0.05)
+        chans = 3 if mode in ("RGB", "RGBA") else 1
+        arr = np.stack([blob * rng.uniform(0.5, 1.0) + shift for _ in range(chans)], -1)
+        arr = np.clip(arr + rng.normal(0, 0.15, arr.shape), 0, 1)
+        u8 = (arr * 255).astype(np.uint8)
+        if mode == "RGBA":
+            u8 = np.concatenate([u8, np.full((size, size, 1), 200, np.uint8)], -1)
+        img = Image.fromarray(u8[..., 0] if chans == 1 else u8, mode=mode)
+        p = folder / f"img_{i:03d}.{ext}"
+        img.save(p)
+        paths.append(p)
+    return paths
