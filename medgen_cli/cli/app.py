@@ -45,8 +45,11 @@ def _register_groups() -> None:
     # One line per command module; each attaches its commands to `app` or to a shared group.
     from medgen_cli.cli import train as _train  # noqa: F401
     from medgen_cli.cli import sample as _sample  # noqa: F401
+    from medgen_cli.cli import data as _data, viz as _viz  # noqa: F401
     from medgen_cli.cli import demo as _demo  # noqa: F401
     from medgen_cli.cli import eval_fid as _eval_fid  # noqa: F401
+    from medgen_cli.cli import cbct as _cbct  # noqa: F401
+    from medgen_cli.cli import eval_shapes as _eval_shapes  # noqa: F401
     from medgen_cli.cli.groups import attach_groups
 
     attach_groups(app)
@@ -66,32 +69,20 @@ def print_error(exc: BaseException) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning :class:`MedgenError` into one line and exit 2."""
-    import click
-
-    _register_groups()
-    command = typer.main.get_command(app)
     args = list(sys.argv[1:] if argv is None else argv)
     if "--debug" in args[:1]:
         _STATE["debug"] = True
     try:
-        rv = command.main(args=args, prog_name="medgen", standalone_mode=False)
+        # Standalone mode: Typer prints usage errors itself (exit 2) and raises SystemExit.
+        app(args=args, prog_name="medgen")
     except MedgenError as exc:
         if debug_enabled():
             raise
         print_error(exc)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        print_error(MedgenError("aborted"))
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print_error(MedgenError("interrupted"))
         sys.exit(130)
-    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 _register_groups()

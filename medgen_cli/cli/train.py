@@ -39,16 +39,20 @@ def config_help_lines(spec: FamilySpec) -> list[str]:
 
 
 class FamilyCommand(TyperCommand):
-    """A train command whose epilog (the config keys) is built only when help is shown."""
+    """A train command whose epilog (the config keys) is built only when help is shown, so
+    listing commands never imports a family's config model."""
 
     spec: FamilySpec
 
-    def format_epilog(self, ctx: Any, formatter: Any) -> None:
-        formatter.write_paragraph()
-        formatter.write_text("Config keys (override with --set key=value):")
-        with formatter.indentation():
-            for line in config_help_lines(self.spec):
-                formatter.write_text(line)
+    @property  # type: ignore[override]
+    def epilog(self) -> str:
+        lines = [r"[bold]Config keys[/bold] (override with --set key=value):"]
+        lines += [line.replace("[", r"\[") for line in config_help_lines(self.spec)]
+        return "\n".join(lines)
+
+    @epilog.setter
+    def epilog(self, value: str | None) -> None:
+        pass
 
 
 def _make_command(spec: FamilySpec) -> None:

@@ -64,7 +64,7 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 def _console() -> Any:
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)
 
 
 def train_from_config(cfg: FamilyConfig, resume: str | Path | None = None, flags: dict[str, Any] | None = None) -> Path | None:
