@@ -37,7 +37,7 @@ def convert_h5(
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Fraction of clouds written to OUT/val (seeded, deterministic)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the train/val split."),
     strict: bool = typer.Option(False, "--strict", help="Fail on NaN/Inf points instead of dropping and counting them."),
-    workers: int = typer.Option(1, "--workers", "-j", min=0, help="Worker processes (0 or 1: in this process)."),
+    workers: int = typer.Option(0, "--workers", "-j", min=0, help="Worker processes: 0 = auto (min(4, CPU count)), 1 = in this process. The output does not depend on it."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted conversion into OUT (same options), skipping finished samples."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous conversion in OUT."),
 ) -> None:
@@ -48,10 +48,14 @@ def convert_h5(
     """
     from rich.console import Console
 
-    from medgen_cli.data.convert import ConvertOptions, run_convert, summary_table
+    from medgen_cli.data.convert import ConvertOptions, run_convert
+    from medgen_cli.data.convert_report import summary_table
     from medgen_cli.data.voxelize import parse_bounds, parse_triple
 
+    import os
+
     box = parse_bounds(bounds)
+    workers = workers or min(4, os.cpu_count() or 1)
     opts = ConvertOptions(
         inputs=[str(p) for p in inputs], out=str(out), key=key, label_key=label_key,
         resolution=parse_triple(resolution, "--resolution", integer=True), method=method, sigma=sigma, weights=weights,
@@ -101,6 +105,10 @@ def inspect(
     console = Console()
     console.print(table)
     console.print(f"[bold]convert-h5 would read:[/] {plan}")
+    if layout is not None:
+        labels = ", labels into manifest.json" if layout.label_key or layout.kind == "groups" else ""
+        console.print(f"[bold]with the defaults it would write:[/] {layout.n} float32 .nii.gz volume(s) of 64³, "
+                      f"occupancy, each cloud fitted into the grid with a 5% margin, ~10% to val/{labels}")
     if stats:
         console.print(f"points per cloud (first {stats['checked']}): {stats['points_min']}–{stats['points_max']}; "
                       f"NaN/Inf points: {stats['nonfinite_points']}; empty clouds: {stats['empty_clouds']}")

@@ -253,23 +253,25 @@ def make_cbct(sources: list[tuple[str, Callable[[], tuple[np.ndarray, np.ndarray
     angles = geometry.angles()
     written = skipped = 0
     items: Iterable[Any] = sources if track is None else track(sources, len(sources), "make-cbct")
-    for name, load in items:
-        target = out / split[name] / f"{name}.h5"
-        if target.is_file() and not overwrite:
-            skipped += 1
-            continue
-        hu, affine = load()
-        if is_hu_grid:
-            vol = window(hu)
-        else:
-            vol, affine = resample_to_grid(hu, affine, geometry)
-        if not allow_truncation:
-            try:
-                geometry.check_field_of_view(vol)
-            except MedgenError as exc:
-                raise MedgenError(f"case {name}: {exc.message}", exc.hint) from exc
-        write_case(target, vol, simulate(vol, geometry, angles), angles, geometry, affine, source=name)
-        written += 1
+    try:
+        for name, load in items:
+            target = out / split[name] / f"{name}.h5"
+            if target.is_file() and not overwrite:
+                skipped += 1
+                continue
+            hu, affine = load()
+            vol, affine = (window(hu), affine) if is_hu_grid else resample_to_grid(hu, affine, geometry)
+            if not allow_truncation:
+                try:
+                    geometry.check_field_of_view(vol)
+                except MedgenError as exc:
+                    raise MedgenError(f"case {name}: {exc.message}", exc.hint) from exc
+            write_case(target, vol, simulate(vol, geometry, angles), angles, geometry, affine, source=name)
+            written += 1
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:  # stop the progress bar now, not at interpreter shutdown
+            close()
     return {"written": written, "skipped": skipped, "split": split, "out": str(out)}
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 import shutil
 import sys
 import time
@@ -33,8 +32,9 @@ from typing import Any, Callable
 import numpy as np
 
 from medgen_cli.data import h5io
-from medgen_cli.data.voxelize import (METHODS, NORMALIZATIONS, DegenerateBounds, Grid, fit_grid, identity_grid,
-                                      voxelize_batch)
+from medgen_cli.data.convert_report import progress_bar
+from medgen_cli.data.convert_worker import convert_chunk
+from medgen_cli.data.voxelize import METHODS, NORMALIZATIONS, DegenerateBounds, Grid, fit_grid, identity_grid
 from medgen_cli.errors import MedgenError
 from medgen_cli.io import atomic_path
 
@@ -82,7 +82,7 @@ class ConvertOptions:
         if self.resume and self.overwrite:
             raise MedgenError("--resume and --overwrite exclude each other")
         if self.workers < 0 or self.chunk < 1:
-            raise MedgenError("--workers must be >= 0")
+            raise MedgenError("--workers must be >= 0 and the chunk size >= 1")
         if not self.inputs:
             raise MedgenError("no input files")
 
@@ -170,7 +170,8 @@ def _prepare_out(opts: ConvertOptions) -> tuple[Path, bool]:
         for tmp in (out / split).glob(".*.part*") if (out / split).is_dir() else []:
             tmp.unlink(missing_ok=True)
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val"):
+        (out / split).mkdir(parents=True, exist_ok=True)
     return out, created and not opts.resume
 
 
@@ -230,92 +231,20 @@ def _global_grid(opts: ConvertOptions, sources: list[_Source]) -> Grid | None:
                           "use --bounds or --normalize none") from exc
 
 
-def _clean(c: h5io.Cloud, opts: ConvertOptions, source: str) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """Drop points with NaN/Inf coordinates (or values); returns (points, weights, dropped)."""
-    w = c.values if opts.weights else None
-    ok = np.isfinite(c.points).all(axis=1)
-    if w is not None:
-        ok &= np.isfinite(w)
-    dropped = int(len(ok) - ok.sum())
-    if dropped and opts.strict:
-        raise MedgenError(f"{source} cloud {c.index}: {dropped} point(s) with NaN/Inf", "drop --strict to skip them and count them")
-    pts = c.points[ok]
-    if w is not None:
-        w = w[ok]
-        if np.any(w < 0):
-            raise MedgenError(f"{source} cloud {c.index}: negative per-point values cannot be weights", "drop --weights")
-    return pts, w, dropped
+def _recorded_options(opts: ConvertOptions, sources: list[_Source]) -> dict[str, Any]:
+    # The cloud counts are part of it: a grown input would reshuffle the train/val split.
+    return {**opts.signature(), "clouds": [s.layout.n for s in sources]}
 
 
-def _record(rel: str, split: str, source: str, c: h5io.Cloud, pts: np.ndarray, dropped: int, outside: int,
-            grid: Grid, mode: str, opts: ConvertOptions) -> dict[str, Any]:
-    return {
-        "file": rel, "split": split, "source": source, "index": c.index, "label": c.label,
-        "n_points": int(len(pts) - outside), "n_nonfinite": dropped, "n_outside": outside,
-        "bounds": [pts.min(0).tolist(), pts.max(0).tolist()],
-        "normalization": {"mode": mode, "margin": opts.margin if mode in ("sample", "dataset") else 0.0,
-                          "origin": grid.origin.tolist(), "voxel_size": grid.voxel_size.tolist()},
-        "affine": grid.affine().tolist(),
-    }
-
-
-def _convert_chunk(job: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, int], list[dict[str, Any]]]:
-    """Worker: read clouds ``start..stop`` of one source, voxelize the ones to do, write them."""
-    from medgen_cli.data.fastnifti import write_nifti_gz
-
-    opts: ConvertOptions = job["opts"]
-    src, todo, mode = job["source"], job["todo"], opts.mode()
-    counts = {"train": 0, "val": 0, "empty": 0, "degenerate": 0, "outside_all": 0,
-              "nonfinite_points": 0, "outside_points": 0, "points": 0}
-    skipped: list[dict[str, Any]] = []
-    ready: list[tuple[h5io.Cloud, np.ndarray, np.ndarray | None, int, Grid, tuple[str, str]]] = []
-    with h5io.open_h5(src) as f:
-        clouds = h5io.read_clouds(f, job["layout"], job["start"], job["stop"])
-    for c in clouds:
-        if c.index not in todo:
-            continue
-        pts, w, dropped = _clean(c, opts, src)
-        counts["nonfinite_points"] += dropped
-        if len(pts) == 0:
-            counts["empty"] += 1
-            skipped.append({"source": src, "index": c.index, "reason": "empty" if not dropped else "only NaN/Inf points"})
-            continue
-        grid = job["grid"]
-        if grid is None:
-            try:
-                grid = fit_grid(pts.min(0), pts.max(0), opts.resolution, opts.margin, opts.spacing)
-            except DegenerateBounds:
-                counts["degenerate"] += 1
-                skipped.append({"source": src, "index": c.index, "reason": "all points identical (degenerate bounds)"})
-                continue
-        ready.append((c, pts, w, dropped, grid, todo[c.index]))
-    records: list[dict[str, Any]] = []
-    if ready:
-        vols, outside = voxelize_batch([r[1] for r in ready], [r[4] for r in ready], opts.method,
-                                       [r[2] for r in ready] if opts.weights else None, opts.sigma)
-        out = Path(job["out"])
-        for (c, pts, _w, dropped, grid, (split, rel)), vol, n_out in zip(ready, vols, outside.tolist()):
-            counts["outside_points"] += n_out
-            if n_out == len(pts):
-                counts["outside_all"] += 1
-                skipped.append({"source": src, "index": c.index, "reason": "no point inside the grid"})
-                continue
-            write_nifti_gz(vol, out / rel, grid.affine(), overwrite=True)
-            counts[split] += 1
-            counts["points"] += len(pts) - n_out
-            records.append(_record(rel, split, src, c, pts, dropped, n_out, grid, mode, opts))
-    return records, counts, skipped
-
-
-def _load_previous(out: Path, opts: ConvertOptions) -> dict[tuple[str, int], dict[str, Any]]:
+def _load_previous(out: Path, opts: ConvertOptions, sources: list[_Source]) -> dict[tuple[str, int], dict[str, Any]]:
     """On ``--resume``: check the recorded options and return the finished records by (source, index)."""
     opt_file = out / OPTIONS_FILE
     if not opt_file.is_file():
-        if any(out.iterdir()):
+        if any(p.is_file() for p in out.rglob("*")):
             raise MedgenError(f"{out} holds no {OPTIONS_FILE}: it was not written by convert-h5", "use --overwrite or another --out")
         return {}
     old = json.loads(opt_file.read_text())
-    new = opts.signature()
+    new = _recorded_options(opts, sources)
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:
         raise MedgenError(f"--resume with different options than the first run: {', '.join(diff)}",
@@ -356,7 +285,9 @@ def _jobs(opts: ConvertOptions, sources: list[_Source], grid: Grid | None, split
 
 
 def _pool_context() -> Any:
-    # fork is fastest to start, but unsafe once torch has started its thread pools (tests, Python API).
+    # fork starts workers fastest and lets the parent account their CPU time. It is unsafe once
+    # torch has started its thread pools (tests, the Python API): spawn then. rich's progress
+    # thread is harmless: workers never touch the console.
     if sys.platform == "linux" and "torch" not in sys.modules:
         return mp.get_context("fork")
     return mp.get_context("spawn")
@@ -365,10 +296,10 @@ def _pool_context() -> Any:
 def _run_jobs(jobs: list[dict[str, Any]], workers: int, on_done: Callable[[dict[str, Any], tuple], None]) -> None:
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
-            on_done(job, _convert_chunk(job))
+            on_done(job, convert_chunk(job))
         return
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=_pool_context()) as pool:
-        futures = {pool.submit(_convert_chunk, job): job for job in jobs}
+        futures = {pool.submit(convert_chunk, job): job for job in jobs}
         try:
             for fut in as_completed(futures):
                 try:
@@ -396,17 +327,16 @@ def run_convert(opts: ConvertOptions, progress: bool = False) -> ConvertSummary:
     t0 = time.perf_counter()
     sources = _open_sources(opts)  # every input is checked before anything is written
     out, created = _prepare_out(opts)
-    written: list[Path] = []
     try:
-        done = _load_previous(out, opts) if opts.resume else {}
+        done = _load_previous(out, opts, sources) if opts.resume else {}
         grid = _global_grid(opts, sources)
         with atomic_path(out / OPTIONS_FILE) as tmp:
-            tmp.write_text(json.dumps(opts.signature(), indent=1))
+            tmp.write_text(json.dumps(_recorded_options(opts, sources), indent=1))
         stats = [SourceStats(s.path, s.layout.kind, s.layout.n) for s in sources]
         jobs = _jobs(opts, sources, grid, _assign_splits(sources, opts.val_fraction, opts.seed), done, stats)
         records, skipped = list(done.values()), []
         by_source = {s.path: st for s, st in zip(sources, stats)}
-        bar = _progress(progress, sum(len(j["todo"]) for j in jobs))
+        bar = progress_bar(progress, sum(len(j["todo"]) for j in jobs))
         with bar, open(out / PROGRESS, "a") as log:
             task = bar.add_task("convert-h5", total=sum(len(j["todo"]) for j in jobs)) if bar else None
 
@@ -415,7 +345,6 @@ def run_convert(opts: ConvertOptions, progress: bool = False) -> ConvertSummary:
                 by_source[job["source"]].add(counts)
                 for r in recs:
                     log.write(json.dumps(r) + "\n")
-                    written.append(out / r["file"])
                 log.flush()
                 records.extend(recs)
                 skipped.extend(skips)
@@ -424,62 +353,26 @@ def run_convert(opts: ConvertOptions, progress: bool = False) -> ConvertSummary:
 
             _run_jobs(jobs, opts.workers, on_done)
         records.sort(key=lambda r: (r["source"], r["index"]))
-        with atomic_path(out / "manifest.json") as tmp:
-            tmp.write_text(json.dumps(records, indent=1))
+        with atomic_path(out / "manifest.json") as tmp:  # one record per line: readable and diffable
+            tmp.write_text("[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n")
         (out / PROGRESS).unlink(missing_ok=True)
-    except MedgenError:
+    except Exception:  # not KeyboardInterrupt: an interrupted run stays resumable
         if not opts.resume:
-            _remove_partial(out, created, written)
+            _remove_partial(out, created)
         raise
     return ConvertSummary(out, stats, time.perf_counter() - t0, len(records), skipped)
 
 
-def _remove_partial(out: Path, created: bool, written: list[Path]) -> None:
-    """A fresh run that failed: remove what it wrote (and the folder when it made it)."""
+def _remove_partial(out: Path, created: bool) -> None:
+    """A fresh run that failed: remove what it wrote (and the folder when it made it).
+
+    Everything under ``train/`` and ``val/`` belongs to this run (the folder was empty or was
+    cleared by ``--overwrite``), including files that workers still finished after the error.
+    """
     if created:
         shutil.rmtree(out, ignore_errors=True)
         return
-    for p in written:
-        p.unlink(missing_ok=True)
+    for split in ("train", "val"):
+        shutil.rmtree(out / split, ignore_errors=True)
     for name in (OPTIONS_FILE, PROGRESS):
         (out / name).unlink(missing_ok=True)
-
-
-class _NoBar:
-    def __bool__(self) -> bool:
-        return False
-
-    def __enter__(self) -> "_NoBar":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _progress(show: bool, total: int) -> Any:
-    if not show or total == 0:
-        return _NoBar()
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), transient=True)
-
-
-def summary_table(summary: ConvertSummary) -> Any:
-    """A rich table: one row per input, then the totals and throughput."""
-    from rich.table import Table
-
-    cols = ("input", "layout", "clouds", "train", "val", "resumed", "empty", "degenerate", "outside",
-            "NaN/Inf pts", "outside pts")
-    table = Table(title=f"convert-h5 → {summary.out}", title_justify="left")
-    for c in cols:
-        table.add_column(c, justify="left" if c in ("input", "layout") else "right")
-    for s in summary.sources:
-        table.add_row(os.path.basename(s.source), s.layout, str(s.clouds), str(s.train), str(s.val), str(s.resumed),
-                      str(s.empty), str(s.degenerate), str(s.outside_all), str(s.nonfinite_points), str(s.outside_points))
-    secs = max(summary.seconds, 1e-9)
-    table.caption = (f"{summary.written} volume(s) written in {summary.seconds:.1f} s "
-                     f"({summary.written / secs:.1f} volumes/s, {summary.points / secs:,.0f} points/s); "
-                     f"manifest: {summary.records} record(s)")
-    return table

@@ -17,6 +17,7 @@ Per-point values (used as weights with ``--weights``) are the first column after
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,11 @@ def describe_tree(f: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def _natural(name: str) -> list[Any]:
+    """Sort key that puts ``s2`` before ``s10``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
 def _datasets(group: Any) -> dict[str, Any]:
     import h5py
 
@@ -140,11 +146,11 @@ def _label_key(f: Any, key: str, n: int, label_key: str | None) -> str | None:
 def _layout_for_key(f: Any, key: str, label_key: str | None) -> H5Layout:
     import h5py
 
-    if key not in f:
+    if key and key not in f:
         raise MedgenError(f"key '{key}' not found", _keys_hint(f))
-    obj = f[key]
+    obj = f[key] if key else f  # "" or "/": the root group
     if isinstance(obj, h5py.Group):
-        members = tuple(sorted(obj.keys()))
+        members = tuple(sorted(obj.keys(), key=_natural))
         if not members:
             raise MedgenError(f"group '{key}' is empty", _keys_hint(f))
         for m in members:
@@ -199,22 +205,15 @@ def detect_layout(f: Any, key: str | None = None, label_key: str | None = None) 
             (isinstance(s, h5py.Group) and "points" in s) or (isinstance(s, h5py.Dataset) and s.ndim == 2)
             for s in g.values())
 
-    if any(isinstance(v, h5py.Group) for v in f.values()):
-        if all(isinstance(v, h5py.Group) and "points" in v for v in f.values()):
-            return _groups_at_root(f)
-        for name, v in f.items():
-            if isinstance(v, h5py.Group) and sample_like(v):
-                return _layout_for_key(f, name, label_key)
+    if sample_like(f) and len(f) > 1:  # one sub-group (or one [P, 3] dataset) per sample at the root
+        return _layout_for_key(f, "", label_key)
+    for name, v in f.items():
+        if isinstance(v, h5py.Group) and sample_like(v):
+            return _layout_for_key(f, name, label_key)
     rank2 = [k for k, d in top.items() if d.ndim == 2 and d.shape[-1] >= 3]
     if len(rank2) == 1:
         return _layout_for_key(f, rank2[0], label_key)
     raise MedgenError("no point-cloud layout recognised", _keys_hint(f) + "; pass --key")
-
-
-def _groups_at_root(f: Any) -> H5Layout:
-    members = tuple(sorted(f.keys()))
-    channels = _check_channels(f[members[0]]["points"], f"{members[0]}/points")
-    return H5Layout("groups", "", len(members), channels, members=members)
 
 
 def _label_of(obj: Any) -> int | None:

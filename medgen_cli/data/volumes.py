@@ -93,7 +93,7 @@ def _build_transforms(size: Sequence[int], intensity: str, flip: bool, rotate: b
     keys = ["image"]
     steps: list[Any] = [
         mt.LoadImaged(keys=keys, image_only=True),
-        mt.EnsureChannelFirstd(keys=keys, channel_dim="no_channel"),
+        mt.EnsureChannelFirstd(keys=keys),  # channel position from the reader's metadata
     ]
     if intensity == "minmax":
         steps.append(mt.ScaleIntensityd(keys=keys, minv=0.0, maxv=1.0))
@@ -178,4 +178,4 @@ def make_volume_dataset(
         items.append(item)
     transform = _build_transforms(tuple(size), intensity, flip, rotate)
     return CacheDataset(data=items, transform=transform, cache_rate=cache_rate,
-                        num_workers=num_workers if num_workers > 0 else None, progress=False)
+                        num_workers=max(1, num_workers), progress=False)

@@ -141,8 +141,9 @@ def voxel_indices(u: np.ndarray, resolution: Sequence[int]) -> tuple[np.ndarray,
 
 
 def _flat(idx: np.ndarray, resolution: Sequence[int]) -> np.ndarray:
+    # Fortran order (x fastest), the order NIfTI stores voxels in: writers then need no transposing copy.
     rx, ry, rz = resolution
-    return (idx[:, 0] * ry + idx[:, 1]) * rz + idx[:, 2]
+    return (idx[:, 2] * ry + idx[:, 1]) * rx + idx[:, 0]
 
 
 def _scale_to_peak(vols: np.ndarray) -> np.ndarray:
@@ -165,7 +166,8 @@ def voxelize_batch(clouds: Sequence[np.ndarray], grids: Sequence[Grid], method: 
         sigma: gaussian standard deviation in voxels.
 
     Returns:
-        (volumes ``[B, Rx, Ry, Rz]`` float32, points dropped outside the grid per cloud ``[B]``).
+        (volumes ``[B, Rx, Ry, Rz]`` float32, each volume Fortran-contiguous; points dropped
+        outside the grid per cloud ``[B]``).
     """
     if method not in METHODS:
         raise MedgenError(f"unknown method {method!r}", f"use one of {', '.join(METHODS)}")
@@ -191,11 +193,14 @@ def voxelize_batch(clouds: Sequence[np.ndarray], grids: Sequence[Grid], method: 
             wts.append(np.ones(len(idx)))
     flat = np.concatenate(flats)
     if method == "occupancy":
-        vols = (np.bincount(flat, minlength=nvox * len(clouds)) > 0).astype(np.float32)
+        vols = np.zeros(nvox * len(clouds), dtype=np.float32)
+        vols[flat] = 1.0
     else:
         vols = np.bincount(flat, weights=np.concatenate(wts), minlength=nvox * len(clouds))
         vols = _scale_to_peak(vols.reshape(len(clouds), nvox)).astype(np.float32)
-    return vols.reshape((len(clouds),) + tuple(res)), np.array(outside, dtype=np.int64)
+    # [B, Rz, Ry, Rx] in C order == [B, Rx, Ry, Rz] with each volume Fortran-contiguous (a view).
+    vols = vols.reshape((len(clouds),) + tuple(res)[::-1]).transpose(0, 3, 2, 1)
+    return vols, np.array(outside, dtype=np.int64)
 
 
 def _gaussian_one(cloud: np.ndarray, grid: Grid, w: np.ndarray | None, sigma: float) -> tuple[np.ndarray, int]:

@@ -64,6 +64,12 @@ def test_dataset_2d_nifti_and_png(tmp_path):
     assert tuple(ds[0]["image"].shape) == (1, 16, 16) and tuple(ds[1]["image"].shape) == (1, 16, 16)
 
 
+def test_trailing_singleton_channel_is_the_channel(tmp_path):
+    save_nifti(np.ones((6, 7, 8, 1), np.float32), tmp_path / "c.nii.gz")
+    ds = make_volume_dataset([tmp_path / "c.nii.gz"], (8, 8, 8), intensity="none")
+    assert tuple(ds[0]["image"].shape) == (1, 8, 8, 8)
+
+
 def test_rank_mismatch_is_a_clear_error(tmp_path):
     train, _ = list_volume_split(_make_root(tmp_path, n_train=1))
     with pytest.raises(MedgenError, match="expected a single-channel 2D volume"):

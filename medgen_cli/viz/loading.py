@@ -1,0 +1,64 @@
+"""Resolve ``medgen viz slices`` inputs: volume files, folders of volumes, or a folder of images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from medgen_cli.errors import MedgenError
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npy")
+
+
+def _is_volume(p: Path) -> bool:
+    return p.is_file() and not p.name.startswith(".") and any(p.name.lower().endswith(s) for s in VOLUME_SUFFIXES)
+
+
+def load_any_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(array, affine) of a NIfTI or ``.npy`` file (``.npy``: identity affine).
+
+    Raises:
+        MedgenError: missing or unreadable file.
+    """
+    from medgen_cli.io import load_nifti
+
+    if path.name.lower().endswith(".npy"):
+        if not path.is_file():
+            raise MedgenError(f"file not found: {path}")
+        try:
+            return np.load(path, allow_pickle=False).astype(np.float32), np.eye(4)
+        except (OSError, ValueError) as exc:
+            raise MedgenError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
+    return load_nifti(path)
+
+
+def collect_inputs(paths: Sequence[Path], max_items: int) -> tuple[str, list[Any]]:
+    """``("images", [image files])`` for one folder of images, else ``("volumes", [(path, array, affine)])``.
+
+    Raises:
+        MedgenError: a missing path, an unsupported file, or nothing to show.
+    """
+    from medgen_cli.data.images import IMAGE_SUFFIXES, list_images
+
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            vols = sorted(q for q in p.iterdir() if _is_volume(q))
+            if vols:
+                files.extend(vols)
+                continue
+            if len(paths) != 1:
+                raise MedgenError(f"{p} holds no volumes", "show a folder of images on its own")
+            return "images", list_images(p)[:max_items]
+        if not p.exists():
+            raise MedgenError(f"not found: {p}")
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            raise MedgenError(f"{p} is an image", "pass the folder that holds the images")
+        if not _is_volume(p):
+            raise MedgenError(f"{p} is not a .nii/.nii.gz/.npy volume")
+        files.append(p)
+    if not files:
+        raise MedgenError("nothing to show")
+    return "volumes", [(f, *load_any_volume(f)) for f in files[:max_items]]
