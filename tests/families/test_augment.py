@@ -141,7 +141,7 @@ def test_r1_penalty_matches_analytic_gradient_norm() -> None:
     x = torch.randn(3, 1, 4, 4, requires_grad=True)
     scale = torch.tensor(2.0, requires_grad=True)
     penalty = losses.r1_penalty((scale * a * x).sum(dim=(1, 2, 3)), x)  # ∇x = scale·a for every sample
-    assert float(penalty) == pytest.approx(float(4.0 * a.square().sum()), rel=1e-5)
+    assert float(penalty.detach()) == pytest.approx(float(4.0 * a.square().sum()), rel=1e-5)
     penalty.backward()  # create_graph: the penalty is differentiable w.r.t. D's parameters
     assert scale.grad is not None and float(scale.grad) == pytest.approx(float(4.0 * a.square().sum()), rel=1e-5)
 

@@ -6,8 +6,9 @@ how to turn seeds into images (:meth:`GAN2DFamily.generate`) and how to interpol
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -81,13 +82,36 @@ class GAN2DFamily(Family):
         for p in module.parameters():
             p.requires_grad_(flag)
 
+    @contextlib.contextmanager
+    def _frozen_discriminator(self, ctx: Any) -> Iterator[None]:
+        """During the G update D gets no gradients: its weights are frozen (saves the backward
+        into D) in a single process; under DDP, whose reducer expects every parameter's gradient,
+        D's gradients are computed and then dropped."""
+        disc = self.modules["discriminator"]
+        freeze = not getattr(ctx, "distributed", False)
+        if freeze:
+            self._requires_grad(disc, False)
+        try:
+            yield
+        finally:
+            if freeze:
+                self._requires_grad(disc, True)
+            ctx.zero_grad("d")
+
     # ---- validation: FID on a schedule -------------------------------------------------------------
+    def prepare(self, ctx: Any) -> None:
+        """With ``--require-fid``, load the Inception weights now: fail before training, not at
+        the first evaluation."""
+        if self.flags.get("require_fid", False):
+            self.fid.require = True
+            if not self.cfg.fid.enabled:
+                raise MedgenError("--require-fid was given but fid.enabled is false", "remove one of them")
+            self.fid.build(self._real_images, ctx.device)
+
     def validate(self, batches: Any, ctx: Any) -> dict[str, float]:
         """FID/KID of the EMA generator vs the training set when the step is on the FID schedule;
         ``{}`` otherwise (or when FID is off / its weights are missing)."""
         self.fid.require = bool(self.flags.get("require_fid", False))
-        if self.fid.require and not self.cfg.fid.enabled:
-            raise MedgenError("--require-fid was given but fid.enabled is false", "remove one of them")
         if not self.fid.due(ctx.global_step) or not self.fid.build(self._real_images, ctx.device):
             return {}
         fakes = self._generate_many(ctx.eval_module("generator"), self.cfg.fid.num_fake, seed=12345,
@@ -97,7 +121,7 @@ class GAN2DFamily(Family):
     @torch.no_grad()
     def _generate_many(self, generator: torch.nn.Module, n: int, seed: int, batch_size: int,
                        device: torch.device, truncation: float = 1.0) -> torch.Tensor:
-        z_all = outputs.seeded_normal(seed, (n, self.latent_dim))
+        z_all = outputs.seed_latents(seed, n, self.latent_dim)
         chunks = [outputs.to_unit(self.generate(generator, z.to(device), truncation)).cpu()
                   for z in z_all.split(batch_size)]
         return torch.cat(chunks)
@@ -106,7 +130,13 @@ class GAN2DFamily(Family):
         """A grid of 16 samples of the EMA generator from fixed seeds."""
         from torchvision.utils import make_grid
 
-        imgs = self._generate_many(ctx.eval_module("generator"), 16, seed=0, batch_size=16, device=ctx.device)
+        gen = ctx.eval_module("generator")
+        was_training = gen.training
+        gen.eval()  # BN statistics, spectral-norm vectors and w_avg must not move while logging
+        try:
+            imgs = self._generate_many(gen, 16, seed=0, batch_size=16, device=ctx.device)
+        finally:
+            gen.train(was_training)
         ctx.add_image("samples", make_grid(imgs, nrow=4, padding=2))
 
     # ---- state that must survive a resume ----------------------------------------------------------
@@ -119,10 +149,11 @@ class GAN2DFamily(Family):
 
     # ---- inference -----------------------------------------------------------------------------------
     def sample_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
-        """``grid.png``, one PNG per sample and ``samples.npy``; the same seed gives the same images."""
+        """``grid.png``, one PNG per sample and ``samples.npy``; sample ``i`` comes from seed
+        ``opts.seed + i``, so the same seed always gives the same image."""
         outputs.reject_unsupported(opts, self.name, allow_truncation=self.name == "stylegan2")
         gen = ctx.eval_module("generator")
-        z_all = outputs.seeded_normal(opts.seed, (opts.num, self.latent_dim))
+        z_all = outputs.seed_latents(opts.seed, opts.num, self.latent_dim)
         chunks = []
         for z in ctx.track(iter(z_all.split(opts.batch_size)), -(-opts.num // opts.batch_size), "sampling"):
             chunks.append(outputs.to_unit(self.generate(gen, z.to(ctx.device), opts.truncation)).cpu())
@@ -135,8 +166,8 @@ class GAN2DFamily(Family):
         outputs.reject_unsupported(opts, self.name, allow_truncation=self.name == "stylegan2")
         if opts.steps < 2:
             raise MedgenError("--steps must be at least 2 (both endpoints)")
-        z_a = outputs.seeded_normal(opts.seed_a, (1, self.latent_dim)).to(ctx.device)
-        z_b = outputs.seeded_normal(opts.seed_b, (1, self.latent_dim)).to(ctx.device)
+        z_a = outputs.seed_latents(opts.seed_a, 1, self.latent_dim).to(ctx.device)
+        z_b = outputs.seed_latents(opts.seed_b, 1, self.latent_dim).to(ctx.device)
         t = torch.linspace(0.0, 1.0, opts.steps, device=ctx.device)
         frames = self.interpolate_images(ctx.eval_module("generator"), z_a, z_b, t, opts)
         return outputs.write_interpolation(outputs.to_unit(frames).cpu().numpy(), Path(opts.out),

@@ -35,6 +35,12 @@ def seeded_normal(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.randn(shape, generator=gen)
 
 
+def seed_latents(seed: int, n: int, dim: int) -> torch.Tensor:
+    """``[n, dim]`` latents, row ``i`` drawn from seed ``seed + i`` (StyleGAN's per-image seeds):
+    an image depends on its own seed only, not on how many were generated with it."""
+    return torch.stack([seeded_normal(seed + i, (dim,)) for i in range(n)])
+
+
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """Generator output in [-1, 1] → float images in [0, 1]."""
     return ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0)
@@ -114,7 +120,8 @@ def reject_unsupported(opts: object, family: str, allow_truncation: bool) -> Non
     """Raise for ``medgen sample`` options a 2D GAN cannot honour (diffusion/conditional/inputs)."""
     checks = {
         "--scheduler": getattr(opts, "scheduler", None) is not None,
-        "--steps": getattr(opts, "steps", None) is not None,
+        # InterpolateOptions.steps is the frame count; only SampleOptions.steps means sampler steps.
+        "--steps": hasattr(opts, "num") and getattr(opts, "steps", None) is not None,
         "--sample-steps": getattr(opts, "sample_steps", None) is not None,
         "--guidance-scale": getattr(opts, "guidance_scale", None) is not None,
         "--class-label": getattr(opts, "class_label", None) is not None,

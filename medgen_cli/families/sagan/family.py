@@ -65,17 +65,13 @@ class SAGANFamily(GAN2DFamily):
             gn_d = ctx.step("d")
             self.augment.observe_real(d_real)
 
-        # D's weights are frozen for the G step so no D gradients leak into the next D update.
-        self._requires_grad(self.modules["discriminator"], False)
-        try:
+        with self._frozen_discriminator(ctx):  # no D gradients leak into the next D update
             z = torch.randn(n, self.latent_dim, device=real.device)
             with ctx.autocast():
                 d_gen = disc(self.augment(gen(z)))
                 l_g = self._g_loss(d_gen)
             ctx.backward(l_g, "g")
             gn_g = ctx.step("g")
-        finally:
-            self._requires_grad(self.modules["discriminator"], True)
 
         terms = {"d_real": float(l_real.detach()), "d_fake": float(l_fake.detach())}
         return {

@@ -114,8 +114,7 @@ class StyleGAN2Family(GAN2DFamily):
     def _g_step(self, n: int, device: torch.device, ctx: Any) -> dict[str, float]:
         gen, disc = ctx.net("generator"), ctx.net("discriminator")
         loss_cfg = self.cfg.loss
-        self._requires_grad(self.modules["discriminator"], False)
-        try:
+        with self._frozen_discriminator(ctx):
             z = torch.randn(n, self.latent_dim, device=device)
             with ctx.autocast():
                 d_gen = disc(self.augment(gen(z, **self._mixing(n, device))))
@@ -125,8 +124,6 @@ class StyleGAN2Family(GAN2DFamily):
                 loss = loss + self._path_length(gen, max(1, n // loss_cfg.pl_batch_shrink), device)
             ctx.backward(loss, "g")
             grad_norm = ctx.step("g")
-        finally:
-            self._requires_grad(self.modules["discriminator"], True)
         return {"loss/g": float(l_g.detach()), "grad_norm/g": grad_norm}
 
     def _path_length(self, gen: torch.nn.Module, n: int, device: torch.device) -> torch.Tensor:
