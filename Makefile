@@ -25,11 +25,11 @@ minkowski: setup
 	bash scripts/build_minkowski.sh $(PY)
 
 test: setup minkowski
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+	MEDGEN_REQUIRE_MINKOWSKI=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 # Without building MinkowskiEngine (its equivalence tests are skipped).
 test-fast: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+	MEDGEN_REQUIRE_MINKOWSKI=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache demo_out

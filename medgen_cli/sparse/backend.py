@@ -18,7 +18,8 @@ def minkowski_status() -> tuple[bool, str]:
 
         me = import_minkowski()
     except Exception as exc:  # ImportError, or OSError/undefined symbol for a wheel built for another torch
-        return False, f"MinkowskiEngine is not importable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return False, f"MinkowskiEngine is not importable ({type(exc).__name__}: {first})"
     return True, f"MinkowskiEngine {getattr(me, '__version__', '?')}"
 
 

@@ -60,6 +60,25 @@ def _to_me(x: SparseTensor, manager: Any = None) -> tuple[Any, torch.Tensor | No
 class _MEModule(nn.Module):
     """Runs one MinkowskiEngine module (``self.op``) on a :class:`SparseTensor`."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        self._ctor = (args, kwargs)
+
+    def __deepcopy__(self, memo: dict) -> _MEModule:
+        # MinkowskiEngine's conv classes keep their settings in __slots__, which nn.Module's
+        # pickling (and so copy.deepcopy, used by EMA's AveragedModel) drops: rebuild instead.
+        args, kwargs = self._ctor
+        new = type(self)(*args, **kwargs)
+        new.load_state_dict(self.state_dict())
+        tensors = list(self.parameters()) + list(self.buffers())
+        if tensors:
+            new.to(tensors[0].device)
+        new.train(self.training)
+        for p_new, p_old in zip(new.parameters(), self.parameters()):
+            p_new.requires_grad_(p_old.requires_grad)
+        memo[id(self)] = new
+        return new
+
     def forward(self, x: SparseTensor) -> SparseTensor:
         me, _ = _to_me(x)
         return _wrap(self.op(me), x.batch_size)
@@ -79,7 +98,7 @@ class Conv(_MEModule):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
                  bias: bool = False) -> None:
-        super().__init__()
+        super().__init__(in_channels, out_channels, kernel_size, stride, bias)
         ME = import_minkowski()
         self.op = ME.MinkowskiConvolution(in_channels, out_channels, kernel_size=kernel_size,
                                           stride=stride, bias=bias, dimension=3)
@@ -89,7 +108,7 @@ class GenerativeUp(_MEModule):
     """``MinkowskiGenerativeConvolutionTranspose`` (kernel 2, stride 2): voxel → 2³ children."""
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = False) -> None:
-        super().__init__()
+        super().__init__(in_channels, out_channels, bias)
         ME = import_minkowski()
         self.op = ME.MinkowskiGenerativeConvolutionTranspose(
             in_channels, out_channels, kernel_size=2, stride=2, bias=bias, dimension=3)
@@ -99,7 +118,7 @@ class Linear(_MEModule):
     """``MinkowskiLinear`` (1×1 conv)."""
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
-        super().__init__()
+        super().__init__(in_channels, out_channels, bias)
         self.op = import_minkowski().MinkowskiLinear(in_channels, out_channels, bias=bias)
 
 
@@ -107,7 +126,7 @@ class BatchNorm(_MEModule):
     """``MinkowskiBatchNorm``."""
 
     def __init__(self, channels: int, momentum: float = 0.1) -> None:
-        super().__init__()
+        super().__init__(channels, momentum)
         self.op = import_minkowski().MinkowskiBatchNorm(channels, momentum=momentum)
 
 

@@ -1,5 +1,11 @@
 """Pure-PyTorch sparse backend: sorted-key coordinate hashing and gather–matmul–scatter.
 
+A convolution gathers, for every output voxel, its input neighbours at each kernel offset (an
+im2col over the neighbour table; absent neighbours read a zero row), multiplies by the kernel
+flattened to ``[K·in, out]`` in one GEMM, and its backward scatter-adds into the input rows. One
+large GEMM beats one small GEMM per offset on CPU (the per-offset gather/cat/scatter traffic
+dominated there).
+
 Parameters have MinkowskiEngine's names and layouts (``kernel [K, in, out]`` with kernel
 offsets in its order, ``bias [1, out]``, ``linear``/``bn`` sub-modules), so a state dict moves
 between the two backends unchanged; the equivalence tests rely on that.
@@ -11,6 +17,7 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from medgen_cli.sparse import common
 from medgen_cli.sparse.tensor import CoordIndex, SparseTensor, kernel_offsets, unique_coords
@@ -23,8 +30,10 @@ def _strided_coords(coords: torch.Tensor, stride: int) -> torch.Tensor:
     return unique_coords(c)[0]
 
 
-def _kernel_map(x: SparseTensor, kernel_size: int, stride: int) -> tuple[torch.Tensor, list]:
-    """Output coordinates and, per kernel offset, (input rows, output rows) pairs; memoised."""
+def _kernel_map(x: SparseTensor, kernel_size: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output coordinates and the neighbour table ``[M, K]``: the input row of output ``m`` at
+    kernel offset ``k`` (MinkowskiEngine's offset order), or ``N`` (a zero row) when that
+    neighbour is absent. Memoised on ``x`` so layers on the same coordinates share it."""
     key = ("conv", kernel_size, stride)
     if key in x.cache:
         return x.cache[key]
@@ -32,16 +41,21 @@ def _kernel_map(x: SparseTensor, kernel_size: int, stride: int) -> tuple[torch.T
     index = x.cache.get("index")
     if index is None:
         index = x.cache["index"] = CoordIndex(x.coords)
-    pairs = []
     offsets = kernel_offsets(kernel_size, x.coords.device) * x.stride
-    for off in offsets:
-        query = out_coords.clone()
-        query[:, 1:] += off
-        found, in_rows = index.lookup(query)
-        out_rows = found.nonzero().squeeze(1)
-        pairs.append((in_rows[out_rows], out_rows))
-    x.cache[key] = (out_coords, pairs)
-    return out_coords, pairs
+    query = out_coords[:, None, :].repeat(1, offsets.shape[0], 1)  # [M, K, 4]
+    query[:, :, 1:] += offsets[None]
+    found, rows = index.lookup(query.view(-1, 4))
+    table = torch.where(found, rows, torch.full_like(rows, x.coords.shape[0])).view(-1, offsets.shape[0])
+    x.cache[key] = (out_coords, table)
+    return x.cache[key]
+
+
+def _gather_matmul(feats: torch.Tensor, kernel: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Gather each output's K neighbours (zeros where absent) and do one matmul; autograd's
+    backward of the gather is the scatter-add into the input rows."""
+    padded = torch.cat([feats, feats.new_zeros(1, feats.shape[1])])
+    cols = padded[table.view(-1)].view(table.shape[0], -1)
+    return cols @ kernel.reshape(cols.shape[1], -1).to(cols.dtype)
 
 
 class Conv(nn.Module):
@@ -66,12 +80,13 @@ class Conv(nn.Module):
         if self.kernel.dim() == 2 and self.stride == 1:
             feats = x.feats @ self.kernel
             return x.with_feats(feats if self.bias is None else feats + self.bias)
-        out_coords, pairs = _kernel_map(x, self.kernel_size, self.stride)
-        kernel = self.kernel.view(-1, self.in_channels, self.out_channels)
-        rows = [out for _, out in pairs]
-        prods = [x.feats[inp] @ kernel[k] for k, (inp, _) in enumerate(pairs)]
-        prod = torch.cat(prods)  # under autocast its dtype may differ from the input's
-        out = prod.new_zeros(out_coords.shape[0], self.out_channels).index_add(0, torch.cat(rows), prod)
+        out_coords, table = _kernel_map(x, self.kernel_size, self.stride)
+        if torch.is_grad_enabled() and (x.feats.requires_grad or self.kernel.requires_grad):
+            # Recompute the [M, K·in] gather in backward instead of keeping it: it is K times
+            # the size of the input features, and it dominated a training step's peak memory.
+            out = checkpoint(_gather_matmul, x.feats, self.kernel, table, use_reentrant=False)
+        else:
+            out = _gather_matmul(x.feats, self.kernel, table)
         if self.bias is not None:
             out = out + self.bias
         stride_out = x.stride * self.stride

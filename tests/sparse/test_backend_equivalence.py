@@ -6,6 +6,8 @@ rows are compared after sorting by coordinate, since the two backends order rows
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -13,7 +15,8 @@ from medgen_cli.sparse import get_backend, minkowski_status
 from medgen_cli.sparse.tensor import SparseTensor, coord_keys
 
 _ok, _why = minkowski_status()
-pytestmark = [pytest.mark.minkowski, pytest.mark.skipif(not _ok, reason=_why)]
+pytestmark = pytest.mark.minkowski
+needs_me = pytest.mark.skipif(not _ok, reason=_why)
 
 
 @pytest.fixture(scope="module")
@@ -36,19 +39,26 @@ def _sorted(coords: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor]:
     return [coords.long()[order], *(t[order] for t in tensors)]
 
 
+def _scaled(x: SparseTensor, stride: int) -> SparseTensor:
+    """The same voxels at tensor stride ``stride`` (spatial coordinates scaled, batch kept)."""
+    c = x.coords.clone()
+    c[:, 1:] *= stride
+    return SparseTensor(c, x.feats, stride, x.batch_size)
+
+
 def _leaf(x: SparseTensor) -> SparseTensor:
     return x.with_feats(x.feats.detach().clone().requires_grad_(True))
 
 
 def _run(backend, module, x: SparseTensor):
     """Forward on a fresh leaf copy of x; backward a fixed random projection of the output."""
-    xin = backend.prepare(_leaf(x))
-    y = module(xin)
+    leaf = _leaf(x)
+    y = module(backend.prepare(leaf))
     g = torch.Generator().manual_seed(7)
     coords, feats = _sorted(y.coords, y.feats)
     w = torch.randn(feats.shape, generator=g)
     (feats * w).sum().backward()
-    cin, gin = _sorted(xin.coords, xin.feats.grad)
+    cin, gin = _sorted(leaf.coords, leaf.feats.grad)
     return y, coords, feats.detach(), cin, gin
 
 
@@ -66,6 +76,7 @@ def _compare(mod_t, mod_m, x, sp_t, sp_m):
             torch.testing.assert_close(pt.grad, pm.grad, rtol=1e-4, atol=1e-5, msg=f"grad of {name}")
 
 
+@needs_me
 @pytest.mark.parametrize("kernel_size,stride", [(3, 1), (3, 2), (2, 2), (1, 1)])
 def test_conv(backends, kernel_size: int, stride: int) -> None:
     sp_t, sp_m = backends
@@ -74,21 +85,24 @@ def test_conv(backends, kernel_size: int, stride: int) -> None:
     _compare(mod_t, mod_m, _input(), sp_t, sp_m)
 
 
+@needs_me
 def test_conv_on_strided_input(backends) -> None:
     sp_t, sp_m = backends
     x = _input(seed=1)
-    x = SparseTensor(x.coords * 4, x.feats, 4, x.batch_size)
+    x = _scaled(x, 4)
     for k, s in [(3, 1), (3, 2)]:
         _compare(sp_t.Conv(3, 2, k, s), sp_m.Conv(3, 2, k, s), x, sp_t, sp_m)
 
 
+@needs_me
 def test_generative_up(backends) -> None:
     sp_t, sp_m = backends
     x = _input(seed=2, n=8)
-    x = SparseTensor(x.coords * 4, x.feats, 4, x.batch_size)
+    x = _scaled(x, 4)
     _compare(sp_t.GenerativeUp(3, 5, bias=True), sp_m.GenerativeUp(3, 5, bias=True), x, sp_t, sp_m)
 
 
+@needs_me
 def test_linear_batchnorm_activation(backends) -> None:
     sp_t, sp_m = backends
     x = _input(seed=3)
@@ -102,6 +116,7 @@ def test_linear_batchnorm_activation(backends) -> None:
     torch.testing.assert_close(seq_t[0].bn.running_mean, seq_m.state_dict()["0.bn.running_mean"])
 
 
+@needs_me
 def test_state_dict_keys_are_shared(backends) -> None:
     sp_t, sp_m = backends
     for make in (lambda s: s.Conv(2, 3, 3, 2, bias=True), lambda s: s.GenerativeUp(2, 3),
@@ -109,6 +124,7 @@ def test_state_dict_keys_are_shared(backends) -> None:
         assert list(make(sp_t).state_dict()) == list(make(sp_m).state_dict())
 
 
+@needs_me
 def test_prune(backends) -> None:
     sp_t, sp_m = backends
     x = _input(seed=4)
@@ -125,6 +141,7 @@ def test_prune(backends) -> None:
     torch.testing.assert_close(out[0][2], out[1][2])
 
 
+@needs_me
 @pytest.mark.parametrize("mode", ["mean", "sum", "max"])
 def test_global_pool(backends, mode: str) -> None:
     x = _input(seed=5)
@@ -139,6 +156,7 @@ def test_global_pool(backends, mode: str) -> None:
     torch.testing.assert_close(res[0][2], res[1][2])
 
 
+@needs_me
 def test_union(backends) -> None:
     a, b = _input(seed=6), _input(seed=7)
     res = []
@@ -153,14 +171,21 @@ def test_union(backends) -> None:
         torch.testing.assert_close(res[0][i], res[1][i])
 
 
+@needs_me
 def test_dense_round_trip(backends) -> None:
     x = _input(seed=8, n=8)
     dense = [sp.to_dense(sp.prepare(x), 8) for sp in backends]
     torch.testing.assert_close(dense[0], dense[1])
-    strided = SparseTensor(x.coords * 2, x.feats, 2, x.batch_size)
+    strided = _scaled(x, 2)
     torch.testing.assert_close(*[sp.to_dense(sp.prepare(strided), 16) for sp in backends])
     back = [sp.from_dense(d, threshold=0.0) for sp, d in zip(backends, dense)]
     c0, f0 = _sorted(back[0].coords, back[0].feats)
     c1, f1 = _sorted(back[1].coords, back[1].feats)
     assert torch.equal(c0, c1)
     torch.testing.assert_close(f0, f1)
+
+
+@pytest.mark.skipif(not os.environ.get("MEDGEN_REQUIRE_MINKOWSKI"), reason="set MEDGEN_REQUIRE_MINKOWSKI=1 (CI) to require it")
+def test_minkowski_is_required_here() -> None:
+    """CI sets MEDGEN_REQUIRE_MINKOWSKI=1 so a broken build fails instead of skipping silently."""
+    assert _ok, _why

@@ -23,7 +23,8 @@ class SparseGANData(StrictModel):
     voxel_size: int = Field(64, ge=4, description="Volumes are resized to voxel_size³.")
     threshold: float = Field(0.1, description="Voxels with value > threshold become sparse points.")
     min_voxels: int = Field(100, ge=0, description="A volume with fewer voxels keeps its min_voxels brightest.")
-    intensity: Literal["none", "minmax"] = Field("none", description="Scaling before thresholding (convert-h5 output is already [0, 1]).")
+    intensity: Literal["none", "minmax"] = Field(
+        "none", description="Scaling before thresholding (convert-h5 output is already [0, 1]).")
     flip: bool = Field(False, description="Random flips along each axis.")
     cache_rate: float = Field(0.0, ge=0.0, le=1.0, description="Fraction of volumes cached in memory.")
 
@@ -36,8 +37,10 @@ class SparseGenerator(StrictModel):
     channels: list[int] = Field([256, 128, 64, 32, 16], min_length=2,
                                 description="Channels per resolution; len-1 upsamplings.")
     max_voxels: int = Field(8192, ge=1, description="Voxel budget per sample at full resolution.")
-    occupancy_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Children with occupancy above it are kept.")
-    parent_slack: float = Field(2.0, ge=1.0, description="Coarser levels keep up to slack·max_voxels/8^levels_below voxels.")
+    occupancy_threshold: float = Field(0.5, gt=0.0, lt=1.0,
+                                       description="Children with occupancy above it are kept.")
+    parent_slack: float = Field(2.0, ge=1.0,
+                                description="Coarser levels keep up to slack·max_voxels/8^levels_below voxels.")
 
 
 class SparseDiscriminator(StrictModel):

@@ -1,7 +1,7 @@
 """The sparse GAN family: data, one training step (D every step, G every n_critic), sampling.
 
-MinkowskiEngine's convolutions have no double backward, so with the ``minkowski`` backend the
-WGAN-GP penalty would silently give the critic no gradient. The penalty therefore always runs
+MinkowskiEngine's convolutions have no double backward (their backward is not differentiable:
+``autograd.grad(..., create_graph=True)`` through them fails), so the WGAN-GP penalty always runs
 the critic's *own weights* through the pure-PyTorch backend (``torch.func.functional_call`` on a
 torch-backend twin); the two backends agree to float precision (tests/sparse).
 """
@@ -107,7 +107,8 @@ class SparseGANFamily(Family):
         disc = self.modules["discriminator"]
         if self._twin is None:
             d = self.cfg.discriminator
-            self._twin = SparseDiscriminator(d.channels, d.kernel_size, d.pooling, backend="torch").to(ctx.device)
+            with torch.random.fork_rng(devices=[]):  # its own init must not shift the training RNG
+                self._twin = SparseDiscriminator(d.channels, d.kernel_size, d.pooling, backend="torch").to(ctx.device)
         params = {k.replace(".op.", "."): v for k, v in disc.named_parameters()}
         return functools.partial(torch.func.functional_call, self._twin, params)
 
@@ -124,13 +125,14 @@ class SparseGANFamily(Family):
         with ctx.autocast():
             d_real, d_fake = disc(real).float(), disc(fake).float()
             loss_d = d_loss(kind, d_real, d_fake)
-        metrics = {"d_loss": float(loss_d), "d_real": float(d_real.mean()), "d_fake": float(d_fake.mean()),
+        metrics = {"d_loss": float(loss_d.detach()), "d_real": float(d_real.detach().mean()),
+                   "d_fake": float(d_fake.detach().mean()),
                    "fake_voxels": fake.num_voxels / bsz, "real_voxels": real.num_voxels / bsz}
         if kind == "wgan-gp":
             gp = gradient_penalty(self._critic_for_penalty(ctx), real, fake)
             loss_d = loss_d + c.loss.gradient_penalty_weight * gp
-            metrics["gradient_penalty"] = float(gp)
-            metrics["wasserstein_distance"] = float(d_real.mean() - d_fake.mean())
+            metrics["gradient_penalty"] = float(gp.detach())
+            metrics["wasserstein_distance"] = float((d_real - d_fake).detach().mean())
         ctx.backward(loss_d, "discriminator")
         metrics["d_grad_norm"] = ctx.step("discriminator")
         if (ctx.global_step + 1) % c.loss.n_critic == 0:
@@ -141,7 +143,7 @@ class SparseGANFamily(Family):
             ctx.backward(loss_g, "generator")
             metrics["g_grad_norm"] = ctx.step("generator")
             ctx.zero_grad("discriminator")  # the G loss also filled the critic's gradients
-            self.last_g_loss = float(loss_g)
+            self.last_g_loss = float(loss_g.detach())
         metrics["g_loss"] = self.last_g_loss
         return metrics
 

@@ -15,8 +15,10 @@ FORMATS = {"nifti": ".nii.gz", "npy": ".npy", "points": ".ply"}
 
 
 def latents(seed: int, n: int, dim: int) -> torch.Tensor:
-    """``n`` latent vectors from ``seed`` (independent of batch size and device)."""
-    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+    """``n`` latent vectors from ``seed``; row ``i`` does not depend on ``n`` (drawn row by row,
+    since torch draws a block of normals in a different order than a single row)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.cat([torch.randn(1, dim, generator=gen) for _ in range(n)])
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

@@ -1,0 +1,200 @@
+"""sparse-gan: budgeted sparse generation, one WGAN-GP step, the contract suite, sampling."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from medgen_cli.families.sparse_gan.config import SparseGANConfig
+from medgen_cli.families.sparse_gan.family import SparseGANFamily, collate_sparse
+from medgen_cli.families.sparse_gan.networks import SparseGenerator, level_budgets, select_children
+from medgen_cli.sparse import minkowski_status
+
+REPO = Path(__file__).resolve().parents[2]
+_me_ok, _me_why = minkowski_status()
+BACKENDS = ["torch", pytest.param("minkowski", marks=[pytest.mark.minkowski, pytest.mark.skipif(not _me_ok, reason=_me_why)])]
+AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
+
+
+def tiny_overrides(root: Path, backend: str) -> list[str]:
+    tiny = yaml.safe_load((REPO / "configs/tiny/sparse_gan.yaml").read_text())
+    out = []
+
+    def flat(prefix: str, node: object) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                flat(f"{prefix}{k}.", v)
+        else:
+            out.append(f"{prefix[:-1]}={yaml.safe_dump(node, default_flow_style=True).strip().removesuffix('...').strip()}")
+
+    flat("", {k: v for k, v in tiny.items() if k != "family"})
+    return [*out, f"data.root={root}", f"sparse.backend={backend}"]
+
+
+@pytest.fixture(scope="module")
+def volumes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from medgen_cli.io import save_nifti
+
+    root = tmp_path_factory.mktemp("sg_data")
+    rng = np.random.default_rng(0)
+    g = np.stack(np.meshgrid(*[np.arange(16)] * 3, indexing="ij"), -1)
+    for split, n in [("train", 4), ("val", 2)]:
+        for i in range(n):
+            centre, radius = rng.uniform(5, 11, 3), rng.uniform(2.5, 4.0)
+            vol = (np.linalg.norm(g - centre, axis=-1) < radius) * rng.uniform(0.5, 1.0)
+            save_nifti(vol.astype(np.float32), root / split / f"v{i}.nii.gz", affine=AFFINE)
+    return root
+
+
+def test_default_yaml_matches_model_and_tiny_validates() -> None:
+    from medgen_cli.config import dump_config
+
+    assert yaml.safe_load((REPO / "configs/sparse_gan.yaml").read_text()) == yaml.safe_load(dump_config(SparseGANConfig()))
+    tiny = SparseGANConfig(**yaml.safe_load((REPO / "configs/tiny/sparse_gan.yaml").read_text()))
+    assert tiny.trainer.ema.enabled and tiny.data.voxel_size == 16
+    assert SparseGANConfig(trainer={"max_steps": 3}).trainer.ema.enabled  # family default survives a partial trainer
+    with pytest.raises(ValueError):
+        SparseGANConfig(generator={"init_size": 4, "channels": [8, 4]})  # 4·2 ≠ 64
+
+
+def test_select_children_budget_threshold_and_floor() -> None:
+    prob = torch.tensor([0.9, 0.2, 0.7, 0.6, 0.3, 0.1, 0.95, 0.8])
+    batch = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])
+    keep = select_children(prob, batch, 4, budget=2, threshold=0.5)
+    assert keep.tolist() == [True, False, True, False, True, False, True, True]
+    # sample 1 has nothing above 0.5 but keeps its best voxel; sample 3 is empty and stays empty
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_generator_stays_within_budget(backend: str) -> None:
+    torch.manual_seed(0)
+    budget = 150
+    gen = SparseGenerator(8, 4, [8, 8, 8, 8, 4], voxel_size=64, max_voxels=budget, occupancy_threshold=0.3,
+                          backend=backend)
+    out = gen(torch.randn(3, 8))
+    assert out.stride == 1 and out.batch_size == 3
+    assert int(out.counts().max()) <= budget and int(out.counts().min()) >= 1
+    assert out.coords[:, 1:].min() >= 0 and out.coords[:, 1:].max() < 64
+    budgets = level_budgets(4, 4, budget, 2.0)
+    assert budgets[-1] == budget
+    # Never more than 8 children of the previous level's budget exist: memory is set by the
+    # budget, not by the 64³ volume (262,144 voxels per sample).
+    limits = [3 * 4**3 * 8] + [3 * 8 * b for b in budgets[:-1]]
+    assert all(c <= lim for c, lim in zip(gen.last_stats["created"], limits))
+    assert max(gen.last_stats["created"]) < 0.02 * 3 * 64**3
+    # soft gating: the occupancy heads get gradient through the kept features
+    out.feats.sum().backward()
+    occ = [p.grad for n, p in gen.named_parameters() if "occupancy" in n and p.grad is not None]
+    assert occ and all(torch.isfinite(g).all() for g in occ) and any(g.abs().sum() > 0 for g in occ)
+
+
+def _ctx(fam: SparseGANFamily):
+    from medgen_cli.engine.context import TrainContext
+
+    return TrainContext(device=torch.device("cpu"), modules=fam.modules, wrapped=dict(fam.modules),
+                        optimizers=fam.optimizers, ema={}, scalers={}, amp_dtype=None, grad_clip=None)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("gan_type", ["wgan-gp", "vanilla", "lsgan"])
+def test_one_step_changes_both_players(volumes: Path, backend: str, gan_type: str) -> None:
+    torch.manual_seed(0)
+    cfg = SparseGANConfig(data={"root": str(volumes), "voxel_size": 16},
+                          generator={"latent_dim": 8, "init_size": 4, "channels": [8, 8, 4], "max_voxels": 200},
+                          discriminator={"channels": [4, 8]}, loss={"gan_type": gan_type, "n_critic": 1},
+                          sparse={"backend": backend})
+    fam = SparseGANFamily(cfg)
+    fam.build(torch.device("cpu"))
+    ds = fam.train_dataset()
+    batch = fam.collate_fn()([ds[0], ds[1]])
+    before = {n: {k: v.detach().clone() for k, v in m.state_dict().items()} for n, m in fam.modules.items()}
+    metrics = fam.train_step(batch, _ctx(fam))
+    assert all(math.isfinite(v) for v in metrics.values()), metrics
+    if gan_type == "wgan-gp":
+        assert metrics["gradient_penalty"] > 0
+    for name, module in fam.modules.items():
+        changed = [k for k, v in module.state_dict().items() if not torch.equal(v, before[name][k])]
+        assert changed, f"{name} did not change"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_penalty_reaches_critic_weights(volumes: Path, backend: str) -> None:
+    from medgen_cli.families.sparse_gan.losses import gradient_penalty
+
+    torch.manual_seed(0)
+    cfg = SparseGANConfig(data={"root": str(volumes), "voxel_size": 16},
+                          generator={"latent_dim": 8, "init_size": 4, "channels": [8, 8, 4], "max_voxels": 200},
+                          discriminator={"channels": [4, 8]}, sparse={"backend": backend})
+    fam = SparseGANFamily(cfg)
+    fam.build(torch.device("cpu"))
+    dense = torch.zeros(2, 1, 16, 16, 16)
+    dense[:, :, 4:9, 5:10, 6:12] = 0.8
+    batch = collate_sparse([{"image": d} for d in dense], 0.1, 1)
+    from medgen_cli.sparse.tensor import SparseTensor
+
+    real = SparseTensor(batch["coords"], batch["feats"], 1, 2)
+    with torch.no_grad():
+        fake = fam.modules["generator"](torch.randn(2, 8))
+    gp = gradient_penalty(fam._critic_for_penalty(_ctx(fam)), real, fake)
+    gp.backward()
+    assert torch.isfinite(gp)
+    # The penalty is a function of the input gradient, which the conv kernels shape (biases only
+    # move ReLU kinks): every kernel must receive gradient, also with MinkowskiEngine.
+    kernels = [p.grad for n, p in fam.modules["discriminator"].named_parameters() if n.endswith("kernel")]
+    assert len(kernels) == 2 and all(g is not None and float(g.abs().sum()) > 0 for g in kernels)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_contract_and_sampling(volumes: Path, tmp_path: Path, backend: str) -> None:
+    from tests.contract import check_family_contract
+
+    from medgen_cli.engine.inference import InterpolateOptions, SampleOptions
+    from medgen_cli.engine.run_loading import load_run
+    from medgen_cli.io import load_nifti
+
+    run = check_family_contract("sparse-gan", tiny_overrides(volumes, backend), tmp_path)
+    loaded = load_run(run, checkpoint="latest", device="cpu")
+    paths = loaded.sample_to_dir(SampleOptions(out=tmp_path / "s", num=3, batch_size=2, format="nifti,points",
+                                               threshold=0.0))
+    niftis = sorted(p for p in paths if p.name.endswith(".nii.gz"))
+    assert len(niftis) == 3 and len(paths) == 6
+    vol, affine = load_nifti(niftis[0])
+    assert vol.shape == (16, 16, 16) and np.allclose(affine, AFFINE)
+    assert 1 <= int((vol > 0).sum()) <= 300
+    again = loaded.sample_to_dir(SampleOptions(out=tmp_path / "s2", num=1, batch_size=2, format="nifti"))
+    assert np.array_equal(load_nifti(again[0])[0], vol)  # same seed, same sample
+    frames = loaded.interpolate_to_dir(InterpolateOptions(out=tmp_path / "i", steps=3, method="slerp"))
+    assert len(frames) == 3 and all(p.is_file() for p in frames)
+    from medgen_cli.errors import MedgenError
+
+    with pytest.raises(MedgenError):
+        loaded.sample_to_dir(SampleOptions(out=tmp_path / "s", num=1, format="nifti"))  # exists, no --overwrite
+
+
+def test_cli_sample_then_eval_shapes(volumes: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from medgen_cli.cli.app import app
+    from medgen_cli.engine.launch import build_config, train_from_config
+
+    cfg = build_config("sparse-gan", overrides=[*tiny_overrides(volumes, "torch"), "trainer.max_steps=2",
+                                                f"output_dir={tmp_path / 'runs'}"])
+    run = train_from_config(cfg)
+    runner = CliRunner()
+    res = runner.invoke(app, ["sample", str(run), "--checkpoint", "latest", "--num", "2", "--threshold", "0",
+                              "--format", "nifti,points", "--out", str(tmp_path / "cli")])
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "cli").glob("*.ply"))) == 2 and len(list((tmp_path / "cli").glob("*.nii.gz"))) == 2
+    res = runner.invoke(app, ["eval", "shapes", str(volumes / "train"), str(tmp_path / "cli"), "--threshold", "0",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["num_real"] == 4 and out["num_fake"] == 4  # 2 NIfTI + 2 point files
+    assert math.isfinite(out["mmd_cd"]) and 0.0 <= out["1nna_cd"] <= 1.0
