@@ -8,8 +8,9 @@ Example::
     frames = run.interpolate(0, 1, steps=8, method="slerp")      # numpy [8, *size]
     run.save_nifti(vols[0], "sample.nii.gz")          # with the training data's affine
 
-Families expose array methods (``generate``, ``interpolate``, ``reconstruct_file``); this module
-dispatches on what the run's family offers, so other families plug in by offering the same names.
+A family offers any of ``sample_arrays(ctx, n, seed, **options)``,
+``interpolate_arrays(ctx, seed_a, seed_b, steps, **options)`` and ``reconstruct_array(ctx, path)``;
+this module dispatches on what the run's family offers, so other families plug in by adding them.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class Run:
     def _need(self, method: str) -> Any:
         fn = getattr(self.family, method, None)
         if fn is None:
-            raise MedgenError(f"a '{self.family_name}' run does not support {method}()")
+            raise MedgenError(f"a '{self.family_name}' run does not support this ({method})",
+                              "sampling needs a generative run, reconstruct() an autoencoder run")
         return fn
 
     def sample(self, n: int = 1, seed: int = 0, scheduler: str | None = None, steps: int | None = None,
@@ -71,10 +73,10 @@ class Run:
         """
         import torch
 
-        fn = self._need("generate")
+        fn = self._need("sample_arrays")
         with torch.no_grad():
-            return fn(self.ctx.eval_module("unet"), self.ctx.eval_module("autoencoder"), self.ctx.device, n, seed,
-                      scheduler, steps, guidance_scale, class_label, batch_size)
+            return fn(self.ctx, n, seed, scheduler=scheduler, steps=steps, guidance_scale=guidance_scale,
+                      class_label=class_label, batch_size=batch_size)
 
     def interpolate(self, seed_a: int, seed_b: int, steps: int = 8, method: str = "slerp",
                     scheduler: str | None = "ddim", sample_steps: int | None = None) -> np.ndarray:
@@ -83,15 +85,17 @@ class Run:
 
         if steps < 2:
             raise MedgenError("interpolate needs steps >= 2")
-        fn = self._need("interpolate")
+        fn = self._need("interpolate_arrays")
         with torch.no_grad():
-            return fn(self.ctx.eval_module("unet"), self.ctx.eval_module("autoencoder"), self.ctx.device,
-                      seed_a, seed_b, steps, method, scheduler, sample_steps)
+            return fn(self.ctx, seed_a, seed_b, steps, method=method, scheduler=scheduler, sample_steps=sample_steps)
 
     def reconstruct(self, path: str | Path) -> np.ndarray:
         """Autoencoder runs: the reconstruction of a volume/image file (at the model's size)."""
-        fn = self._need("reconstruct_file")
-        return fn(path, self.ctx.eval_module("autoencoder"), self.ctx.device)[1]
+        import torch
+
+        fn = self._need("reconstruct_array")
+        with torch.no_grad():
+            return fn(self.ctx, path)
 
     def save_nifti(self, array: Any, path: str | Path, overwrite: bool = False) -> Path:
         """Write one volume as NIfTI with the run's data affine (refuses to overwrite by default)."""

@@ -104,6 +104,12 @@ def train_from_config(cfg: FamilyConfig, resume: str | Path | None = None, flags
     family.flags = dict(flags or {})
     try:
         Trainer(cfg, family, run if rank == 0 else None, resume=resume_ckpt).fit()
+    except MedgenError:
+        # A fresh run that failed before its first checkpoint (bad data path, wrong
+        # autoencoder_run, ...) leaves no directory behind, so the same --name works next time.
+        if resume is None and tmp_root is None and rank == 0 and not any(run.checkpoints.glob("*.pt")):
+            shutil.rmtree(run.root, ignore_errors=True)
+        raise
     finally:
         if tmp_root is not None and rank == 0:
             shutil.rmtree(tmp_root, ignore_errors=True)

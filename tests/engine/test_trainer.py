@@ -140,3 +140,10 @@ def test_metrics_jsonl_truncated_on_resume(tmp_path: Path) -> None:
     steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()
              if "train/loss" in l]
     assert steps == list(range(1, 9))
+
+
+def test_failed_fresh_run_leaves_no_directory(tmp_path: Path) -> None:
+    with pytest.raises(MedgenError):
+        _train(tmp_path, "data.n_train=2", "trainer.batch_size=4", "name=broken")
+    assert not (tmp_path / "runs" / "toy" / "broken").exists()
+    _train(tmp_path, "trainer.max_steps=1", "name=broken")  # the name is free again

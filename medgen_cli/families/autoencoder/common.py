@@ -69,23 +69,44 @@ def labels_for(cfg: ImageDataConfig) -> dict[str, int] | None:
     return labels
 
 
-def make_dataset(cfg: ImageDataConfig, split: str, augment: bool = True) -> Any:
-    """The train or val dataset of ``cfg`` (``None`` for an empty val split)."""
+def make_dataset(cfg: ImageDataConfig, split: str) -> Any:
+    """The train or val dataset of ``cfg`` (``None`` for an empty val split), without random
+    augmentation: :func:`augment_batch` does that in the training step from torch's RNG, which
+    the trainer checkpoints, so a resumed run sees exactly the flips an uninterrupted one would."""
     train, val = split_files(cfg)
     files = train if split == "train" else val
     if not files:
         return None
     labels = labels_for(cfg)
-    flip = cfg.flip and augment and split == "train"
     if cfg.spatial_dims == 2:
         root = Path(cfg.root)
         folder = root / split if (root / split).is_dir() else root
-        return _ImageItems(folder, cfg.size[0], flip, labels)
+        return _ImageItems(folder, cfg.size[0], False, labels)
     from medgen_cli.data.volumes import make_volume_dataset
 
-    return make_volume_dataset(files, tuple(cfg.size), intensity=cfg.intensity, flip=flip,
-                               rotate=cfg.rotate and augment and split == "train",
-                               cache_rate=cfg.cache_rate, labels=labels)
+    return make_volume_dataset(files, tuple(cfg.size), intensity=cfg.intensity, cache_rate=cfg.cache_rate,
+                               labels=labels)
+
+
+def augment_batch(x: torch.Tensor, flip: bool, rotate: bool) -> torch.Tensor:
+    """Random flips along each spatial axis (p = 0.5 each) and, with ``rotate``, a random
+    multiple of 90 degrees in the plane of the first two spatial axes, per sample.
+
+    Random numbers come from torch's global CPU generator (restored on resume), so results do
+    not depend on the device.
+    """
+    if not (flip or rotate):
+        return x
+    out = []
+    for sample in x:
+        if flip:
+            axes = [1 + a for a in range(sample.ndim - 1) if bool(torch.rand(()) < 0.5)]
+            sample = torch.flip(sample, axes) if axes else sample
+        if rotate and sample.shape[1] == sample.shape[2]:
+            k = int(torch.randint(0, 4, ()))
+            sample = torch.rot90(sample, k, dims=(1, 2)) if k else sample
+        out.append(sample)
+    return torch.stack(out)
 
 
 def num_classes(cfg: ImageDataConfig) -> int:
@@ -172,27 +193,43 @@ def save_strip_png(volumes: Sequence[np.ndarray], path: Path, overwrite: bool) -
     return save_image_grid(tiles, path, ncols=len(tiles))
 
 
+SUFFIXES = {"nifti": ".nii.gz", "npy": ".npy", "png": ".png", "points": ".ply"}
+
+
+def output_path(stem: Path, fmt: str) -> Path:
+    """``stem`` with the file suffix of output format ``fmt``."""
+    check_format(fmt)
+    return stem.with_name(stem.name + SUFFIXES[fmt])
+
+
+def check_outputs(paths: Sequence[Path], overwrite: bool) -> None:
+    """Refuse before any work is done when an output exists and ``overwrite`` is off."""
+    from medgen_cli.io import check_writable
+
+    for p in paths:
+        check_writable(p, overwrite)
+
+
 def write_volume(vol: np.ndarray, stem: Path, fmt: str, affine: np.ndarray, threshold: float,
                  overwrite: bool) -> Path:
     """Write one generated volume as ``stem.nii.gz`` / ``.npy`` / ``.png`` / ``.ply``."""
     from medgen_cli.io import atomic_path, check_writable, save_nifti
 
+    path = output_path(stem, fmt)
     if fmt == "nifti":
-        return save_nifti(vol, stem.with_name(stem.name + ".nii.gz"), affine=affine, overwrite=overwrite)
+        return save_nifti(vol, path, affine=affine, overwrite=overwrite)
     if fmt == "npy":
-        path = check_writable(stem.with_name(stem.name + ".npy"), overwrite)
+        check_writable(path, overwrite)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, np.asarray(vol, dtype=np.float32))
         return path
     if fmt == "png":
-        return save_grid_png([vol], stem.with_name(stem.name + ".png"), overwrite)
-    if fmt == "points":
-        from medgen_cli.data.points import save_points, volume_to_points
+        return save_grid_png([vol], path, overwrite)
+    from medgen_cli.data.points import save_points, volume_to_points
 
-        pts, vals = volume_to_points(vol, affine, threshold, return_values=True)
-        return save_points(pts, stem.with_name(stem.name + ".ply"), values=vals, overwrite=overwrite)
-    raise MedgenError(f"unknown --format {fmt!r}", f"use one of {', '.join(OUTPUT_FORMATS)}")
+    pts, vals = volume_to_points(vol, affine, threshold, return_values=True)
+    return save_points(pts, path, values=vals, overwrite=overwrite)
 
 
 def check_format(fmt: str, allowed: Sequence[str] = OUTPUT_FORMATS) -> None:

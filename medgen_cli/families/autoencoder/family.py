@@ -94,7 +94,7 @@ class AutoencoderFamily(Family):
 
     def val_dataset(self) -> Any:
         if self._val_ds is False:
-            self._val_ds = common.make_dataset(self.cfg.data, "val", augment=False)
+            self._val_ds = common.make_dataset(self.cfg.data, "val")
         return self._val_ds
 
     def prepare(self, ctx: Any) -> None:
@@ -103,7 +103,7 @@ class AutoencoderFamily(Family):
 
     # ---- training ------------------------------------------------------------------------------
     def train_step(self, batch: Any, ctx: Any) -> dict[str, float]:
-        x = batch["image"]
+        x = common.augment_batch(batch["image"], self.cfg.data.flip, self.cfg.data.rotate)
         lc = self.cfg.loss
         adv_on = "discriminator" in self.modules and ctx.global_step >= lc.adv_start_step
         with ctx.autocast():
@@ -138,7 +138,8 @@ class AutoencoderFamily(Family):
             + self.adv_loss(real_logits, target_is_real=True, for_discriminator=True)
         )
         ctx.backward(d_loss, "d")
-        return {"d_loss": float(d_loss.detach()), "d_real": float(real_logits.mean()), "d_fake": float(fake_logits.mean()),
+        return {"d_loss": float(d_loss.detach()), "d_real": float(real_logits.detach().mean()),
+                "d_fake": float(fake_logits.detach().mean()),
                 "grad_norm/d": ctx.step("d")}
 
     # ---- validation ------------------------------------------------------------------------------
@@ -215,16 +216,21 @@ class AutoencoderFamily(Family):
             recon = self.reconstruct_tensor(ae, x[None].to(device))[0, 0].cpu().numpy()
         return x[0].numpy(), recon, affine
 
+    def reconstruct_array(self, ctx: Any, path: str | Path) -> np.ndarray:
+        """The reconstruction of one file at the model's size (for :mod:`medgen_cli.api`)."""
+        return self.reconstruct_file(path, ctx.eval_module("autoencoder"), ctx.device)[1]
+
     def sample_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
         """``medgen sample RUN --input VOLUME``: write the reconstruction (and an input/recon PNG)."""
         if opts.input is None:
             raise MedgenError("autoencoder runs reconstruct a given volume", "pass --input VOLUME (a .nii.gz or an image)")
-        common.check_format(opts.format)
-        inp, recon, affine = self.reconstruct_file(opts.input, ctx.eval_module("autoencoder"), ctx.device)
         out = Path(opts.out)
-        out.mkdir(parents=True, exist_ok=True)
         name = Path(opts.input).name.split(".")[0]
-        paths = [common.write_volume(recon, out / f"recon_{name}", opts.format, affine, opts.threshold, opts.overwrite)]
+        stem, compare = out / f"recon_{name}", out / f"recon_{name}_compare.png"
+        common.check_outputs([common.output_path(stem, opts.format), compare], opts.overwrite)
+        inp, recon, affine = self.reconstruct_file(opts.input, ctx.eval_module("autoencoder"), ctx.device)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [common.write_volume(recon, stem, opts.format, affine, opts.threshold, opts.overwrite)]
         if opts.format != "png":
-            paths.append(common.save_grid_png([inp, recon], out / f"recon_{name}_compare.png", opts.overwrite, titles=["input", "recon"]))
+            paths.append(common.save_grid_png([inp, recon], compare, opts.overwrite, titles=["input", "recon"]))
         return paths

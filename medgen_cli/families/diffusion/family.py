@@ -104,7 +104,7 @@ class DiffusionFamily(Family):
 
     def val_dataset(self) -> Any:
         if self._val_ds is False:
-            self._val_ds = common.make_dataset(self.data_config(), "val", augment=False)
+            self._val_ds = common.make_dataset(self.data_config(), "val")
         return self._val_ds
 
     def prepare(self, ctx: Any) -> None:
@@ -120,7 +120,7 @@ class DiffusionFamily(Family):
             self.scale_factor = float(self.cfg.scale_factor)
         else:
             ds = self.train_dataset()
-            n = min(len(ds), max(ctx_batch(self.cfg), 1))
+            n = min(len(ds), self.cfg.trainer.batch_size)  # one training batch, as MONAI's tutorial
             x = torch.stack([ds[i]["image"] for i in range(n)]).to(ctx.device)
             with torch.no_grad():
                 z = self.modules["autoencoder"].encode_stage_2_inputs(x).float()
@@ -153,11 +153,11 @@ class DiffusionFamily(Family):
         return F.mse_loss(pred.float(), target)
 
     def train_step(self, batch: Any, ctx: Any) -> dict[str, float]:
-        z = self._latents(batch["image"], ctx)
+        z = self._latents(common.augment_batch(batch["image"], self.cfg.data.flip, False), ctx)
         labels = self._labels(batch, self.cfg.conditioning.label_dropout)
         loss = self._loss(ctx.net("unet"), z, labels, ctx)
         ctx.backward(loss, "unet")
-        return {"loss": float(loss), "grad_norm": ctx.step("unet")}
+        return {"loss": float(loss.detach()), "grad_norm": ctx.step("unet")}
 
     def validate(self, batches: Any, ctx: Any) -> dict[str, float]:
         # Fixed noise and timesteps so validation losses are comparable across steps.
@@ -256,34 +256,44 @@ class DiffusionFamily(Family):
             frames.append(self.decode(ae, z))
         return np.concatenate(frames)
 
+    # ---- array API (medgen_cli.api) -------------------------------------------------------------
+    def sample_arrays(self, ctx: Any, n: int, seed: int, **kwargs: Any) -> np.ndarray:
+        """:meth:`generate` with the run's inference modules (``kwargs``: scheduler, steps,
+        guidance_scale, class_label, batch_size)."""
+        return self.generate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, n, seed, **kwargs)
+
+    def interpolate_arrays(self, ctx: Any, seed_a: int, seed_b: int, steps: int, **kwargs: Any) -> np.ndarray:
+        """:meth:`interpolate` with the run's inference modules (``kwargs``: method, scheduler, sample_steps)."""
+        return self.interpolate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, seed_a, seed_b,
+                                steps, **kwargs)
+
     def sample_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
         if opts.input is not None:
             raise MedgenError("--input is for autoencoder runs", "diffusion runs generate from noise; drop --input")
-        common.check_format(opts.format)
+        out = Path(opts.out)
+        stems = [out / f"sample_{opts.seed + i:05d}" for i in range(opts.num)]
+        common.check_outputs([*(common.output_path(p, opts.format) for p in stems), out / "grid.png"], opts.overwrite)
         vols = self.generate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, opts.num, opts.seed,
                              opts.scheduler, opts.steps, opts.guidance_scale, opts.class_label, opts.batch_size,
                              ctx.track)
-        out = Path(opts.out)
         out.mkdir(parents=True, exist_ok=True)
         affine = np.asarray(self.affine if self.affine is not None else np.eye(4))
-        paths = [common.write_volume(v, out / f"sample_{opts.seed + i:05d}", opts.format, affine, opts.threshold,
-                                     opts.overwrite) for i, v in enumerate(vols)]
+        paths = [common.write_volume(v, stem, opts.format, affine, opts.threshold, opts.overwrite)
+                 for v, stem in zip(vols, stems)]
         paths.append(common.save_grid_png(list(vols[:16]), out / "grid.png", opts.overwrite))
         return paths
 
     def interpolate_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
         common.check_format(opts.format, ("nifti", "npy", "png"))
+        out = Path(opts.out)
+        stems = [out / f"frame_{i:03d}" for i in range(opts.steps)]
+        common.check_outputs([*(common.output_path(p, opts.format) for p in stems), out / "strip.png"], opts.overwrite)
         frames = self.interpolate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, opts.seed_a,
                                   opts.seed_b, opts.steps, opts.method, opts.scheduler, opts.sample_steps, ctx.track)
-        out = Path(opts.out)
         out.mkdir(parents=True, exist_ok=True)
         affine = np.asarray(self.affine if self.affine is not None else np.eye(4))
-        paths = [common.write_volume(f, out / f"frame_{i:03d}", opts.format, affine, 0.5, opts.overwrite)
-                 for i, f in enumerate(frames)]
+        paths = [common.write_volume(f, stem, opts.format, affine, 0.5, opts.overwrite)
+                 for f, stem in zip(frames, stems)]
         paths.append(common.save_strip_png(list(frames), out / "strip.png", opts.overwrite))
         return paths
 
-
-def ctx_batch(cfg: DiffusionConfig) -> int:
-    """How many training volumes estimate the scale factor (one training batch, as MONAI's tutorial)."""
-    return cfg.trainer.batch_size

@@ -1,0 +1,200 @@
+"""``autoencoder`` family: tiny AutoencoderKL on 16^3 synthetic volumes (CPU, seconds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from medgen_cli.errors import MedgenError
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_AE = REPO / "configs" / "tiny" / "autoencoder.yaml"
+#: A non-trivial voxel-to-world matrix, so "the data's affine" is distinguishable from identity.
+AFFINE = np.array([[2.0, 0, 0, -10.0], [0, 2.0, 0, 5.0], [0, 0, 3.0, 7.0], [0, 0, 0, 1.0]])
+
+
+def make_volumes(root: Path, n_train: int = 4, n_val: int = 2, size: int = 16, seed: int = 0) -> Path:
+    """Balls of two radii (label 0: small, 1: large) as NIfTI under root/{train,val} + manifest.json."""
+    from medgen_cli.io import save_nifti
+
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(size)] * 3, indexing="ij"), -1)
+    records = []
+    for split, n in (("train", n_train), ("val", n_val)):
+        for i in range(n):
+            label = i % 2
+            centre = rng.uniform(size * 0.35, size * 0.65, 3)
+            vol = (np.linalg.norm(grid - centre, axis=-1) < size * (0.18 + 0.12 * label)).astype(np.float32)
+            rel = f"{split}/vol_{i:03d}.nii.gz"
+            save_nifti(vol, root / rel, affine=AFFINE, overwrite=True)
+            records.append({"file": rel, "split": split, "label": label})
+    (root / "manifest.json").write_text(json.dumps(records))
+    return root
+
+
+def tiny_overrides(data: Path, out: Path, **extra: object) -> list[str]:
+    over = [f"data.root={data}", f"output_dir={out}", "trainer.log_every=1"]
+    return over + [f"{k}={v}" for k, v in extra.items()]
+
+
+def train_ae(data: Path, out: Path, name: str = "ae", steps: int = 6, extra: list[str] | None = None) -> Path:
+    from medgen_cli.engine.launch import build_config, train_from_config
+
+    cfg = build_config("autoencoder", TINY_AE, [*tiny_overrides(data, out), f"name={name}",
+                                                  f"trainer.max_steps={steps}", *(extra or [])])
+    run = train_from_config(cfg)
+    assert run is not None
+    return run
+
+
+def metrics(run: Path, key: str) -> list[float]:
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [rec[key] for rec in sorted(lines, key=lambda r: r["step"]) if key in rec]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_volumes(tmp_path_factory.mktemp("vols"))
+
+
+def test_default_yaml_matches_model() -> None:
+    from medgen_cli.config import dump_config
+    from medgen_cli.families.autoencoder.config import AutoencoderConfig
+
+    assert yaml.safe_load((REPO / "configs" / "autoencoder.yaml").read_text()) == yaml.safe_load(dump_config(AutoencoderConfig()))
+    cfg = AutoencoderConfig()
+    # MONAI 3D LDM tutorial defaults (REFERENCES.md)
+    assert cfg.model.channels == [32, 64, 64] and cfg.model.latent_channels == 3 and cfg.model.norm_num_groups == 16
+    assert (cfg.loss.adv_weight, cfg.loss.perceptual_weight, cfg.loss.kl_weight) == (0.01, 0.001, 1e-6)
+    assert cfg.loss.perceptual_weights_path is None
+
+
+def test_bad_size_is_a_config_error() -> None:
+    from medgen_cli.engine.launch import build_config
+
+    with pytest.raises(MedgenError, match="data.size"):
+        build_config("autoencoder", overrides=["data.size=[16, 16]"])
+
+
+def test_recon_loss_falls_on_a_fixed_batch(tmp_path: Path) -> None:
+    # Two training volumes, batch 2, no augmentation and no adversarial term: every step sees
+    # the same batch, so the L1 reconstruction loss must fall.
+    data = make_volumes(tmp_path / "d", n_train=2, n_val=1)
+    run = train_ae(data, tmp_path / "runs", steps=30, extra=["data.flip=false", "loss.adv_weight=0",
+                                                               "trainer.val_every=100", "trainer.image_every=100"])
+    l1 = metrics(run, "train/recon_l1")
+    assert len(l1) == 30
+    assert np.mean(l1[-5:]) < 0.6 * np.mean(l1[:5]), l1
+
+
+def test_adversarial_warmup_and_metrics(tmp_path: Path, data: Path) -> None:
+    run = train_ae(data, tmp_path / "runs", steps=4, extra=["loss.adv_start_step=2", "trainer.val_every=4"])
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    by_step = {r["step"]: r for r in lines if "train/loss" in r}
+    assert "train/d_loss" not in by_step[2]  # step index 1 (< 2): no discriminator update yet
+    assert "train/d_loss" in by_step[3] and "train/share/adv" in by_step[3]
+    val = [r for r in lines if "val/ssim" in r][-1]
+    assert 0 < val["val/psnr"] and -1 <= val["val/ssim"] <= 1 and val["val/l1"] >= 0
+    assert (run / "checkpoints" / "best.pt").is_file()
+
+
+def test_validation_metrics_match_skimage(data: Path) -> None:
+    """PSNR and SSIM of validate() against scikit-image on the same reconstructions."""
+    import torch
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    from medgen_cli.engine.launch import build_config
+    from medgen_cli.families.autoencoder.family import AutoencoderFamily
+
+    cfg = build_config("autoencoder", TINY_AE, [f"data.root={data}"])
+    fam = AutoencoderFamily(cfg)
+    torch.manual_seed(0)
+    fam.build(torch.device("cpu"))
+    ds = fam.val_dataset()
+    x = torch.stack([ds[i]["image"] for i in range(len(ds))])
+
+    class Ctx:
+        device = torch.device("cpu")
+
+        def eval_module(self, name: str) -> torch.nn.Module:
+            return fam.modules[name].eval()
+
+    with torch.no_grad():
+        got = fam.validate([{"image": x}], Ctx())
+        recon = fam.reconstruct_tensor(fam.modules["autoencoder"], x).numpy()
+    ref = x.numpy()
+    psnr = np.mean([peak_signal_noise_ratio(r[0], p[0], data_range=1.0) for r, p in zip(ref, recon)])
+    ssim = np.mean([structural_similarity(r[0], p[0], data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                          use_sample_covariance=False, win_size=11) for r, p in zip(ref, recon)])
+    assert got["psnr"] == pytest.approx(psnr, rel=1e-4)
+    assert got["ssim"] == pytest.approx(ssim, abs=2e-3)
+    assert got["l1"] == pytest.approx(float(np.abs(recon - ref).mean()), rel=1e-5)
+
+
+def test_missing_perceptual_weights_is_a_clear_error(tmp_path: Path, data: Path) -> None:
+    from medgen_cli.engine.launch import build_config, train_from_config
+
+    cfg = build_config("autoencoder", TINY_AE, [*tiny_overrides(data, tmp_path), f"loss.perceptual_weights_path={tmp_path / 'nope.pt'}"])
+    with pytest.raises(MedgenError, match="perceptual weights not found"):
+        train_from_config(cfg)
+
+
+def test_contract(tmp_path: Path, data: Path) -> None:
+    from tests.contract import check_family_contract
+
+    check_family_contract("autoencoder", [f"data.root={data}", "trainer.device=cpu", "loss.adv_start_step=1",
+                                          "data.size=[16, 16, 16]", *_tiny_model()], tmp_path)
+
+
+def _tiny_model() -> list[str]:
+    cfg = yaml.safe_load(TINY_AE.read_text())
+    return [f"model.{k}={json.dumps(v)}" for k, v in cfg["model"].items()]
+
+
+def test_reconstruct_input_keeps_the_data_affine(tmp_path: Path, data: Path) -> None:
+    import nibabel as nib
+
+    from medgen_cli.api import load_run
+    from medgen_cli.engine.inference import SampleOptions
+    from medgen_cli.engine.run_loading import load_run as engine_load
+
+    run = train_ae(data, tmp_path / "runs", steps=2)
+    loaded = engine_load(run, device="cpu")
+    with pytest.raises(MedgenError, match="--input"):
+        loaded.sample_to_dir(SampleOptions(out=tmp_path / "none"))
+    src = data / "val" / "vol_000.nii.gz"
+    paths = loaded.sample_to_dir(SampleOptions(out=tmp_path / "rec", input=src))
+    img = nib.load(str(paths[0]))
+    assert img.shape == (16, 16, 16)
+    np.testing.assert_allclose(img.affine, AFFINE)
+    # the Python API gives the same reconstruction
+    api = load_run(run)
+    np.testing.assert_allclose(api.reconstruct(src), np.asarray(img.dataobj), atol=1e-5)
+    with pytest.raises(MedgenError, match="already exists"):
+        loaded.sample_to_dir(SampleOptions(out=tmp_path / "rec", input=src))
+
+
+def test_trains_on_2d_images(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("val", 2)):
+        (tmp_path / "img" / split).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(tmp_path / "img" / split / f"{i}.png")
+    run = train_ae(tmp_path / "img", tmp_path / "runs", steps=2, extra=[
+        "data.spatial_dims=2", "data.size=[16, 16]", "trainer.val_every=2"])
+    assert metrics(run, "val/psnr")
+
+
+def test_api_refuses_what_the_family_cannot_do(tmp_path: Path, data: Path) -> None:
+    from medgen_cli.api import load_run
+
+    run = load_run(train_ae(data, tmp_path / "runs", steps=1))
+    assert run.family_name == "autoencoder" and run.step == 1
+    with pytest.raises(MedgenError, match="sample_arrays"):
+        run.sample(1)

@@ -1,0 +1,257 @@
+"""``diffusion`` family: tiny latent DDPM on a tiny autoencoder run (16^3, CPU, seconds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from medgen_cli.errors import MedgenError
+from tests.families.test_autoencoder import AFFINE, make_volumes, metrics, train_ae
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_DF = REPO / "configs" / "tiny" / "diffusion.yaml"
+
+
+@pytest.fixture(scope="module")
+def ae_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ldm")
+    data = make_volumes(root / "data")
+    return train_ae(data, root / "runs", steps=4, extra=["trainer.val_every=4"])
+
+
+def df_overrides(ae_run: Path, out: Path, *extra: str) -> list[str]:
+    return [f"autoencoder_run={ae_run}", f"output_dir={out}", "trainer.log_every=1", *extra]
+
+
+def train_df(ae_run: Path, out: Path, *extra: str) -> Path:
+    from medgen_cli.engine.launch import build_config, train_from_config
+
+    run = train_from_config(build_config("diffusion", TINY_DF, df_overrides(ae_run, out, *extra)))
+    assert run is not None
+    return run
+
+
+@pytest.fixture(scope="module")
+def cond_run(ae_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_df(ae_run, tmp_path_factory.mktemp("df"), "name=cond", "conditioning.enabled=true",
+                    "trainer.max_steps=4", "trainer.val_every=2")
+
+
+def test_default_yaml_matches_model() -> None:
+    from medgen_cli.config import dump_config
+    from medgen_cli.families.diffusion.config import DiffusionConfig
+
+    assert yaml.safe_load((REPO / "configs" / "diffusion.yaml").read_text()) == yaml.safe_load(dump_config(DiffusionConfig()))
+    n = DiffusionConfig().noise
+    assert (n.num_train_timesteps, n.schedule, n.beta_start, n.beta_end) == (1000, "scaled_linear_beta", 0.0015, 0.0195)
+
+
+@pytest.mark.parametrize("value, message", [
+    (None, "autoencoder_run is not set"),
+    ("{tmp}/nowhere", "is not a run directory"),
+])
+def test_missing_autoencoder_run_is_a_clear_error(tmp_path: Path, value: str | None, message: str) -> None:
+    from medgen_cli.engine.launch import build_config, train_from_config
+
+    over = [f"output_dir={tmp_path}"] + ([] if value is None else [f"autoencoder_run={value.format(tmp=tmp_path)}"])
+    with pytest.raises(MedgenError, match=message):
+        train_from_config(build_config("diffusion", TINY_DF, over))
+
+
+def test_wrong_family_autoencoder_run_is_a_clear_error(tmp_path: Path, cond_run: Path) -> None:
+    from medgen_cli.engine.launch import build_config, train_from_config
+
+    with pytest.raises(MedgenError, match="is a 'diffusion' run, not an autoencoder run"):
+        train_from_config(build_config("diffusion", TINY_DF, df_overrides(cond_run, tmp_path)))
+
+
+def test_diffusion_loss_falls(tmp_path: Path, ae_run: Path) -> None:
+    run = train_df(ae_run, tmp_path, "trainer.max_steps=60", "trainer.val_every=1000", "trainer.image_every=1000",
+                   "optimizer.lr=0.003", "data.flip=false")
+    loss = metrics(run, "train/loss")
+    assert len(loss) == 60
+    # epsilon-prediction MSE starts near 1 (an untrained UNet predicts ~0); learning pushes it down
+    assert np.mean(loss[-15:]) < 0.85 * np.mean(loss[:5]), loss
+
+
+def test_scale_factor_stored_and_used_at_sampling(tmp_path: Path, ae_run: Path, cond_run: Path) -> None:
+    from medgen_cli.engine.run_loading import load_run
+    from medgen_cli.families.diffusion import sampling
+
+    ck = torch.load(cond_run / "checkpoints" / "latest.pt", weights_only=True)
+    stored = ck["family_state"]["scale_factor"]
+    # Independent estimate from the posterior of the first training batch (batch_size 2):
+    # z = mu + sigma * eps, so Var(z) = Var(mu) + E[sigma^2].
+    ae = load_run(ae_run, device="cpu")
+    ds = ae.family.train_dataset()
+    x = torch.stack([ds[i]["image"] for i in range(2)])
+    with torch.no_grad():
+        mu, sigma = ae.ctx.eval_module("autoencoder").encode(x)
+    expected = 1.0 / float(torch.sqrt(mu.var() + sigma.pow(2).mean()))
+    assert stored == pytest.approx(expected, rel=0.05)
+
+    loaded = load_run(cond_run, device="cpu")
+    fam = loaded.family
+    assert fam.scale_factor == stored
+    # The decoder must receive latents / scale_factor: the same DDIM latents, two scale factors.
+    seen: list[torch.Tensor] = []
+    autoencoder = loaded.ctx.eval_module("autoencoder")
+    original = autoencoder.decode_stage_2_outputs
+    autoencoder.decode_stage_2_outputs = lambda z: (seen.append(z.clone()), original(z))[1]  # type: ignore[method-assign]
+    unet = loaded.ctx.eval_module("unet")
+    sched = fam._sampler("ddim", 3)
+    z = sampling.denoise(unet, sched, sampling.seeded_noise(fam.latent_shape(), [5], torch.device("cpu")),
+                         torch.tensor([0]), fam.num_classes, 2.0, 5)
+    for s in (stored, 2.0 * stored):
+        fam.scale_factor = s
+        fam.generate(unet, autoencoder, torch.device("cpu"), 1, 5, "ddim", 3, 2.0, 0)
+        torch.testing.assert_close(seen[-1], z / s)
+
+
+def test_resume_keeps_the_scale_factor(tmp_path: Path, ae_run: Path) -> None:
+    from tests.contract import check_family_contract
+
+    tiny = yaml.safe_load(TINY_DF.read_text())
+    over = [f"autoencoder_run={ae_run}", "trainer.device=cpu", "conditioning.enabled=true",
+            *[f"unet.{k}={json.dumps(v)}" for k, v in tiny["unet"].items()], "sample.steps=2"]
+    full = check_family_contract("diffusion", over, tmp_path)
+    a = torch.load(full / "checkpoints" / "latest.pt", weights_only=True)
+    b = torch.load(tmp_path / "runs" / "diffusion" / "split" / "checkpoints" / "latest.pt", weights_only=True)
+    assert a["family_state"]["scale_factor"] == b["family_state"]["scale_factor"]
+
+
+def test_ddim_is_reproducible_and_batch_independent(cond_run: Path) -> None:
+    from medgen_cli.api import load_run
+
+    run = load_run(cond_run)
+    a = run.sample(3, seed=7, scheduler="ddim", steps=3, batch_size=2)
+    b = run.sample(3, seed=7, scheduler="ddim", steps=3, batch_size=3)
+    c = run.sample(3, seed=8, scheduler="ddim", steps=3)
+    assert a.shape == (3, 16, 16, 16)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert not np.allclose(a, c)
+    # guidance changes a conditional sample; the class label is honoured
+    g1 = run.sample(1, seed=7, scheduler="ddim", steps=3, guidance_scale=1.0, class_label=1)
+    g3 = run.sample(1, seed=7, scheduler="ddim", steps=3, guidance_scale=3.0, class_label=1)
+    assert not np.allclose(g1, g3)
+    with pytest.raises(MedgenError, match="class-label"):
+        run.sample(1, class_label=5)
+    ddpm = run.sample(1, seed=7, scheduler="ddpm", steps=4)
+    np.testing.assert_allclose(ddpm, run.sample(1, seed=7, scheduler="ddpm", steps=4), atol=1e-5)
+
+
+def test_sample_and_interpolate_write_nifti_with_the_data_affine(tmp_path: Path, cond_run: Path) -> None:
+    import nibabel as nib
+    from typer.testing import CliRunner
+
+    from medgen_cli.cli.app import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["sample", str(cond_run), "--out", str(tmp_path / "s"), "--num", "2", "--seed", "3",
+                              "--scheduler", "ddim", "--steps", "2", "--guidance-scale", "2", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    files = sorted((tmp_path / "s").glob("sample_*.nii.gz"))
+    assert [f.name for f in files] == ["sample_00003.nii.gz", "sample_00004.nii.gz"]
+    for f in files:
+        img = nib.load(str(f))
+        assert img.shape == (16, 16, 16)
+        np.testing.assert_allclose(img.affine, AFFINE)
+    assert (tmp_path / "s" / "grid.png").is_file()
+
+    res = runner.invoke(app, ["interpolate", str(cond_run), "--out", str(tmp_path / "i"), "--seed-a", "0",
+                              "--seed-b", "1", "--steps", "3", "--sample-steps", "2", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    frames = sorted((tmp_path / "i").glob("frame_*.nii.gz"))
+    assert len(frames) == 3 and (tmp_path / "i" / "strip.png").is_file()
+    np.testing.assert_allclose(nib.load(str(frames[0])).affine, AFFINE)
+
+    from medgen_cli.api import load_run
+
+    run = load_run(cond_run)
+    ends = run.interpolate(0, 1, steps=3, sample_steps=2)
+    np.testing.assert_allclose(ends[0], np.asarray(nib.load(str(frames[0])).dataobj), atol=1e-5)
+    out = run.save_nifti(ends[1], tmp_path / "mid.nii.gz")
+    np.testing.assert_allclose(nib.load(str(out)).affine, AFFINE)
+
+
+@pytest.mark.parametrize("fmt, suffix", [("npy", ".npy"), ("png", ".png"), ("points", ".ply")])
+def test_other_formats(tmp_path: Path, cond_run: Path, fmt: str, suffix: str) -> None:
+    from medgen_cli.engine.inference import SampleOptions
+    from medgen_cli.engine.run_loading import load_run
+
+    loaded = load_run(cond_run, device="cpu")
+    paths = loaded.sample_to_dir(SampleOptions(out=tmp_path, num=1, steps=2, format=fmt, threshold=-1e9))
+    assert paths[0].suffix == suffix and paths[0].stat().st_size > 0
+    if fmt == "npy":
+        assert np.load(paths[0]).shape == (16, 16, 16)
+    if fmt == "points":
+        from medgen_cli.data.points import load_points
+
+        pts = load_points(paths[0])
+        assert len(pts) == 16 ** 3  # threshold below every value keeps every voxel
+        corner = AFFINE[:3, :3] @ np.array([15, 15, 15]) + AFFINE[:3, 3]
+        np.testing.assert_allclose(pts.max(0), corner)
+
+
+def test_v_prediction_trains(tmp_path: Path, ae_run: Path) -> None:
+    run = train_df(ae_run, tmp_path, "trainer.max_steps=2", "noise.prediction_type=v_prediction", "trainer.val_every=2")
+    assert len(metrics(run, "train/loss")) == 2 and metrics(run, "val/loss")
+
+
+def test_resume_through_the_cli(tmp_path: Path, ae_run: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medgen_cli.cli.app import app
+
+    runner = CliRunner()
+    base = ["train", "diffusion", "--config", str(TINY_DF), "--set", f"autoencoder_run={ae_run}",
+            "--output-dir", str(tmp_path), "--name", "r", "--set", "trainer.log_every=1"]
+    res = runner.invoke(app, [*base, "--set", "trainer.max_steps=2"])
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "diffusion" / "r"
+    sf = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["family_state"]["scale_factor"]
+    res = runner.invoke(app, ["train", "diffusion", "--resume", str(run), "--set", "trainer.max_steps=4"])
+    assert res.exit_code == 0, res.output
+    ck = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert ck["step"] == 4 and ck["family_state"]["scale_factor"] == sf
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
+             if "train/loss" in json.loads(line)]
+    assert steps == [1, 2, 3, 4]
+    assert "from step 2 to 4" in (run / "log.txt").read_text()
+
+
+def test_2d_latent_diffusion(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from medgen_cli.api import load_run
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("val", 1)):
+        (tmp_path / "img" / split).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(tmp_path / "img" / split / f"{i}.png")
+    ae = train_ae(tmp_path / "img", tmp_path / "runs", steps=2, extra=["data.spatial_dims=2", "data.size=[16, 16]"])
+    run = train_df(ae, tmp_path / "runs", "trainer.max_steps=2", "trainer.val_every=2")
+    out = load_run(run).sample(2, seed=0, steps=2)
+    assert out.shape == (2, 16, 16) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("opts, message", [
+    ({"scheduler": "rflow"}, "unknown --scheduler"),
+    ({"steps": 5000}, "exceeds the 1000 training timesteps"),
+    ({"input": Path("x.nii.gz")}, "--input is for autoencoder runs"),
+    ({"format": "gif"}, "--format 'gif' is not supported"),
+])
+def test_sample_option_errors(tmp_path: Path, cond_run: Path, opts: dict, message: str) -> None:
+    from medgen_cli.engine.inference import SampleOptions
+    from medgen_cli.engine.run_loading import load_run
+
+    loaded = load_run(cond_run, device="cpu")
+    with pytest.raises(MedgenError, match=message):
+        loaded.sample_to_dir(SampleOptions(out=tmp_path, num=1, **opts))
+    assert not list(tmp_path.iterdir())
