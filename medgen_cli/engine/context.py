@@ -68,6 +68,8 @@ class TrainContext:
     run_dir: Path | None = None
     writer: Any = None
     image_hooks: list[Callable[[str, torch.Tensor, int], None]] = field(default_factory=list)
+    #: Optimizers stepped during the current train_step; their LR schedulers advance after it.
+    stepped: set[str] = field(default_factory=set)
 
     @property
     def is_main(self) -> bool:
@@ -129,6 +131,7 @@ class TrainContext:
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        self.stepped.add(opt)
         return grad_norm
 
     def zero_grad(self, opt: str) -> None:

@@ -76,7 +76,8 @@ def train_from_config(cfg: FamilyConfig, resume: str | Path | None = None, flags
     from medgen_cli.engine import checkpoint as ckpt_io
     from medgen_cli.engine.distributed import broadcast_object, env_world, init_distributed, shutdown_distributed
     from medgen_cli.engine.rundir import RunDir, existing_run_dir, new_run_dir
-    from medgen_cli.engine.trainer import Trainer, resolve_device
+    from medgen_cli.engine.runtime import resolve_device
+    from medgen_cli.engine.trainer import Trainer
     from medgen_cli.io import atomic_path
 
     spec = get_spec(cfg.family)

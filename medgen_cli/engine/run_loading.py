@@ -86,7 +86,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto"
     from medgen_cli.engine import checkpoint as ckpt_io
     from medgen_cli.engine.launch import build_config
     from medgen_cli.engine.rundir import existing_run_dir
-    from medgen_cli.engine.trainer import resolve_device
+    from medgen_cli.engine.runtime import resolve_device
     from medgen_cli.families.registry import get_spec
 
     run = existing_run_dir(run_dir)

@@ -7,16 +7,12 @@ resume, logging (rich progress, TensorBoard, metrics.jsonl, log.txt) and signal 
 
 from __future__ import annotations
 
-import contextlib
 import math
-import random
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
@@ -32,6 +28,16 @@ from medgen_cli.engine.distributed import (
 )
 from medgen_cli.engine.logging import RunLogger
 from medgen_cli.engine.rundir import RunDir
+from medgen_cli.engine.runtime import (
+    StopFlag,
+    copy_into,
+    limited,
+    move_to,
+    preserved_rng,
+    resolve_amp,
+    resolve_device,
+    seed_everything,
+)
 from medgen_cli.engine.schedules import lr_multiplier
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.base import Family
@@ -53,71 +59,6 @@ class TrainResult:
     epoch: int
     best_value: float | None
     last_metrics: dict[str, float]
-
-
-def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → this rank's GPU when CUDA is available, else CPU."""
-    if spec == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise MedgenError(f"device {spec!r} requested but CUDA is not available", "use --set trainer.device=cpu")
-        if dev.index is None:
-            dev = torch.device(f"cuda:{local_rank}")
-    return dev
-
-
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
-        return None
-    if mode == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if mode == "fp16" and device.type != "cuda":
-        raise MedgenError("trainer.amp=fp16 needs a CUDA device", "use trainer.amp=bf16 or off on CPU")
-    return torch.bfloat16 if mode == "bf16" else torch.float16
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def move_to(batch: Any, device: torch.device) -> Any:
-    """Move tensors in (nested) batches to ``device``; other values pass through."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: move_to(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to(v, device) for v in batch)
-    return batch
-
-
-class _StopFlag:
-    """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:  # a second Ctrl-C stops immediately
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 class Trainer:
@@ -284,8 +225,7 @@ class Trainer:
                 return
 
     def _validate(self, ctx: TrainContext, val_set: Any, logger: RunLogger) -> dict[str, float]:
-        fam = self.family
-        with _preserved_rng():
+        with preserved_rng():
             raw = self._run_validation(ctx, val_set)
         metrics = {k if k.startswith("val/") else f"val/{k}": float(v) for k, v in raw.items()}
         logger.scalars(self.step, self.epoch, metrics)
@@ -303,7 +243,7 @@ class Trainer:
             loader = DataLoader(val_set, batch_size=self.tcfg.batch_size, shuffle=False, generator=gen,
                                 num_workers=self.tcfg.num_workers, collate_fn=fam.collate_fn())
             limit = self.tcfg.fast_dev_run_batches if self.tcfg.fast_dev_run else self.tcfg.val_batches
-            batches = _limited((move_to(b, self.device) for b in loader), limit)
+            batches = limited((move_to(b, self.device) for b in loader), limit)
         for m in fam.modules.values():
             m.eval()
         for a in ctx.ema.values():
@@ -337,11 +277,15 @@ class Trainer:
         ctx.global_step = self.step
         for name, avg in ctx.ema.items():
             if self.step <= self.tcfg.ema.start_step:
-                _copy_into(avg.module, self.family.modules[name])
+                copy_into(avg.module, self.family.modules[name])
             else:
                 avg.update_parameters(self.family.modules[name])
-        for sch in self.schedulers.values():
-            sch.step()
+        # A schedule counts its own optimizer's updates (a GAN's G may step less often than D,
+        # an adversarial term may start late), so only schedulers whose optimizer stepped advance.
+        for name, sch in self.schedulers.items():
+            if name in ctx.stepped:
+                sch.step()
+        ctx.stepped.clear()
         metrics = {k if k.startswith("train/") else f"train/{k}": float(v) for k, v in raw.items()}
         logger.progress(self.step, self.epoch, metrics)
         t = self.tcfg
@@ -352,7 +296,7 @@ class Trainer:
             logger.scalars(self.step, self.epoch, metrics)
         if self.step % t.image_every == 0 and self.rank == 0:
             was = {n: m.training for n, m in self.family.modules.items()}
-            with torch.no_grad(), _preserved_rng():
+            with torch.no_grad(), preserved_rng():
                 self.family.log_images(ctx)
             for n, m in self.family.modules.items():
                 m.train(was[n])
@@ -375,7 +319,7 @@ class Trainer:
         last: dict[str, float] = {}
         interrupted = False
         t0 = time.perf_counter()
-        with logger, _StopFlag() as stop:
+        with logger, StopFlag() as stop:
             logger.info(f"{fam.name}: training on {self.device} from step {self.step} to {self._max_steps()}"
                         + (f" with {self.world_size} processes" if self.world_size > 1 else ""))
             for module in fam.modules.values():
@@ -399,38 +343,9 @@ class Trainer:
             raise TrainingInterrupted(self.step, self.run.root if self.run else None)
         return TrainResult(self.run.root if self.run else None, self.step, self.epoch, self.best_value, last)
 
-    def _stop_requested(self, stop: _StopFlag) -> bool:
+    def _stop_requested(self, stop: StopFlag) -> bool:
         if self.world_size == 1:
             return stop.requested
         flag = torch.tensor([1.0 if stop.requested else 0.0], device=self.device)
         torch.distributed.all_reduce(flag)
         return bool(flag.item() > 0)
-
-
-@contextlib.contextmanager
-def _preserved_rng() -> Iterator[None]:
-    """Run a block (validation, image logging) without shifting the training RNG streams, so a
-    resumed run (which may validate at different steps) continues bit-identically."""
-    state = torch.random.get_rng_state(), np.random.get_state(), random.getstate()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    try:
-        yield
-    finally:
-        torch.random.set_rng_state(state[0])
-        np.random.set_state(state[1])
-        random.setstate(state[2])
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
-
-
-def _limited(it: Iterator[Any], limit: int | None) -> Iterator[Any]:
-    for i, item in enumerate(it):
-        if limit is not None and i >= limit:
-            return
-        yield item
-
-
-@torch.no_grad()
-def _copy_into(dst: torch.nn.Module, src: torch.nn.Module) -> None:
-    for a, b in zip(dst.state_dict().values(), src.state_dict().values()):
-        a.copy_(b)

@@ -1,0 +1,107 @@
+"""Runtime helpers of the trainer: devices, precision, seeding, RNG preservation, signals."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from medgen_cli.errors import MedgenError
+
+
+def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → this rank's GPU when CUDA is available, else CPU."""
+    if spec == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise MedgenError(f"device {spec!r} requested but CUDA is not available", "use --set trainer.device=cpu")
+        if dev.index is None:
+            dev = torch.device(f"cuda:{local_rank}")
+    return dev
+
+
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if mode == "fp16" and device.type != "cuda":
+        raise MedgenError("trainer.amp=fp16 needs a CUDA device", "use trainer.amp=bf16 or off on CPU")
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    """Move tensors in (nested) batches to ``device``; other values pass through."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to(v, device) for v in batch)
+    return batch
+
+
+class StopFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # a second Ctrl-C stops immediately
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run a block (validation, image logging) without shifting the training RNG streams, so a
+    resumed run (which may validate at different steps) continues bit-identically."""
+    state = torch.random.get_rng_state(), np.random.get_state(), random.getstate()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(state[0])
+        np.random.set_state(state[1])
+        random.setstate(state[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def limited(it: Iterator[Any], limit: int | None) -> Iterator[Any]:
+    for i, item in enumerate(it):
+        if limit is not None and i >= limit:
+            return
+        yield item
+
+
+@torch.no_grad()
+def copy_into(dst: torch.nn.Module, src: torch.nn.Module) -> None:
+    for a, b in zip(dst.state_dict().values(), src.state_dict().values()):
+        a.copy_(b)
