@@ -101,14 +101,18 @@ def fid(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --save-stats file."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the reference-statistics cache "
                                   "(~/.cache/medgen/fid, or $MEDGEN_CACHE_DIR/fid)."),
+    sqrtm: str = typer.Option("scipy", "--sqrtm", help="scipy: pytorch-fid's matrix square root (equal values). "
+                              "eigh: symmetric eigendecomposition, several times faster at 2048-d, "
+                              "~1e-7 relative difference."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Fréchet Inception Distance equal to pytorch-fid's (and KID), for images or 3D volumes.
 
-    Images are read as pytorch-fid reads them and go through its FID-InceptionV3; on the same
-    folders the value equals `python -m pytorch_fid REAL FAKE`. NIfTI folders give 2.5D FID: one
-    FID per plane (sagittal, coronal, axial slices) and their mean. REAL's statistics are cached
-    by content, so evaluating again against the same reference does not recompute them.
+    Images are read as pytorch-fid reads them and go through its FID-InceptionV3; on the same folders the value equals `python -m pytorch_fid REAL FAKE`.
+
+    NIfTI folders give 2.5D FID: one FID per plane (sagittal, coronal, axial slices, each slice resized to 299x299) and their mean; intensities are mapped to [0, 1] per volume (min-max) or by --window.
+
+    REAL's statistics are cached by content (names, sizes, mtimes, dims, weights), so evaluating again against the same reference does not recompute them.
     """
     from medgen_cli.io import check_writable
     from medgen_cli.metrics.fid import SUPPORTED_DIMS
@@ -119,13 +123,16 @@ def fid(
         raise MedgenError("give FAKE to compare with, or --save-stats OUT.npz to save REAL's statistics")
     if dims not in SUPPORTED_DIMS:
         raise MedgenError(f"--dims {dims} is not supported", f"choose one of {SUPPORTED_DIMS}")
+    if sqrtm not in ("scipy", "eigh"):
+        raise MedgenError(f"--sqrtm {sqrtm!r} is not supported", "use scipy or eigh")
     if save_stats is not None:
         if save_stats.suffix != ".npz":
             raise MedgenError(f"--save-stats {save_stats} must end in .npz")
         check_writable(save_stats, overwrite)
     opts = FIDOptions(dims=dims, device=device, batch_size=batch_size, workers=workers, weights=weights,
                       kid=kid_ and fake is not None, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-                      center_fraction=center_fraction, window=_parse_window(window), use_cache=not no_cache)
+                      center_fraction=center_fraction, window=_parse_window(window), use_cache=not no_cache,
+                      sqrtm=sqrtm)
     extractor = _LazyExtractor(opts)
     with _Bars(enabled=True) as bars:
         real_stats = set_stats(real, opts, extractor, bars.factory, "REAL", cache=not no_cache)

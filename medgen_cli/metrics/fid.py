@@ -195,7 +195,8 @@ class FeatureExtractor:
             batch = batch.repeat(1, 3, 1, 1)
         elif batch.shape[1] != 3:
             raise MedgenError(f"expected 1 or 3 channels, got {batch.shape[1]}")
-        with torch.inference_mode():
+        # Autocast off: a training loop's AMP context must not turn FID features into fp16.
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
             pred = self.model(batch.to(self.device, dtype=torch.float32))[0]
             # As pytorch-fid: pool blocks other than pool3 to one value per channel.
             if pred.size(2) != 1 or pred.size(3) != 1:
@@ -211,8 +212,17 @@ class FeatureExtractor:
 
         Returns:
             float64 array ``[N, dims]`` (float32 values, as pytorch-fid stores them).
+
+        Raises:
+            MedgenError: values outside [0, 1] (e.g. a generator's [-1, 1] output).
         """
         n = int(images.shape[0])
+        if n:
+            lo, hi = float(images.min()), float(images.max())
+            # A generator's [-1, 1] output fed as-is would give a plausible but wrong FID.
+            if lo < -1e-3 or hi > 1 + 1e-3:
+                raise MedgenError(f"FID images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]",
+                                  "map [-1, 1] outputs with (x + 1) / 2 first")
         out = np.empty((n, self.dims))
         for start in range(0, n, max(1, batch_size)):
             chunk = images[start:start + batch_size]
@@ -253,14 +263,26 @@ def _sqrtm(a: np.ndarray) -> np.ndarray:
         return linalg.sqrtm(a)
 
 
+def _trace_sqrt_product_eigh(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """``Tr √(Σ1 Σ2)`` as ``Σ √λ(A Σ2 A)`` with ``A = √Σ1`` from symmetric eigendecompositions."""
+    w, v = np.linalg.eigh(sigma1)
+    a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    lam = np.linalg.eigvalsh(a @ sigma2 @ a)
+    return float(np.sqrt(np.clip(lam, 0, None)).sum())  # tiny negative eigenvalues are rounding
+
+
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = _EPS) -> float:
+                     eps: float = _EPS, sqrtm: str = "scipy") -> float:
     """Fréchet distance between two Gaussians with pytorch-fid's numerics.
 
     Args:
         mu1, sigma1: mean and covariance of the first set.
         mu2, sigma2: mean and covariance of the second set.
         eps: diagonal offset used when ``sqrtm`` of the product is not finite.
+        sqrtm: ``"scipy"`` (default): pytorch-fid's ``scipy.linalg.sqrtm`` route, equal values.
+            ``"eigh"``: symmetric eigendecompositions, ~5x faster at 2048-d on CPU; differs from
+            pytorch-fid by ~1e-13 relative with full-rank covariances and ~1e-7 when N < dims
+            (where scipy's sqrtm of a singular product is itself inaccurate).
 
     Returns:
         ``‖μ1 − μ2‖² + Tr Σ1 + Tr Σ2 − 2 Tr √(Σ1 Σ2)``.
@@ -275,6 +297,11 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
         raise MedgenError(f"statistics have different dimensions: {mu1.shape[0]} vs {mu2.shape[0]}",
                           "compute both with the same --dims")
     diff = mu1 - mu2
+    if sqrtm == "eigh":
+        tr = _trace_sqrt_product_eigh(sigma1, sigma2)
+        return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr)
+    if sqrtm != "scipy":
+        raise MedgenError(f"unknown sqrtm method {sqrtm!r}", "use scipy or eigh")
     covmean = _sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
         offset = np.eye(sigma1.shape[0]) * eps
@@ -337,13 +364,15 @@ class FIDTracker:
         compute_kid: also return KID (the real features are kept in memory for it).
         dims: Inception feature size.
         batch_size: images per forward pass.
+        sqrtm: ``"scipy"`` (pytorch-fid's values) or ``"eigh"`` (faster); see :func:`frechet_distance`.
     """
 
     def __init__(self, real_images: "torch.Tensor", device: str | Any = "cpu", weights: str | Path | None = None,
-                 compute_kid: bool = True, dims: int = 2048, batch_size: int = 50) -> None:
+                 compute_kid: bool = True, dims: int = 2048, batch_size: int = 50, sqrtm: str = "scipy") -> None:
         self.extractor = FeatureExtractor(dims=dims, device=device, weights=weights)
         self.batch_size = batch_size
         self.compute_kid = compute_kid
+        self.sqrtm = sqrtm
         feats = self.extractor.features(real_images, batch_size)
         self.mu, self.sigma = compute_stats(feats)
         self.real_features = feats if compute_kid else None
@@ -352,7 +381,7 @@ class FIDTracker:
         """Return ``{"fid": ..., "kid": ...}`` (``"kid"`` only when ``compute_kid``)."""
         feats = self.extractor.features(fake_images, self.batch_size)
         mu, sigma = compute_stats(feats)
-        out = {"fid": frechet_distance(self.mu, self.sigma, mu, sigma)}
+        out = {"fid": frechet_distance(self.mu, self.sigma, mu, sigma, sqrtm=self.sqrtm)}
         if self.compute_kid and self.real_features is not None:
             out["kid"] = kid(self.real_features, feats)[0]
         return out

@@ -91,3 +91,9 @@ def write_images(folder: Path, n: int, seed: int, size: int = 32, mode: str = "R
         img.save(p)
         paths.append(p)
     return paths
+
+
+@pytest.fixture
+def make_images():
+    """The :func:`write_images` helper, as a fixture (test modules cannot import conftest)."""
+    return write_images

@@ -1,0 +1,198 @@
+"""``medgen eval fid`` on image folders and .npz files, against pytorch-fid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pytorch_fid.fid_score import IMAGE_EXTENSIONS, calculate_fid_given_paths, save_fid_stats
+from typer.testing import CliRunner
+
+from medgen_cli.cli.app import app
+from medgen_cli.errors import MedgenError
+from medgen_cli.metrics import fid_inputs
+
+
+def run(*args: str) -> dict:
+    res = CliRunner().invoke(app, ["eval", "fid", *args, "--device", "cpu", "--json"])
+    if res.exception is not None:
+        raise res.exception
+    return json.loads(res.stdout[res.stdout.index("{"):])
+
+
+def fails(*args: str, match: str) -> None:
+    res = CliRunner().invoke(app, ["eval", "fid", *args, "--device", "cpu"])
+    assert isinstance(res.exception, MedgenError), res.output
+    assert match in str(res.exception), str(res.exception)
+
+
+def pf(real: Path, fake: Path, dims: int, batch_size: int = 50) -> float:
+    return float(calculate_fid_given_paths([str(real), str(fake)], batch_size, "cpu", dims, num_workers=0))
+
+
+@pytest.fixture
+def sets(make_images, tmp_path: Path) -> tuple[Path, Path]:
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    make_images(real, 5, seed=0)
+    make_images(fake, 5, seed=1, shift=0.25)
+    return real, fake
+
+
+def test_extensions_are_pytorch_fids() -> None:
+    assert set(fid_inputs.IMAGE_EXTENSIONS) == set(IMAGE_EXTENSIONS)
+
+
+@pytest.fixture
+def sets3(make_images, tmp_path: Path) -> tuple[Path, Path]:
+    # Three images per set keep the full network to a few forward passes on a CPU.
+    real, fake = tmp_path / "r3", tmp_path / "f3"
+    make_images(real, 3, seed=0)
+    make_images(fake, 3, seed=1, shift=0.25)
+    return real, fake
+
+
+def test_2048_statistics_equal_pytorch_fids(fid_env, sets3, tmp_path) -> None:
+    real, _ = sets3
+    ours, theirs = tmp_path / "ours.npz", tmp_path / "theirs.npz"
+    run(str(real), "--save-stats", str(ours))
+    save_fid_stats([str(real), str(theirs)], 50, "cpu", 2048, num_workers=0)
+    with np.load(ours) as a, np.load(theirs) as b:
+        np.testing.assert_allclose(a["mu"], b["mu"], rtol=1e-12, atol=0)
+        np.testing.assert_allclose(a["sigma"], b["sigma"], rtol=1e-10, atol=1e-18)
+
+
+def test_fid_equals_pytorch_fid_768(fid_env, sets3) -> None:
+    real, fake = sets3
+    out = run(str(real), str(fake), "--dims", "768", "--kid")
+    assert out["fid"] == pytest.approx(pf(real, fake, 768), rel=1e-9)
+    assert out["fid"] > 0 and np.isfinite(out["kid"])
+    assert out["real"]["n"] == 3 and out["real"]["source"] == "computed"
+
+
+@pytest.mark.slow  # two 2048x2048 scipy sqrtm calls take ~30-60 s on a small CPU
+def test_fid_equals_pytorch_fid_2048(fid_env, sets3) -> None:
+    real, fake = sets3
+    out = run(str(real), str(fake))
+    assert out["fid"] == pytest.approx(pf(real, fake, 2048), rel=1e-9)
+
+
+def test_fid_equals_pytorch_fid_uneven_batches(fid_env, sets) -> None:
+    real, fake = sets
+    out = run(str(real), str(fake), "--dims", "192", "--batch-size", "2")
+    assert out["fid"] == pytest.approx(pf(real, fake, 192, batch_size=2), rel=1e-9)
+
+
+def test_stats_interoperate_both_ways(fid_env, sets, tmp_path) -> None:
+    real, fake = sets
+    ours = tmp_path / "ours.npz"
+    out = run(str(real), "--dims", "64", "--save-stats", str(ours))
+    assert out == {"saved": str(ours)}
+    with np.load(ours) as f:
+        assert set(f.files) == {"mu", "sigma"}
+    reference = pf(real, fake, 64)
+    assert pf(ours, fake, 64) == pytest.approx(reference, rel=1e-9)  # pytorch-fid reads ours
+    theirs = tmp_path / "theirs.npz"
+    save_fid_stats([str(real), str(theirs)], 50, "cpu", 64, num_workers=0)
+    assert run(str(theirs), str(fake), "--dims", "64")["fid"] == pytest.approx(reference, rel=1e-9)
+    assert run(str(theirs), str(ours), "--dims", "64")["fid"] == pytest.approx(0.0, abs=1e-6)
+    fails(str(real), "--dims", "64", "--save-stats", str(ours), match="already exists")
+    fails(str(theirs), str(fake), "--dims", "2048", match="--dims 64")
+    fails(str(theirs), str(fake), "--dims", "64", "--kid", match="only statistics")
+
+
+def test_reference_stats_are_cached_by_content(make_images, fid_env, sets, monkeypatch) -> None:
+    real, fake = sets
+    first = run(str(real), str(fake), "--dims", "64", "--kid")
+    assert first["real"]["source"] == "computed"
+    assert len(list(fid_inputs.cache_dir().glob("*.npz"))) == 1
+    calls = []
+    real_features = fid_inputs.image_features
+    monkeypatch.setattr(fid_inputs, "image_features", lambda files, *a, **k: (calls.append(files), real_features(files, *a, **k))[1])
+    second = run(str(real), str(fake), "--dims", "64", "--kid")
+    assert second["real"]["source"] == "cache" and second["fid"] == first["fid"] and second["kid"] == first["kid"]
+    assert len(calls) == 1 and calls[0][0].parent == fake  # only FAKE was read
+    make_images(real, 1, seed=9)  # real/img_000.png changes: the key changes
+    third = run(str(real), str(fake), "--dims", "64")
+    assert third["real"]["source"] == "computed" and third["fid"] != first["fid"]
+    assert run(str(real), str(fake), "--dims", "64", "--no-cache")["real"]["source"] == "computed"
+
+
+def test_cached_and_npz_runs_never_load_inception(fid_env, sets, tmp_path, monkeypatch) -> None:
+    real, fake = sets
+    stats = tmp_path / "fake.npz"
+    run(str(fake), "--dims", "64", "--save-stats", str(stats))  # also caches fake's stats
+    from medgen_cli.metrics import fid as F
+
+    def boom(*a, **k):
+        raise AssertionError("Inception loaded although every input has statistics")
+
+    monkeypatch.setattr(F, "FeatureExtractor", boom)
+    assert run(str(fake), str(stats), "--dims", "64")["fid"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_missing_weights_cli(fid_env, sets, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "nothing"))
+    fails(*map(str, sets), "--dims", "64", match="put it at")
+
+
+def test_bad_inputs(make_images, fid_env, sets, tmp_path) -> None:
+    real, fake = sets
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fails(str(empty), str(fake), match="no images or NIfTI volumes")
+    fails(str(tmp_path / "missing"), str(fake), match="not found")
+    fails(str(real), match="--save-stats")
+    (tmp_path / "x.txt").write_text("x")
+    fails(str(tmp_path / "x.txt"), str(fake), match="not a .npz")
+    bad_npz = tmp_path / "bad.npz"
+    np.savez(bad_npz, m=np.zeros(3))
+    fails(str(bad_npz), str(fake), match="has no mu, sigma")
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    fails(str(tmp_path / "junk.npz"), str(fake), match="cannot read statistics")
+    corrupt = tmp_path / "corrupt"
+    make_images(corrupt, 3, seed=2)
+    (corrupt / "img_001.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    fails(str(corrupt), str(fake), "--dims", "64", match="img_001.png")
+    fails(str(corrupt), str(fake), "--dims", "64", "--workers", "1", match="img_001.png")  # from a worker
+    fails(str(real), str(fake), "--dims", "100", match="not supported")
+
+
+def test_grayscale_rgba_and_mixed_sizes_as_pytorch_fid(make_images, fid_env, sets, tmp_path) -> None:
+    real, _ = sets
+    mixed = tmp_path / "mixed"
+    make_images(mixed, 2, seed=3, mode="L", ext="png")
+    (mixed / "img_000.png").rename(mixed / "a_gray.png")
+    make_images(mixed, 2, seed=4, mode="RGBA", size=24, ext="png")
+    (mixed / "img_000.png").rename(mixed / "b_rgba.png")
+    make_images(mixed, 1, seed=5, size=40, ext="jpg")
+    res = CliRunner().invoke(app, ["eval", "fid", str(real), str(mixed), "--dims", "64", "--device", "cpu", "--json"])
+    assert res.exception is None, res.output
+    assert "mixes image sizes" in res.stderr
+    out = json.loads(res.stdout[res.stdout.index("{"):])
+    # pytorch-fid cannot batch different sizes; with --batch-size 1 it can, and gives the same value.
+    assert out["fid"] == pytest.approx(pf(real, mixed, 64, batch_size=1), rel=1e-7)
+
+
+def test_sixteen_bit_png_warns_and_matches_pytorch_fid(fid_env, sets, tmp_path) -> None:
+    from PIL import Image
+
+    real, _ = sets
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    rng = np.random.default_rng(6)
+    for i in range(3):
+        Image.fromarray((rng.uniform(0, 65535, (32, 32))).astype(np.uint16)).save(deep / f"d{i}.png")
+    res = CliRunner().invoke(app, ["eval", "fid", str(real), str(deep), "--dims", "64", "--device", "cpu", "--json"])
+    assert res.exception is None, res.output
+    assert "16-bit" in res.stderr and "saturate" in res.stderr
+    out = json.loads(res.stdout[res.stdout.index("{"):])
+    assert out["fid"] == pytest.approx(pf(real, deep, 64), rel=1e-9)
+
+
+def test_table_output_and_small_sample_warning(fid_env, sets) -> None:
+    res = CliRunner().invoke(app, ["eval", "fid", *map(str, sets), "--dims", "64", "--device", "cpu", "--kid"])
+    assert res.exception is None, res.output
+    assert "FID" in res.stdout and "KID" in res.stdout and "value" in res.stdout
+    assert "fewer than the 64 feature dimensions" in res.stderr
