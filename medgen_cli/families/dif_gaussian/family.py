@@ -9,12 +9,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medgen_cli.data.cbct import CBCTCase, list_cases, read_case
+from medgen_cli.data.cbct import CBCTCase, list_cases, read_case, view_indices
 from medgen_cli.data.geometry import CBCTGeometry
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.base import Family
 from medgen_cli.families.dif_gaussian.config import DIFGaussianConfig
 from medgen_cli.families.dif_gaussian.model import DIFGaussianNet
+from medgen_cli.metrics.recon import psnr
 
 
 class CBCTCaseDataset(Dataset):
@@ -56,12 +57,6 @@ def normalized_grid(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
     return torch.stack((gx, gy, gz), -1).reshape(-1, 3)
 
 
-def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """PSNR with data range 1 (values clamped to [0, 1])."""
-    mse = float(torch.mean((pred.clamp(0, 1) - target) ** 2))
-    return float("inf") if mse == 0 else -10.0 * float(np.log10(mse))
-
-
 class DIFGaussianFamily(Family):
     """Sparse-view CBCT reconstruction with DIF-Gaussian (see the config for the sizes)."""
 
@@ -82,8 +77,11 @@ class DIFGaussianFamily(Family):
         net = DIFGaussianNet(self.cfg.model).to(device)
         o = self.cfg.optim
         self.modules = {"model": net}
-        self.optimizers = {"model": torch.optim.SGD(net.parameters(), lr=o.lr, momentum=o.momentum,
-                                                    weight_decay=o.weight_decay)}
+        if o.optimizer == "adam":
+            opt: torch.optim.Optimizer = torch.optim.Adam(net.parameters(), lr=o.lr)
+        else:
+            opt = torch.optim.SGD(net.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        self.optimizers = {"model": opt}
 
     def _split(self, name: str) -> CBCTCaseDataset:
         root = Path(self.cfg.data.root)
@@ -146,7 +144,7 @@ class DIFGaussianFamily(Family):
                 pred = self.reconstruct(net, batch["projections"][i], batch["angles"][i], num, res)
                 target = torch.nn.functional.interpolate(vol[None, None].float(), size=(res,) * 3, mode="trilinear",
                                                          align_corners=False)[0, 0] if res != vol.shape[-1] else vol
-                scores.append(psnr(pred, target.to(pred.device)))
+                scores.append(psnr(pred.cpu().numpy(), target.cpu().numpy()))
         return {"psnr": float(np.mean(scores))} if scores else {}
 
     # ---- inference --------------------------------------------------------------------------
@@ -169,7 +167,7 @@ class DIFGaussianFamily(Family):
         self.check_views(num_views)
         assert self.geometry is not None
         dev = next(net.parameters()).device
-        idx = even_view_indices(projections.shape[0], num_views)
+        idx = view_indices(projections.shape[0], num_views)  # the same views the baselines use
         proj = projections[idx].to(dev).float()[None] / self._scale()
         ang = angles[idx].to(dev).float()[None]
         enc = net.encode(proj, ang, self.geometry)

@@ -1,0 +1,251 @@
+"""Sparse-view CBCT commands: ``medgen data make-cbct``, ``medgen recon``, ``medgen eval recon``.
+
+Thin: parse options, call :mod:`medgen_cli.data.cbct` / the dif-gaussian family, print.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+import typer
+
+from medgen_cli.cli.app import app
+from medgen_cli.cli.groups import data_app, eval_app
+from medgen_cli.errors import MedgenError
+
+METHODS = ("model", "fdk", "sirt")
+
+
+def _track(it: Iterable[Any], total: int, description: str) -> Iterable[Any]:
+    from rich.progress import track
+
+    return track(it, total=total, description=description, transient=True)
+
+
+@data_app.command("make-cbct")
+def make_cbct_cmd(
+    volumes_dir: Optional[Path] = typer.Argument(None, help="Folder of CT volumes (*.nii, *.nii.gz) in HU."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: train/, val/, test/ case files (*.h5)."),
+    synthetic: int = typer.Option(0, "--synthetic", help="Make N synthetic ellipsoid phantoms instead of reading volumes."),
+    geometry: Optional[Path] = typer.Option(None, "--geometry", help="Geometry YAML (default: LUNA16, see configs/cbct_geometry.yaml)."),
+    size: Optional[int] = typer.Option(None, "--size", help="Scale the geometry to N³ voxels (N² detector), keeping the field of view."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.0, max=0.5, help="Fraction of cases for val/."),
+    test_fraction: float = typer.Option(0.1, "--test-fraction", min=0.0, max=0.5, help="Fraction of cases for test/."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split (and of the synthetic phantoms)."),
+    allow_truncation: bool = typer.Option(False, "--allow-truncation", help="Accept objects that leave the detector."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild existing case files (default: keep them and resume)."),
+) -> None:
+    """Simulate cone-beam projections of CT volumes with diffct: one H5 per case with its geometry.
+
+    HU -1000..1024 → 0..1, resampled to the geometry's voxel spacing, centre-cropped/padded to its grid.
+
+    Re-running resumes: finished cases are kept.
+    """
+    from rich.console import Console
+
+    from medgen_cli.data import cbct
+    from medgen_cli.data.geometry import load_geometry
+
+    geo = load_geometry(str(geometry) if geometry else None)
+    if size is not None:
+        geo = geo.scaled(size)
+    if (volumes_dir is None) == (synthetic <= 0):
+        raise MedgenError("give either VOLUMES_DIR or --synthetic N", "e.g. medgen data make-cbct --synthetic 20 --out data/cbct --size 32")
+    sources = cbct.synthetic_sources(synthetic, geo, seed) if synthetic > 0 else cbct.nifti_sources(volumes_dir)
+    summary = cbct.make_cbct(sources, out, geo, (1 - val_fraction - test_fraction, val_fraction, test_fraction),
+                             seed=seed, overwrite=overwrite, allow_truncation=allow_truncation,
+                             is_hu_grid=synthetic > 0, track=_track)
+    counts = {s: sum(1 for v in summary["split"].values() if v == s) for s in cbct.SPLITS}
+    Console(stderr=True).print(
+        f"[green]{summary['written']} written, {summary['skipped']} kept[/] in {out} "
+        f"(train {counts['train']}, val {counts['val']}, test {counts['test']}; "
+        f"{geo.volume_size}³ voxels, {geo.num_angles} views)", highlight=False)
+
+
+# ---- shared reconstruction helpers --------------------------------------------------------------
+def _load_model(run: Optional[Path], method: str, checkpoint: str, device: str) -> Any:
+    if method not in METHODS:
+        raise MedgenError(f"unknown method '{method}'", "use model, fdk or sirt")
+    if method != "model":
+        return None
+    if run is None:
+        raise MedgenError("give a RUN directory (or --method fdk|sirt for a classical baseline)")
+    from medgen_cli.engine.run_loading import load_run
+
+    loaded = load_run(run, checkpoint=checkpoint, device=device)
+    if loaded.family.name != "dif-gaussian":
+        raise MedgenError(f"{run} is a '{loaded.family.name}' run; recon needs a dif-gaussian run")
+    if loaded.family.geometry is None:
+        raise MedgenError(f"{run} has no CBCT geometry in its checkpoint", "train it with medgen train dif-gaussian")
+    return loaded
+
+
+def _reconstruct(loaded: Any, method: str, case: Any, views: int, iterations: int, chunk: int,
+                 points: Any = None, track: Callable[..., Iterable[Any]] | None = None) -> Any:
+    """Volume ``(z, y, x)`` on the case grid (or values at normalised ``points``) as numpy."""
+    import numpy as np
+    import torch
+
+    from medgen_cli.data.cbct import classical_recon
+
+    if method == "model":
+        fam = loaded.family
+        net = loaded.ctx.eval_module("model")
+        pts = None if points is None else torch.as_tensor(points, dtype=torch.float32)
+        return fam.reconstruct_case(net, case, views, resolution=case.geometry.volume_size, points=pts,
+                                    chunk=chunk, track=track).cpu().numpy()
+    vol = classical_recon(case, views, method, iterations)
+    if points is None:
+        return vol
+    grid = torch.as_tensor(points, dtype=torch.float32).reshape(1, -1, 1, 1, 3)
+    out = torch.nn.functional.grid_sample(torch.from_numpy(vol)[None, None], grid, mode="bilinear",
+                                          padding_mode="zeros", align_corners=False)
+    return np.clip(out.reshape(-1).numpy(), 0.0, 1.0)
+
+
+def _nifti_case(path: Path, geometry: Any, views: int) -> tuple[Any, Any, Any, tuple[int, ...]]:
+    """A NIfTI CT volume → (case with simulated views, input affine, query points, input shape)."""
+    import numpy as np
+
+    from medgen_cli.data import cbct
+    from medgen_cli.io import load_nifti
+
+    arr, affine = load_nifti(path)
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 3:
+        raise MedgenError(f"{path} is not a 3D volume (shape {tuple(arr.shape)})")
+    vol, _ = cbct.resample_to_grid(arr, affine, geometry)
+    geometry.check_field_of_view(vol)
+    full = geometry.angles()
+    idx = cbct.view_indices(len(full), views)
+    # Only the views used are simulated; stored as a "case" holding exactly those views.
+    case = cbct.CBCTCase(path.name, vol, cbct.simulate(vol, geometry, full[idx]), full[idx], geometry, affine)
+    # Input voxel i ↦ grid index (n-1)/2 + (i - c_in) / factor ↦ normalised (2j + 1) / n - 1.
+    n = geometry.volume_size
+    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+    factor = geometry.voxel_spacing / np.where(spacing > 0, spacing, 1.0)
+    axes = [((n - 1) / 2 + (np.arange(s) - (s - 1) / 2) / factor[a]) * 2 / n + 1 / n - 1
+            for a, s in enumerate(arr.shape)]
+    gx, gy, gz = np.meshgrid(*axes, indexing="ij")                   # NIfTI (x, y, z) raster order
+    points = np.stack((gx, gy, gz), -1).reshape(-1, 3).astype(np.float32)
+    return case, affine, points, tuple(arr.shape)
+
+
+@app.command("recon")
+def recon_cmd(
+    run: Optional[Path] = typer.Argument(None, help="A dif-gaussian run directory (not needed for fdk/sirt)."),
+    input: Path = typer.Option(..., "--input", "-i", help="A case file (CASE.h5 from make-cbct) or a CT volume (.nii/.nii.gz, HU)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output NIfTI (.nii.gz) in [0, 1] with the input's affine."),
+    views: Optional[int] = typer.Option(None, "--views", "-v", help="Projections to use (default: the run's largest; 10 for fdk/sirt)."),
+    method: str = typer.Option("model", "--method", "-m", help="model (the run), or a diffct baseline: fdk, sirt."),
+    geometry: Optional[Path] = typer.Option(None, "--geometry", help="Geometry YAML for a NIfTI input with fdk/sirt (a run uses its own)."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best, latest, or a checkpoint file."),
+    iterations: int = typer.Option(50, "--iterations", min=1, help="SIRT iterations."),
+    chunk: int = typer.Option(32768, "--chunk", min=1, help="Points per model forward pass (lower it if memory runs out)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+) -> None:
+    """Reconstruct a CT volume from N evenly spread cone-beam views.
+
+    A case file keeps its grid and affine.
+
+    A NIfTI volume is resampled to the geometry's grid and its N views are simulated; the result is written on the input's voxel grid with its affine.
+    """
+    from rich.console import Console
+
+    from medgen_cli.data import cbct
+    from medgen_cli.data.geometry import load_geometry
+    from medgen_cli.io import check_writable, save_nifti
+    from medgen_cli.metrics.recon import recon_metrics
+
+    check_writable(out, overwrite)
+    loaded = _load_model(run, method, checkpoint, device)
+    if views is None:
+        views = loaded.family.cfg.data.num_views[-1] if loaded else 10
+    if loaded is not None:
+        loaded.family.check_views(views)
+    t0 = time.perf_counter()
+    name = input.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        geo = loaded.family.geometry if loaded else load_geometry(str(geometry) if geometry else None)
+        case, affine, points, shape = _nifti_case(input, geo, views)
+        values = _reconstruct(loaded, method, case, views, iterations, chunk, points=points, track=_track)
+        vol_xyz = values.reshape(shape)
+        metrics = None
+    elif name.endswith((".h5", ".hdf5")):
+        case = cbct.read_case(input)
+        vol = _reconstruct(loaded, method, case, views, iterations, chunk, track=_track)
+        vol_xyz, affine = vol.transpose(2, 1, 0), case.affine
+        metrics = recon_metrics(vol, case.volume)
+    else:
+        raise MedgenError(f"unsupported input {input}", "give a case .h5 from make-cbct or a .nii/.nii.gz volume")
+    save_nifti(vol_xyz, out, affine=affine, overwrite=overwrite)
+    msg = f"[green]wrote[/] {out} ({method}, {views} views, {time.perf_counter() - t0:.2f}s)"
+    if metrics:
+        msg += f"  PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} vs the case volume"
+    Console(stderr=True).print(msg, highlight=False)
+
+
+@eval_app.command("recon")
+def eval_recon_cmd(
+    run: Optional[Path] = typer.Argument(None, help="A dif-gaussian run directory (or --method fdk|sirt)."),
+    data: Path = typer.Option(..., "--data", "-d", help="A folder of case files, e.g. DIR/test."),
+    views: Optional[int] = typer.Option(None, "--views", "-v", help="Projections to use (default: the run's largest; 10 for fdk/sirt)."),
+    method: str = typer.Option("model", "--method", "-m", help="model (the run), or a diffct baseline: fdk, sirt."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best, latest, or a checkpoint file."),
+    iterations: int = typer.Option(50, "--iterations", min=1, help="SIRT iterations."),
+    chunk: int = typer.Option(32768, "--chunk", min=1, help="Points per model forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """PSNR and SSIM (data range 1, volumes in [0, 1]) per case and on average.
+
+    SSIM: scikit-image structural_similarity over the 3D volume (7³ uniform window).
+    """
+    results = evaluate(run, data, views, method, checkpoint, iterations, chunk, device)
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{results['method']} · {results['views']} views · {results['data']}")
+    for col in ("case", "PSNR (dB)", "SSIM", "time (s)"):
+        table.add_column(col, justify="left" if col == "case" else "right")
+    for r in results["cases"]:
+        table.add_row(r["case"], f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", f"{r['seconds']:.2f}")
+    m = results["mean"]
+    table.add_row("[bold]mean[/]", f"[bold]{m['psnr']:.2f}", f"[bold]{m['ssim']:.4f}", f"{m['seconds']:.2f}")
+    Console().print(table)
+
+
+def evaluate(run: Optional[Path], data: Path, views: Optional[int], method: str = "model", checkpoint: str = "best",
+             iterations: int = 50, chunk: int = 32768, device: str = "auto") -> dict[str, Any]:
+    """Reconstruct every case in ``data`` and score it (the library side of ``medgen eval recon``)."""
+    import numpy as np
+
+    from medgen_cli.data import cbct
+    from medgen_cli.metrics.recon import recon_metrics
+
+    loaded = _load_model(run, method, checkpoint, device)
+    if views is None:
+        views = loaded.family.cfg.data.num_views[-1] if loaded else 10
+    if loaded is not None:
+        loaded.family.check_views(views)
+    else:
+        import diffct  # noqa: F401  (its first import takes seconds; keep it out of the timings)
+    rows = []
+    files = cbct.list_cases(data)
+    for f in _track(files, len(files), f"{method} {views} views"):
+        case = cbct.read_case(f)
+        t0 = time.perf_counter()
+        vol = _reconstruct(loaded, method, case, views, iterations, chunk)
+        seconds = time.perf_counter() - t0
+        rows.append({"case": case.name, **recon_metrics(vol, case.volume), "seconds": seconds})
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "seconds")}
+    return {"method": method, "run": str(run) if run else None, "views": views, "data": str(data),
+            "data_range": 1.0, "cases": rows, "mean": mean}
