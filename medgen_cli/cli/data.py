@@ -142,7 +142,9 @@ def to_points(
     from medgen_cli.io import check_writable
 
     check_writable(out, overwrite)
-    arr, affine = _load_volume(volume)
+    from medgen_cli.viz.loading import load_any_volume
+
+    arr, affine = load_any_volume(volume)
     pts, vals = volume_to_points(arr, affine, threshold, return_values=True)
     if len(pts) == 0:
         from medgen_cli.errors import MedgenError
@@ -150,22 +152,6 @@ def to_points(
         raise MedgenError(f"no voxel of {volume} is above {threshold} (max {float(arr.max()):.4g})", "lower --threshold")
     save_points(pts, out, values=vals if values else None, overwrite=overwrite)
     Console().print(f"wrote {len(pts):,} points to {out}")
-
-
-def _load_volume(path: Path) -> tuple[object, object]:
-    import numpy as np
-
-    from medgen_cli.errors import MedgenError
-    from medgen_cli.io import load_nifti
-
-    if path.suffix.lower() == ".npy":
-        if not path.is_file():
-            raise MedgenError(f"file not found: {path}")
-        try:
-            return np.load(path, allow_pickle=False).astype(np.float32), np.eye(4)
-        except (OSError, ValueError) as exc:
-            raise MedgenError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
-    return load_nifti(path)
 
 
 @data_app.command("synth-h5")
