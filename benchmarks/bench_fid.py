@@ -47,25 +47,15 @@ def write_images(folder: Path, n: int, seed: int, size: int) -> None:
 
 def random_weights(path: Path) -> None:
     """pytorch-fid's FID-Inception architecture with random (He) weights, saved as a state dict."""
-    import pytorch_fid.inception as pfi
+    import sys
+
     import torch
 
-    torch.manual_seed(0)
-    net = pfi._inception_v3(num_classes=1008, aux_logits=False, weights=None)
-    net.Mixed_5b = pfi.FIDInceptionA(192, pool_features=32)
-    net.Mixed_5c = pfi.FIDInceptionA(256, pool_features=64)
-    net.Mixed_5d = pfi.FIDInceptionA(288, pool_features=64)
-    net.Mixed_6b = pfi.FIDInceptionC(768, channels_7x7=128)
-    net.Mixed_6c = pfi.FIDInceptionC(768, channels_7x7=160)
-    net.Mixed_6d = pfi.FIDInceptionC(768, channels_7x7=160)
-    net.Mixed_6e = pfi.FIDInceptionC(768, channels_7x7=192)
-    net.Mixed_7b = pfi.FIDInceptionE_1(1280)
-    net.Mixed_7c = pfi.FIDInceptionE_2(2048)
-    for m in net.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.fid_weights import random_fid_inception_state
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), path)
+    torch.save(random_fid_inception_state(0), path)
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
