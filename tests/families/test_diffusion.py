@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from medgen_cli.engine.latents import seeded_normal
 from medgen_cli.errors import MedgenError
 from tests.families.test_autoencoder import AFFINE, make_volumes, metrics, train_ae
 
@@ -105,7 +106,7 @@ def test_scale_factor_stored_and_used_at_sampling(tmp_path: Path, ae_run: Path, 
     autoencoder.decode_stage_2_outputs = lambda z: (seen.append(z.clone()), original(z))[1]  # type: ignore[method-assign]
     unet = loaded.ctx.eval_module("unet")
     sched = fam._sampler("ddim", 3)
-    z = sampling.denoise(unet, sched, sampling.seeded_noise(fam.latent_shape(), [5], torch.device("cpu")),
+    z = sampling.denoise(unet, sched, seeded_normal(fam.latent_shape(), [5]),
                          torch.tensor([0]), fam.num_classes, 2.0, 5)
     for s in (stored, 2.0 * stored):
         fam.scale_factor = s

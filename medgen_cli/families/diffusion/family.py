@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medgen_cli.engine.latents import interpolation_path, seeded_normal
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.autoencoder import common
 from medgen_cli.families.autoencoder.config import AutoencoderConfig, ImageDataConfig
@@ -227,7 +228,7 @@ class DiffusionFamily(Family):
         batches = range(0, num, batch_size)
         for k, start in enumerate(batches):
             seeds = list(range(seed + start, seed + min(start + batch_size, num)))
-            noise = sampling.seeded_noise(self.latent_shape(), seeds, device)
+            noise = seeded_normal(self.latent_shape(), seeds).to(device)
             lab = None if labels is None else labels[start:start + len(seeds)]
             z = sampling.denoise(unet, sched, noise, lab, self.num_classes, guidance, seeds[0], track,
                                  f"batch {k + 1}/{len(batches)}")
@@ -243,11 +244,11 @@ class DiffusionFamily(Family):
         if method not in ("slerp", "lerp"):
             raise MedgenError(f"--method must be slerp or lerp, not {method!r}")
         sched = self._sampler(scheduler or "ddim", sample_steps)
-        a, b = sampling.seeded_noise(self.latent_shape(), [seed_a, seed_b], torch.device("cpu"))
-        mix = sampling.slerp if method == "slerp" else sampling.lerp
+        a, b = seeded_normal(self.latent_shape(), [seed_a, seed_b])
+        path = interpolation_path(a, b, steps, method)
         frames = []
         for i in range(steps):
-            noise = mix(a, b, i / (steps - 1))[None].to(device)
+            noise = path[i][None].to(device)
             lab = None
             if self.cfg.conditioning.enabled:
                 lab = torch.full((1,), self.num_classes, dtype=torch.long, device=device)

@@ -1,4 +1,4 @@
-"""Latent sampling: DDPM/DDIM schedulers, classifier-free guidance, noise from seeds, slerp."""
+"""Latent sampling: DDPM/DDIM schedulers and classifier-free guidance."""
 
 from __future__ import annotations
 
@@ -22,29 +22,6 @@ def make_scheduler(noise_cfg: Any, kind: str = "ddpm") -> Any:
     if noise_cfg.schedule != "cosine":
         kwargs.update(beta_start=noise_cfg.beta_start, beta_end=noise_cfg.beta_end)
     return DDPMScheduler(**kwargs) if kind == "ddpm" else DDIMScheduler(**kwargs)
-
-
-def seeded_noise(shape: tuple[int, ...], seeds: list[int], device: torch.device) -> torch.Tensor:
-    """One standard-normal tensor of ``shape`` per seed, drawn on the CPU so every device (and
-    every batch size) gives the same starting noise for a seed."""
-    out = [torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
-    return torch.stack(out).to(device)
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation between two noise tensors (lerp when they are parallel)."""
-    fa, fb = a.flatten().double(), b.flatten().double()
-    cos = torch.dot(fa / fa.norm(), fb / fb.norm()).clamp(-1.0, 1.0)
-    omega = torch.arccos(cos)
-    if float(torch.sin(omega).abs()) < 1e-6:
-        return lerp(a, b, t)
-    s = torch.sin(omega)
-    mixed = (torch.sin((1 - t) * omega) / s) * fa + (torch.sin(t * omega) / s) * fb
-    return mixed.reshape(a.shape).to(a.dtype)
-
-
-def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    return (1 - t) * a + t * b
 
 
 @torch.no_grad()

@@ -43,8 +43,9 @@ class GAN2DFamily(Family):
         raise NotImplementedError
 
     def interpolate_images(self, generator: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tensor,
-                           t: torch.Tensor, opts: Any) -> torch.Tensor:
-        """Frames ``[K, C, H, W]`` in [-1, 1] between the latents ``z_a`` and ``z_b`` ([1, D])."""
+                           opts: Any) -> torch.Tensor:
+        """``opts.steps`` frames ``[K, C, H, W]`` in [-1, 1] between the latents ``z_a`` and ``z_b``
+        ([1, D]), endpoints included."""
         raise NotImplementedError
 
     # ---- data ------------------------------------------------------------------------------------
@@ -168,7 +169,6 @@ class GAN2DFamily(Family):
             raise MedgenError("--steps must be at least 2 (both endpoints)")
         z_a = outputs.seed_latents(opts.seed_a, 1, self.latent_dim).to(ctx.device)
         z_b = outputs.seed_latents(opts.seed_b, 1, self.latent_dim).to(ctx.device)
-        t = torch.linspace(0.0, 1.0, opts.steps, device=ctx.device)
-        frames = self.interpolate_images(ctx.eval_module("generator"), z_a, z_b, t, opts)
+        frames = self.interpolate_images(ctx.eval_module("generator"), z_a, z_b, opts)
         return outputs.write_interpolation(outputs.to_unit(frames).cpu().numpy(), Path(opts.out),
                                            overwrite=opts.overwrite)

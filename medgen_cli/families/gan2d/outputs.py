@@ -7,38 +7,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medgen_cli.engine.latents import seeded_normal
 from medgen_cli.errors import MedgenError
 from medgen_cli.io import atomic_path, check_writable
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation between latent batches ``a`` and ``b`` ([..., D]) at fractions
-    ``t`` ([K]); returns ``[K, ..., D]``. Falls back to lerp for (anti)parallel vectors."""
-    a_n = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    b_n = b / b.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    omega = torch.acos((a_n * b_n).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
-    so = torch.sin(omega)
-    t = t.view(-1, *([1] * a.dim()))
-    out = (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
-    linear = torch.lerp(a, b, t)
-    return torch.where(so.abs() < 1e-6, linear, out)
-
-
-def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation at fractions ``t`` ([K]); returns ``[K, ...]``."""
-    return torch.lerp(a, b, t.view(-1, *([1] * a.dim())))
-
-
-def seeded_normal(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """A CPU normal tensor that depends only on ``seed`` (not on the global RNG or device)."""
-    gen = torch.Generator().manual_seed(int(seed))
-    return torch.randn(shape, generator=gen)
 
 
 def seed_latents(seed: int, n: int, dim: int) -> torch.Tensor:
     """``[n, dim]`` latents, row ``i`` drawn from seed ``seed + i`` (StyleGAN's per-image seeds):
     an image depends on its own seed only, not on how many were generated with it."""
-    return torch.stack([seeded_normal(seed + i, (dim,)) for i in range(n)])
+    return seeded_normal((dim,), range(seed, seed + n))
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,9 @@ from typing import Any
 
 import torch
 
+from medgen_cli.engine.latents import interpolation_path
 from medgen_cli.errors import MedgenError
-from medgen_cli.families.gan2d import losses, outputs
+from medgen_cli.families.gan2d import losses
 from medgen_cli.families.gan2d.family import GAN2DFamily
 from medgen_cli.families.sagan.config import SAGANConfig
 from medgen_cli.families.sagan.networks import Discriminator, Generator
@@ -86,9 +87,8 @@ class SAGANFamily(GAN2DFamily):
         return generator(z)
 
     def interpolate_images(self, generator: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tensor,
-                           t: torch.Tensor, opts: Any) -> torch.Tensor:
+                           opts: Any) -> torch.Tensor:
         """Slerp (default) or lerp in z: Gaussian latents live near a sphere, so slerp keeps every
         frame at a typical norm."""
-        path = outputs.slerp if opts.method == "slerp" else outputs.lerp
-        zs = path(z_a[0], z_b[0], t)
+        zs = interpolation_path(z_a[0], z_b[0], opts.steps, opts.method)
         return torch.cat([generator(chunk) for chunk in zs.split(16)])

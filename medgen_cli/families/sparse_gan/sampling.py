@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medgen_cli.engine.latents import interpolation_path
 from medgen_cli.errors import MedgenError
 from medgen_cli.io import check_writable
 
@@ -19,15 +20,6 @@ def latents(seed: int, n: int, dim: int) -> torch.Tensor:
     since torch draws a block of normals in a different order than a single row)."""
     gen = torch.Generator().manual_seed(seed)
     return torch.cat([torch.randn(1, dim, generator=gen) for _ in range(n)])
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation between latent vectors (linear when they are nearly parallel)."""
-    cos = torch.clamp((a / a.norm()) @ (b / b.norm()), -1.0, 1.0)
-    omega = torch.arccos(cos)
-    if float(omega.abs()) < 1e-4:
-        return (1 - t) * a + t * b
-    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
 
 
 @torch.no_grad()
@@ -118,9 +110,7 @@ def interpolate_to_dir(family: Any, opts: Any, ctx: Any) -> list[Path]:
     fmts = _formats(opts.format)
     dim = family.cfg.generator.latent_dim
     za, zb = latents(opts.seed_a, 1, dim)[0], latents(opts.seed_b, 1, dim)[0]
-    ts = np.linspace(0.0, 1.0, opts.steps)
-    z = torch.stack([slerp(za, zb, float(t)) if opts.method == "slerp" else (1 - float(t)) * za + float(t) * zb
-                     for t in ts])
+    z = interpolation_path(za, zb, opts.steps, opts.method)
     out = Path(opts.out)
     stems = [out / f"frame_{k:03d}" for k in range(opts.steps)]
     for stem in stems:

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from medgen_cli.families.gan2d import losses, outputs
+from medgen_cli.engine.latents import interpolation_path
+from medgen_cli.families.gan2d import losses
 from medgen_cli.families.gan2d.family import GAN2DFamily
 from medgen_cli.families.stylegan2.config import StyleGAN2Config
 from medgen_cli.families.stylegan2.networks import Discriminator, Generator
@@ -153,10 +154,10 @@ class StyleGAN2Family(GAN2DFamily):
         return generator(z, truncation=truncation, noise_mode="const")
 
     def interpolate_images(self, generator: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tensor,
-                           t: torch.Tensor, opts: Any) -> torch.Tensor:
+                           opts: Any) -> torch.Tensor:
         """Linear interpolation in W (after truncation): W is not Gaussian, and StyleGAN's
         perceptual path length shows it is the space where straight lines look smooth."""
         w_a = generator.mapping(z_a, opts.truncation)[0]
         w_b = generator.mapping(z_b, opts.truncation)[0]
-        ws = outputs.lerp(w_a, w_b, t).unsqueeze(1).repeat(1, generator.num_ws, 1)
+        ws = interpolation_path(w_a, w_b, opts.steps, "lerp").unsqueeze(1).repeat(1, generator.num_ws, 1)
         return torch.cat([generator.synthesis(chunk, noise_mode="const") for chunk in ws.split(16)])
