@@ -26,8 +26,11 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(target: str | Path, suffix: str | None = None, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success fsync it and rename it to ``target``.
+
+    ``fsync=False`` skips the flush to disk (faster for many small outputs): the rename still
+    guarantees no reader sees a half-written file, but a power loss may lose the newest files.
 
     On any exception the temporary file is removed and ``target`` is left untouched, so a reader
     never sees a half-written file. ``suffix`` (default: the target's full suffix, e.g. ``.nii.gz``)
@@ -42,10 +45,12 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     tmp = Path(tmp_name)
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if fsync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, target)
-        fsync_dir(target.parent)
+        if fsync:
+            fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -12,7 +12,6 @@ package installed, its (format-compatible, much faster) deflate and CRC-32 are u
 
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -129,16 +128,6 @@ def write_nifti_gz(volume: np.ndarray, path: str | Path, affine: np.ndarray, ove
     vol = np.asarray(volume, dtype=np.float32)
     # NIfTI stores Fortran order; the transpose of an F-contiguous volume is C-contiguous: no copy.
     data = gzip_sparse(nifti_header(vol.shape, affine), np.ascontiguousarray(vol.T), level)
-    if fsync:
-        with atomic_path(p) as tmp:
-            tmp.write_bytes(data)
-        return p
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.part")
-    try:
+    with atomic_path(p, fsync=fsync) as tmp:
         tmp.write_bytes(data)
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return p
