@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -25,9 +25,13 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_TMP_COUNTER = itertools.count()
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str | None = None, fsync: bool = True) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; on success fsync it and rename it to ``target``.
+    """Yield a temporary path next to ``target`` (the caller creates the file there); on success
+    fsync it and rename it to ``target``.
 
     ``fsync=False`` skips the flush to disk (faster for many small outputs): the rename still
     guarantees no reader sees a half-written file, but a power loss may lose the newest files.
@@ -40,9 +44,9 @@ def atomic_path(target: str | Path, suffix: str | None = None, fsync: bool = Tru
     target.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(target.suffixes) or ".tmp"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{suffix}", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # Unique per process and call without creating the file first (mkstemp's extra create/close
+    # costs about as much as writing a small compressed volume, and convert-h5 writes thousands).
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{next(_TMP_COUNTER)}.part{suffix}")
     try:
         yield tmp
         if fsync:
