@@ -67,7 +67,6 @@ class TrainContext:
     epoch: int = 0
     run_dir: Path | None = None
     writer: Any = None
-    image_hooks: list[Callable[[str, torch.Tensor, int], None]] = field(default_factory=list)
     #: Optimizers stepped during the current train_step; their LR schedulers advance after it.
     stepped: set[str] = field(default_factory=set)
 
@@ -143,8 +142,6 @@ class TrainContext:
             return
         if self.writer is not None:
             self.writer.add_image(tag, image.detach().float().clamp(0, 1).cpu(), self.global_step)
-        for hook in self.image_hooks:
-            hook(tag, image, self.global_step)
 
     def add_scalar(self, tag: str, value: float) -> None:
         """Log one extra scalar to TensorBoard on rank 0 (regular metrics come from train_step)."""
