@@ -105,25 +105,21 @@ def bare_autoencoder(args: argparse.Namespace, data: Path) -> Callable[[int], fl
         adv = PatchAdversarialLoss(criterion="least_squares")
         stamps: list[float] = []
         epoch_loss = 0.0
-        while len(stamps) < steps:
-            for batch in dl:
-                stamps.append(time.perf_counter())
-                x = batch["image"].to(dev)
-                opt_g.zero_grad(set_to_none=True)
-                recon, z_mu, z_sigma = ae(x)
-                logits_fake = disc(recon.contiguous().float())[-1]
-                loss_g = F.l1_loss(recon.float(), x) + 1e-6 * kl_loss(z_mu, z_sigma) + 0.01 * adv(
-                    logits_fake, target_is_real=True, for_discriminator=False)
-                loss_g.backward()
-                opt_g.step()
-                opt_d.zero_grad(set_to_none=True)
-                loss_d = 0.01 * 0.5 * (adv(disc(recon.contiguous().detach())[-1], target_is_real=False, for_discriminator=True)
-                                       + adv(disc(x.contiguous().detach())[-1], target_is_real=True, for_discriminator=True))
-                loss_d.backward()
-                opt_d.step()
-                epoch_loss += loss_g.item()  # as the tutorial (and a sync point, like the engine's metrics)
-                if len(stamps) == steps:
-                    break
+        for batch in timed_batches(dl, steps, stamps):
+            x = batch["image"].to(dev)
+            opt_g.zero_grad(set_to_none=True)
+            recon, z_mu, z_sigma = ae(x)
+            logits_fake = disc(recon.contiguous().float())[-1]
+            loss_g = F.l1_loss(recon.float(), x) + 1e-6 * kl_loss(z_mu, z_sigma) + 0.01 * adv(
+                logits_fake, target_is_real=True, for_discriminator=False)
+            loss_g.backward()
+            opt_g.step()
+            opt_d.zero_grad(set_to_none=True)
+            loss_d = 0.01 * 0.5 * (adv(disc(recon.contiguous().detach())[-1], target_is_real=False, for_discriminator=True)
+                                   + adv(disc(x.contiguous().detach())[-1], target_is_real=True, for_discriminator=True))
+            loss_d.backward()
+            opt_d.step()
+            epoch_loss += loss_g.item()  # as the tutorial (and a sync point, like the engine's metrics)
         return stamps
 
     return run
@@ -153,23 +149,30 @@ def bare_diffusion(args: argparse.Namespace, data: Path, ae_run: Path) -> Callab
         opt = torch.optim.Adam(unet.parameters(), lr=1e-4)
         stamps: list[float] = []
         epoch_loss = 0.0
-        while len(stamps) < steps:
-            for batch in dl:
-                stamps.append(time.perf_counter())
-                x = batch["image"].to(dev)
-                opt.zero_grad(set_to_none=True)
-                noise = torch.randn((x.shape[0], *latent_shape), device=dev)
-                t = torch.randint(0, 1000, (x.shape[0],), device=dev).long()
-                pred = inferer(inputs=x, autoencoder_model=ae, diffusion_model=unet, noise=noise, timesteps=t)
-                loss = F.mse_loss(pred.float(), noise.float())
-                loss.backward()
-                opt.step()
-                epoch_loss += loss.item()
-                if len(stamps) == steps:
-                    break
+        for batch in timed_batches(dl, steps, stamps):
+            x = batch["image"].to(dev)
+            opt.zero_grad(set_to_none=True)
+            noise = torch.randn((x.shape[0], *latent_shape), device=dev)
+            t = torch.randint(0, 1000, (x.shape[0],), device=dev).long()
+            pred = inferer(inputs=x, autoencoder_model=ae, diffusion_model=unet, noise=noise, timesteps=t)
+            loss = F.mse_loss(pred.float(), noise.float())
+            loss.backward()
+            opt.step()
+            epoch_loss += loss.item()
         return stamps
 
     return run
+
+
+def timed_batches(dl: Any, steps: int, stamps: list[float]) -> Any:
+    """Batches of ``dl`` (cycling over epochs) until ``steps`` were taken, recording in ``stamps``
+    the time each step starts (the top of the loop body, as the tutorial's loop)."""
+    while True:
+        for batch in dl:
+            stamps.append(time.perf_counter())
+            yield batch
+            if len(stamps) == steps:
+                return
 
 
 def step_time(stamps: list[float], warmup: int) -> float:
