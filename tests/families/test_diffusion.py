@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from medgen_cli.engine.latents import seeded_normal
+from medgen_cli.families.latents import seeded_normal
 from medgen_cli.errors import MedgenError
 from tests.families.test_autoencoder import AFFINE, make_volumes, metrics, train_ae
 

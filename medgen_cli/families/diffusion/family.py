@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medgen_cli.engine.latents import interpolation_path, seeded_normal
+from medgen_cli.families.latents import interpolation_path, seeded_normal
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.autoencoder import common
 from medgen_cli.families.autoencoder.config import AutoencoderConfig, ImageDataConfig

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medgen_cli.engine.latents import seeded_normal
+from medgen_cli.families.latents import seeded_normal
 from medgen_cli.errors import MedgenError
 from medgen_cli.io import atomic_path, check_writable
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from medgen_cli.engine.latents import interpolation_path
+from medgen_cli.families.latents import interpolation_path
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.gan2d import losses
 from medgen_cli.families.gan2d.family import GAN2DFamily

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medgen_cli.engine.latents import interpolation_path
+from medgen_cli.families.latents import interpolation_path
 from medgen_cli.errors import MedgenError
 from medgen_cli.io import check_writable
 

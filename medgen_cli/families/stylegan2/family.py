@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from medgen_cli.engine.latents import interpolation_path
+from medgen_cli.families.latents import interpolation_path
 from medgen_cli.families.gan2d import losses
 from medgen_cli.families.gan2d.family import GAN2DFamily
 from medgen_cli.families.stylegan2.config import StyleGAN2Config

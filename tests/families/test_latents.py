@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from medgen_cli.engine.latents import interpolation_path, seeded_normal, slerp
+from medgen_cli.families.latents import interpolation_path, seeded_normal, slerp
 
 
 def test_seeded_rows_depend_only_on_their_seed() -> None:
