@@ -36,17 +36,25 @@ def make_cbct_cmd(
     test_fraction: float = typer.Option(0.1, "--test-fraction", min=0.0, max=0.5, help="Fraction of cases for test/."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split (and of the synthetic phantoms)."),
     allow_truncation: bool = typer.Option(False, "--allow-truncation", help="Accept objects that leave the detector."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild existing case files (default: keep them and resume)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild every case file; files the new manifest does not list are removed."),
+    poses: int = typer.Option(0, "--poses", min=0, help="Augment: N randomly posed copies of each volume (0 = each volume once, unposed)."),
+    pose_rotation: float = typer.Option(15.0, "--pose-rotation", help="Largest rotation about each axis, degrees."),
+    pose_scale: str = typer.Option("0.9,1.1", "--pose-scale", help="Isotropic scale range LO,HI."),
+    pose_shift: float = typer.Option(0.05, "--pose-shift", help="Largest shift per axis, as a fraction of the grid edge."),
+    pose_flip: str = typer.Option("x", "--pose-flip", help="Axes flipped at random (each with probability 1/2), e.g. x, xyz, or none."),
 ) -> None:
     """Simulate cone-beam projections of CT volumes with diffct: one H5 per case with its geometry.
 
     HU -1000..1024 → 0..1, resampled to the geometry's voxel spacing, centre-cropped/padded to its grid.
+
+    --poses N turns each volume into N cases with random rotation/scale/shift/flip (seeded by --seed and the volume name); all poses of a volume share its split.
 
     Re-running resumes: finished cases are kept.
     """
     from rich.console import Console
 
     from medgen_cli.data import cbct
+    from medgen_cli.data.cbct_pose import PoseSpec, parse_scale_range
     from medgen_cli.data.geometry import load_geometry
 
     geo = load_geometry(str(geometry) if geometry else None)
@@ -55,12 +63,15 @@ def make_cbct_cmd(
     if (volumes_dir is None) == (synthetic <= 0):
         raise MedgenError("give either VOLUMES_DIR or --synthetic N", "e.g. medgen data make-cbct --synthetic 20 --out data/cbct --size 32")
     sources = cbct.synthetic_sources(synthetic, geo, seed) if synthetic > 0 else cbct.nifti_sources(volumes_dir)
+    spec = PoseSpec(poses, pose_rotation, parse_scale_range(pose_scale), pose_shift,
+                    "" if pose_flip == "none" else pose_flip)
     summary = cbct.make_cbct(sources, out, geo, (1 - val_fraction - test_fraction, val_fraction, test_fraction),
                              seed=seed, overwrite=overwrite, allow_truncation=allow_truncation,
-                             is_hu_grid=synthetic > 0, track=_track)
+                             is_hu_grid=synthetic > 0, track=_track, poses=spec)
     counts = {s: sum(1 for v in summary["split"].values() if v == s) for s in cbct.SPLITS}
     Console(stderr=True).print(
         f"[green]{summary['written']} written, {summary['skipped']} kept[/] in {out} "
+        + (f"({summary['removed']} stale file(s) removed) " if summary["removed"] else "") +
         f"(train {counts['train']}, val {counts['val']}, test {counts['test']}; "
         f"{geo.volume_size}³ voxels, {geo.num_angles} views)", highlight=False)
 

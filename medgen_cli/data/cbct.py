@@ -15,6 +15,7 @@ settings.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from medgen_cli.data.cbct_pose import PoseSpec, draw_pose, posed_names
 from medgen_cli.data.geometry import CBCTGeometry
 from medgen_cli.errors import MedgenError
 from medgen_cli.io import atomic_path
@@ -84,7 +86,8 @@ def window(hu: np.ndarray, hu_min: float = HU_WINDOW[0], hu_max: float = HU_WIND
 
 # ---- resampling real volumes -------------------------------------------------------------------
 def resample_to_grid(array_xyz: np.ndarray, affine: np.ndarray, geometry: CBCTGeometry,
-                     hu_window: tuple[float, float] = HU_WINDOW) -> tuple[np.ndarray, np.ndarray]:
+                     hu_window: tuple[float, float] = HU_WINDOW,
+                     pose: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Window a NIfTI CT array and resample/crop/pad it to the geometry's grid (centre-aligned).
 
     Args:
@@ -92,9 +95,12 @@ def resample_to_grid(array_xyz: np.ndarray, affine: np.ndarray, geometry: CBCTGe
         affine: its voxel-to-world matrix.
         geometry: target grid (``volume_size`` voxels of ``voxel_spacing`` mm).
         hu_window: HU mapped to 0 and 1.
+        pose: optional 4×4 pose (mm about the volume centre, see :mod:`medgen_cli.data.cbct_pose`)
+            applied in the same resampling.
 
     Returns:
-        ``(volume_zyx in [0, 1], affine of the new grid in (x, y, z) order)``.
+        ``(volume_zyx in [0, 1], affine of the new grid in (x, y, z) order)``; the affine maps an
+        output voxel to the source world point it was sampled from.
     """
     import torch
     import torch.nn.functional as F
@@ -108,25 +114,30 @@ def resample_to_grid(array_xyz: np.ndarray, affine: np.ndarray, geometry: CBCTGe
     n, st = geometry.volume_size, geometry.voxel_spacing
     spacing = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
     spacing = np.where(spacing > 0, spacing, 1.0)
-    factor = st / spacing                               # input voxels per target voxel, per axis
+    pose = np.eye(4) if pose is None else np.asarray(pose, dtype=np.float64)
+    zoom = abs(np.linalg.det(pose[:3, :3])) ** (1 / 3)
+    factor = st / spacing / zoom                        # input voxels per target voxel, per axis
     win = window(arr, *hu_window)
     sigma = np.where(factor > 1, (factor - 1) * 0.5, 0.0)  # anti-alias before down-sampling
     if np.any(sigma > 0):
         win = gaussian_filter(win, sigma=sigma, mode="nearest")
-    # Target voxel j ↦ input index c_in + (j - (n-1)/2) * factor (centres aligned).
+    # Output index j ↦ p = (j - c_out)·st mm ↦ source mm A⁻¹(p - t) ↦ input index c_in + that / spacing.
     centre = (np.asarray(arr.shape) - 1) / 2.0
-    offs = (np.arange(n) - (n - 1) / 2.0)
-    idx = [centre[a] + offs * factor[a] for a in range(3)]                     # x, y, z indices
-    norm = [torch.as_tensor(2 * idx[a] / max(arr.shape[a] - 1, 1) - 1, dtype=torch.float32) for a in range(3)]
-    gz, gy, gx = torch.meshgrid(norm[2], norm[1], norm[0], indexing="ij")      # output (z, y, x)
-    grid = torch.stack((gz, gy, gx), dim=-1)[None]   # grid_sample (W, H, D) order of the xyz input
+    inv = np.linalg.inv(pose[:3, :3])
+    t = np.eye(4)
+    t[:3, :3] = np.diag(1 / spacing) @ inv * st
+    t[:3, 3] = centre - np.diag(1 / spacing) @ inv @ (np.full(3, (n - 1) / 2.0 * st) + pose[:3, 3])
+    # grid_sample wants normalised coordinates (align_corners=True) in reversed axis order.
+    to_norm_in = np.diag([*(2 / np.maximum(np.asarray(arr.shape) - 1, 1)), 1.0])
+    to_norm_in[:3, 3] = -1
+    from_norm_out = np.diag([(n - 1) / 2.0] * 3 + [1.0])
+    from_norm_out[:3, 3] = (n - 1) / 2.0
+    theta = (to_norm_in @ t @ from_norm_out)[:3]
+    theta = np.concatenate([theta[::-1, :3], theta[::-1, 3:]], axis=1)  # rows: input (z, y, x)
+    grid = F.affine_grid(torch.as_tensor(theta, dtype=torch.float32)[None], [1, 1, n, n, n], align_corners=True)
     inp = torch.as_tensor(np.ascontiguousarray(win), dtype=torch.float32)[None, None]  # (1,1,X,Y,Z)
     out = F.grid_sample(inp, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0, 0]
-    aff_in = np.asarray(affine, dtype=np.float64)
-    t = np.eye(4)
-    t[:3, :3] = np.diag(factor)
-    t[:3, 3] = centre - (n - 1) / 2.0 * factor
-    return out.numpy().astype(np.float32), aff_in @ t
+    return out.numpy().astype(np.float32), np.asarray(affine, dtype=np.float64) @ t
 
 
 def grid_affine(geometry: CBCTGeometry) -> np.ndarray:
@@ -150,7 +161,7 @@ def simulate(volume_zyx: np.ndarray, geometry: CBCTGeometry, angles: np.ndarray 
 
 def write_case(path: Path, volume: np.ndarray, projections: np.ndarray, angles: np.ndarray,
                geometry: CBCTGeometry, affine: np.ndarray, source: str = "",
-               hu_window: tuple[float, float] = HU_WINDOW) -> Path:
+               hu_window: tuple[float, float] = HU_WINDOW, settings: str = "") -> Path:
     """Write one case H5 atomically (see the module docstring for the layout)."""
     import h5py
 
@@ -163,6 +174,7 @@ def write_case(path: Path, volume: np.ndarray, projections: np.ndarray, angles: 
             for k, v in geometry.to_attrs().items():
                 f.attrs[k] = v
             f.attrs["hu_min"], f.attrs["hu_max"], f.attrs["source"] = hu_window[0], hu_window[1], source
+            f.attrs["settings"] = settings  # make-cbct's settings hash: a resume rebuilds stale files
     return path
 
 
@@ -197,11 +209,15 @@ def list_cases(directory: str | Path) -> list[Path]:
 
 
 def assign_splits(names: list[str], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
-    """Deterministic split of ``names``; val and test get at least one case each when n ≥ 3."""
+    """Deterministic split of ``names``; a non-zero val/test fraction gets at least one case when n ≥ 3."""
     order = list(np.random.default_rng(seed).permutation(len(names)))
     n = len(names)
-    n_val = max(1, round(n * fractions[1])) if n >= 3 else 0
-    n_test = max(1, round(n * fractions[2])) if n >= 3 else 0
+
+    def count(fraction: float) -> int:
+        # A zero fraction means none (a user asking for no test split gets none).
+        return max(1, round(n * fraction)) if n >= 3 and fraction > 0 else 0
+
+    n_val, n_test = count(fractions[1]), count(fractions[2])
     split = {}
     for rank, i in enumerate(order):
         split[names[i]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
@@ -213,66 +229,121 @@ def _check_manifest(out: Path, manifest: dict[str, Any], overwrite: bool) -> Non
     if path.is_file() and not overwrite:
         old = json.loads(path.read_text())
         if {k: old.get(k) for k in manifest if k != "split"} != {k: v for k, v in manifest.items() if k != "split"}:
-            raise MedgenError(f"{out} was made with other settings (geometry, window, seed or inputs)",
+            raise MedgenError(f"{out} was made with other settings (geometry, window, seed, poses or inputs)",
                               "pass --overwrite to rebuild it, or choose another --out")
+
+
+def _fingerprint(manifest: dict[str, Any]) -> str:
+    """Hash of the settings that make a case file; stored in each file so stale ones are rebuilt."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _is_current(path: Path, fingerprint: str) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return str(f.attrs.get("settings", "")) == fingerprint
+    except OSError:
+        return False  # unreadable (cut short by a crash): rebuild it
+
+
+def _prune(out: Path, expected: set[Path]) -> int:
+    """Remove case files (and temporaries) in the split folders that this manifest does not list."""
+    removed = 0
+    for split in SPLITS:
+        folder = out / split
+        if not folder.is_dir():
+            continue
+        for f in folder.iterdir():
+            if f.is_file() and (f.name.endswith(".h5") or ".part" in f.name) and f not in expected:
+                f.unlink()
+                removed += 1
+    return removed
 
 
 def make_cbct(sources: list[tuple[str, Callable[[], tuple[np.ndarray, np.ndarray]]]], out: str | Path,
               geometry: CBCTGeometry, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0,
               overwrite: bool = False, allow_truncation: bool = False, is_hu_grid: bool = False,
-              track: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None) -> dict[str, Any]:
+              track: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
+              poses: PoseSpec | None = None) -> dict[str, Any]:
     """Turn CT volumes into per-case H5 files with projections; resumable.
+
+    The output always holds exactly the cases of the current manifest: files of other settings
+    or of other splits (an earlier run, one cut short) are removed or rebuilt.
 
     Args:
         sources: ``(case name, loader)``; a loader returns ``(HU array, affine)`` — a NIfTI
             ``(x, y, z)`` array, or with ``is_hu_grid`` a ``(z, y, x)`` array already on the grid.
         out: output folder (``train/``, ``val/``, ``test/``, ``manifest.json``).
         geometry: the scan; ``volume_size``/``voxel_spacing`` define the grid.
-        fractions: train/val/test fractions.
-        seed: split seed.
-        overwrite: rebuild existing case files (otherwise they are kept: resume).
+        fractions: train/val/test fractions (of input volumes: all poses of a volume share a split).
+        seed: split seed (and pose seed).
+        overwrite: rebuild existing case files (otherwise current ones are kept: resume).
         allow_truncation: accept objects that leave the detector's field of view.
         is_hu_grid: sources already give ``(z, y, x)`` HU grids (synthetic phantoms).
         track: progress wrapper ``track(iterable, total, description)``.
+        poses: random poses per input volume (default: each volume once, unposed).
 
     Returns:
-        Summary ``{"written": n, "skipped": n, "split": {case: split}}``.
+        Summary ``{"written": n, "skipped": n, "removed": n, "split": {case: split}}``.
     """
     geometry.check()
+    poses = poses or PoseSpec()
+    poses.check()
     out = Path(out)
     names = [name for name, _ in sources]
     if len(set(names)) != len(names):
         raise MedgenError("two input volumes have the same case name", "rename one of them")
-    split = assign_splits(names, fractions, seed)
-    manifest = {"geometry": geometry.model_dump(), "hu_window": list(HU_WINDOW), "seed": seed,
-                "fractions": list(fractions), "cases": sorted(names), "split": split}
+    by_source = assign_splits(names, fractions, seed)
+    split = {case: by_source[name] for name in names for case in posed_names(name, poses)}
+    manifest: dict[str, Any] = {"geometry": geometry.model_dump(), "hu_window": list(HU_WINDOW), "seed": seed,
+                                "fractions": list(fractions), "cases": sorted(split), "split": split}
+    if poses.copies:
+        manifest["poses"] = poses.to_dict()
     _check_manifest(out, manifest, overwrite)
     out.mkdir(parents=True, exist_ok=True)
+    removed = _prune(out, {out / s / f"{c}.h5" for c, s in split.items()})
     with atomic_path(out / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
+    fingerprint = _fingerprint(manifest)
     angles = geometry.angles()
     written = skipped = 0
     items: Iterable[Any] = sources if track is None else track(sources, len(sources), "make-cbct")
     try:
         for name, load in items:
-            target = out / split[name] / f"{name}.h5"
-            if target.is_file() and not overwrite:
-                skipped += 1
+            todo = [(k, c) for k, c in enumerate(posed_names(name, poses))
+                    if overwrite or not _is_current(out / split[c] / f"{c}.h5", fingerprint)]
+            skipped += len(posed_names(name, poses)) - len(todo)
+            if not todo:
                 continue
             hu, affine = load()
-            vol, affine = (window(hu), affine) if is_hu_grid else resample_to_grid(hu, affine, geometry)
-            if not allow_truncation:
-                try:
-                    geometry.check_field_of_view(vol)
-                except MedgenError as exc:
-                    raise MedgenError(f"case {name}: {exc.message}", exc.hint) from exc
-            write_case(target, vol, simulate(vol, geometry, angles), angles, geometry, affine, source=name)
-            written += 1
+            for k, case in todo:
+                vol, aff = _case_volume(hu, affine, geometry, is_hu_grid,
+                                        draw_pose(poses, name, k, seed, geometry.extent) if poses.copies else None)
+                if not allow_truncation:
+                    try:
+                        geometry.check_field_of_view(vol)
+                    except MedgenError as exc:
+                        raise MedgenError(f"case {case}: {exc.message}", exc.hint) from exc
+                write_case(out / split[case] / f"{case}.h5", vol, simulate(vol, geometry, angles), angles, geometry,
+                           aff, source=name, settings=fingerprint)
+                written += 1
     finally:
         close = getattr(items, "close", None)
         if close is not None:  # stop the progress bar now, not at interpreter shutdown
             close()
-    return {"written": written, "skipped": skipped, "split": split, "out": str(out)}
+    return {"written": written, "skipped": skipped, "removed": removed, "split": split, "out": str(out)}
+
+
+def _case_volume(hu: np.ndarray, affine: np.ndarray, geometry: CBCTGeometry, is_hu_grid: bool,
+                 pose: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """One case's ``(z, y, x)`` volume in [0, 1] and its affine, posed when ``pose`` is given."""
+    if is_hu_grid and pose is None:
+        return window(hu), affine
+    if is_hu_grid:  # a grid in (z, y, x): pose it through the NIfTI-order resampler
+        return resample_to_grid(np.asarray(hu).transpose(2, 1, 0), affine, geometry, pose=pose)
+    return resample_to_grid(hu, affine, geometry, pose=pose)
 
 
 def synthetic_sources(num: int, geometry: CBCTGeometry, seed: int = 0) -> list[tuple[str, Callable[[], Any]]]:
