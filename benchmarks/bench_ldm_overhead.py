@@ -59,7 +59,8 @@ def ae_overrides(args: argparse.Namespace, data: Path) -> list[str]:
 
 def engine_times(family: str, overrides: list[str], steps: int) -> list[float]:
     """Start times of each ``train_step`` call of a ``train_from_config`` run of ``steps`` steps."""
-    from medgen_cli.engine.launch import build_config, train_from_config
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
     from medgen_cli.families.registry import get_spec
 
     cls = get_spec(family).family_class()
@@ -91,7 +92,7 @@ def bare_autoencoder(args: argparse.Namespace, data: Path) -> Callable[[int], fl
     from monai.losses import PatchAdversarialLoss
     from monai.networks.nets import PatchDiscriminator
 
-    from medgen_cli.engine.launch import build_config
+    from medgen_cli.config.build import build_config
     from medgen_cli.families.autoencoder.family import build_autoencoder, kl_loss
 
     cfg = build_config("autoencoder", overrides=ae_overrides(args, data))
@@ -202,7 +203,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--stages", default="autoencoder,diffusion")
     args = ap.parse_args()
-    from medgen_cli.engine.launch import build_config, train_from_config
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
 
     tmp = Path(tempfile.mkdtemp(prefix="medgen-bench-"))
     data = make_data(tmp / "data", args.volumes, args.size)

@@ -109,7 +109,8 @@ def bare_loop(steps: int, batch: int) -> float:
 
 
 def trainer_loop(steps: int, batch: int, log_every: int) -> float:
-    from medgen_cli.engine.launch import build_config, train_from_config
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
 
     BenchFamily.steps = 0
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from medgen_cli.engine.launch import build_config, resume_config, train_from_config
+from medgen_cli.config.build import build_config
+from medgen_cli.engine.launch import resume_config, train_from_config
 from medgen_cli.engine.run_loading import load_run
 
 

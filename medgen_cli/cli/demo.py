@@ -102,7 +102,8 @@ def _run_pipeline(out: Path, num_volumes: int, size: int, ae_steps: int, diffusi
     from medgen_cli.data.convert import ConvertOptions, run_convert
     from medgen_cli.data.synth import write_synth_h5
     from medgen_cli.engine.inference import SampleOptions
-    from medgen_cli.engine.launch import build_config, train_from_config
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
     from medgen_cli.engine.run_loading import load_run
     from medgen_cli.io import load_nifti
     from medgen_cli.viz.slices import save_slice_grid

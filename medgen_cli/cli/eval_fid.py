@@ -119,6 +119,9 @@ def fid(
     from medgen_cli.metrics.fid_eval import FIDOptions, _LazyExtractor, compare, sample_warnings, set_stats
     from medgen_cli.metrics.fid_inputs import save_stats_npz
 
+    from medgen_cli.devices import resolve_device
+
+    resolve_device(device)  # a device this machine lacks fails now, not after reading REAL
     if fake is None and save_stats is None:
         raise MedgenError("give FAKE to compare with, or --save-stats OUT.npz to save REAL's statistics")
     if dims not in SUPPORTED_DIMS:

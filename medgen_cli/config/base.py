@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from medgen_cli.devices import DEVICE_CHOICES, check_device_spec
+from medgen_cli.errors import MedgenError
 
 
 class StrictModel(BaseModel):
@@ -46,7 +49,7 @@ class TrainerConfig(StrictModel):
     max_epochs: int | None = Field(None, ge=1, description="Also stop after this many epochs (optional).")
     batch_size: int = Field(4, ge=1, description="Batch size per process.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
-    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    device: str = Field("auto", description=f"{DEVICE_CHOICES}.")
     seed: int = Field(0, description="Seed for python, numpy and torch.")
     amp: Literal["auto", "off", "bf16", "fp16"] = Field(
         "auto", description="Mixed precision: auto = bf16 (or fp16) on CUDA, off on CPU."
@@ -62,6 +65,15 @@ class TrainerConfig(StrictModel):
     fast_dev_run: bool = Field(False, description="Run a few train/val batches in a temporary directory; keep nothing.")
     fast_dev_run_batches: int = Field(2, ge=1, description="Batches for fast_dev_run.")
     val_batches: int | None = Field(None, ge=1, description="Limit validation to N batches.")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        # Spelling only (no torch import); whether the machine has it is checked when training starts.
+        try:
+            return check_device_spec(value, "trainer.device")
+        except MedgenError:
+            raise ValueError(f"unknown device, use {DEVICE_CHOICES}") from None
 
 
 class FamilyConfig(StrictModel):

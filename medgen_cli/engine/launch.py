@@ -12,13 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from medgen_cli.config.base import FamilyConfig
-from medgen_cli.config.loading import (
-    apply_overrides,
-    check_resume_changes,
-    dump_config,
-    load_yaml,
-    validate_config,
-)
+from medgen_cli.config.build import build_config
+from medgen_cli.config.loading import check_resume_changes, dump_config, load_yaml
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.registry import get_spec
 
@@ -38,29 +33,6 @@ class TrainRequest:
     require_fid: bool = False
 
 
-def build_config(family: str, config_file: str | Path | None = None, overrides: list[str] | None = None,
-                 base: dict[str, Any] | None = None) -> FamilyConfig:
-    """Defaults ← ``base`` (a saved config) ← ``config_file`` ← ``overrides``, validated strictly."""
-    spec = get_spec(family)
-    data: dict[str, Any] = dict(base or {})
-    if config_file is not None:
-        data = _deep_merge(data, load_yaml(config_file))
-    data = apply_overrides(data, overrides or [])
-    file_family = data.get("family")
-    if file_family is not None and get_spec(str(file_family)).name != spec.name:
-        raise MedgenError(f"the config is for family '{file_family}', not '{spec.name}'",
-                          f"use medgen train {file_family}, or another --config")
-    data["family"] = spec.name
-    return validate_config(spec.config_class(), data)
-
-
-def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def _console() -> Any:
     from rich.console import Console
 
@@ -76,13 +48,13 @@ def train_from_config(cfg: FamilyConfig, resume: str | Path | None = None, flags
     from medgen_cli.engine import checkpoint as ckpt_io
     from medgen_cli.engine.distributed import broadcast_object, env_world, init_distributed, shutdown_distributed
     from medgen_cli.engine.rundir import RunDir, existing_run_dir, new_run_dir
-    from medgen_cli.engine.runtime import resolve_device
+    from medgen_cli.devices import resolve_device
     from medgen_cli.engine.trainer import Trainer
     from medgen_cli.io import atomic_path
 
     spec = get_spec(cfg.family)
     rank, local_rank, world = env_world()
-    init_distributed(resolve_device(cfg.trainer.device, local_rank))
+    init_distributed(resolve_device(cfg.trainer.device, local_rank, setting="trainer.device"))
     tmp_root: str | None = None
     resume_ckpt = None
     if resume is not None:

@@ -84,9 +84,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto"
         MedgenError: not a run directory, no checkpoint, or a checkpoint that does not fit.
     """
     from medgen_cli.engine import checkpoint as ckpt_io
-    from medgen_cli.engine.launch import build_config
+    from medgen_cli.config.build import build_config
     from medgen_cli.engine.rundir import existing_run_dir
-    from medgen_cli.engine.runtime import resolve_device
+    from medgen_cli.devices import resolve_device
     from medgen_cli.families.registry import get_spec
 
     run = existing_run_dir(run_dir)

@@ -1,4 +1,4 @@
-"""Runtime helpers of the trainer: devices, precision, seeding, RNG preservation, signals."""
+"""Runtime helpers of the trainer: precision, seeding, RNG preservation, signals."""
 
 from __future__ import annotations
 
@@ -11,19 +11,6 @@ import numpy as np
 import torch
 
 from medgen_cli.errors import MedgenError
-
-
-def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → this rank's GPU when CUDA is available, else CPU."""
-    if spec == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise MedgenError(f"device {spec!r} requested but CUDA is not available", "use --set trainer.device=cpu")
-        if dev.index is None:
-            dev = torch.device(f"cuda:{local_rank}")
-    return dev
 
 
 def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:

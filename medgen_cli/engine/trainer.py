@@ -35,9 +35,9 @@ from medgen_cli.engine.runtime import (
     move_to,
     preserved_rng,
     resolve_amp,
-    resolve_device,
     seed_everything,
 )
+from medgen_cli.devices import resolve_device
 from medgen_cli.engine.schedules import lr_multiplier
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.base import Family
@@ -79,7 +79,7 @@ class Trainer:
         self.run = run
         self.resume = resume
         self.rank, self.local_rank, self.world_size = env_world()
-        self.device = resolve_device(self.tcfg.device, self.local_rank)
+        self.device = resolve_device(self.tcfg.device, self.local_rank, setting="trainer.device")
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0

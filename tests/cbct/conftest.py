@@ -25,7 +25,8 @@ def cbct_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(cbct_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny preset trained for its 200 steps (~30-60 s on one CPU thread)."""
-    from medgen_cli.engine.launch import build_config, train_from_config
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
 
     runs = tmp_path_factory.mktemp("runs")
     cfg = build_config("dif-gaussian", config_file=TINY,

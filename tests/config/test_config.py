@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from medgen_cli.config.loading import apply_overrides, check_resume_changes, dump_config, load_yaml
-from medgen_cli.engine.launch import build_config
+from medgen_cli.config.build import build_config
 from medgen_cli.errors import MedgenError
 from medgen_cli.families import BUILTIN
 from medgen_cli.families.registry import all_specs

@@ -10,7 +10,8 @@ import torch
 
 from medgen_cli.config.base import OptimConfig
 from medgen_cli.engine import checkpoint as ckpt_io
-from medgen_cli.engine.launch import build_config, resume_config, train_from_config
+from medgen_cli.config.build import build_config
+from medgen_cli.engine.launch import resume_config, train_from_config
 from medgen_cli.engine.schedules import lr_multiplier
 from medgen_cli.errors import MedgenError
 from tests.contract import read_metrics

@@ -42,7 +42,8 @@ def tiny_overrides(data: Path, out: Path, **extra: object) -> list[str]:
 
 
 def train_ae(data: Path, out: Path, name: str = "ae", steps: int = 6, extra: list[str] | None = None) -> Path:
-    from medgen_cli.engine.launch import build_config, train_from_config
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
 
     cfg = build_config("autoencoder", TINY_AE, [*tiny_overrides(data, out), f"name={name}",
                                                   f"trainer.max_steps={steps}", *(extra or [])])
@@ -74,7 +75,7 @@ def test_default_yaml_matches_model() -> None:
 
 
 def test_bad_size_is_a_config_error() -> None:
-    from medgen_cli.engine.launch import build_config
+    from medgen_cli.config.build import build_config
 
     with pytest.raises(MedgenError, match="data.size"):
         build_config("autoencoder", overrides=["data.size=[16, 16]"])
@@ -107,7 +108,7 @@ def test_validation_metrics_match_skimage(data: Path) -> None:
     import torch
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    from medgen_cli.engine.launch import build_config
+    from medgen_cli.config.build import build_config
     from medgen_cli.families.autoencoder.family import AutoencoderFamily
 
     cfg = build_config("autoencoder", TINY_AE, [f"data.root={data}"])
@@ -136,7 +137,8 @@ def test_validation_metrics_match_skimage(data: Path) -> None:
 
 
 def test_missing_perceptual_weights_is_a_clear_error(tmp_path: Path, data: Path) -> None:
-    from medgen_cli.engine.launch import build_config, train_from_config
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
 
     cfg = build_config("autoencoder", TINY_AE, [*tiny_overrides(data, tmp_path), f"loss.perceptual_weights_path={tmp_path / 'nope.pt'}"])
     with pytest.raises(MedgenError, match="perceptual weights not found"):

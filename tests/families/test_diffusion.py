@@ -30,7 +30,8 @@ def df_overrides(ae_run: Path, out: Path, *extra: str) -> list[str]:
 
 
 def train_df(ae_run: Path, out: Path, *extra: str) -> Path:
-    from medgen_cli.engine.launch import build_config, train_from_config
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
 
     run = train_from_config(build_config("diffusion", TINY_DF, df_overrides(ae_run, out, *extra)))
     assert run is not None
@@ -57,7 +58,8 @@ def test_default_yaml_matches_model() -> None:
     ("{tmp}/nowhere", "is not a run directory"),
 ])
 def test_missing_autoencoder_run_is_a_clear_error(tmp_path: Path, value: str | None, message: str) -> None:
-    from medgen_cli.engine.launch import build_config, train_from_config
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
 
     over = [f"output_dir={tmp_path}"] + ([] if value is None else [f"autoencoder_run={value.format(tmp=tmp_path)}"])
     with pytest.raises(MedgenError, match=message):
@@ -65,7 +67,8 @@ def test_missing_autoencoder_run_is_a_clear_error(tmp_path: Path, value: str | N
 
 
 def test_wrong_family_autoencoder_run_is_a_clear_error(tmp_path: Path, cond_run: Path) -> None:
-    from medgen_cli.engine.launch import build_config, train_from_config
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
 
     with pytest.raises(MedgenError, match="is a 'diffusion' run, not an autoencoder run"):
         train_from_config(build_config("diffusion", TINY_DF, df_overrides(cond_run, tmp_path)))

@@ -14,7 +14,8 @@ from PIL import Image
 from medgen_cli.config import dump_config
 from medgen_cli.engine.context import TrainContext
 from medgen_cli.engine.inference import InterpolateOptions, SampleOptions
-from medgen_cli.engine.launch import build_config, train_from_config
+from medgen_cli.config.build import build_config
+from medgen_cli.engine.launch import train_from_config
 from medgen_cli.engine.run_loading import load_run
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.gan2d.synthetic import write_blob_folder

@@ -182,7 +182,8 @@ def test_cli_sample_then_eval_shapes(volumes: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from medgen_cli.cli.app import app
-    from medgen_cli.engine.launch import build_config, train_from_config
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
 
     cfg = build_config("sparse-gan", overrides=[*tiny_overrides(volumes, "torch"), "trainer.max_steps=2",
                                                 f"output_dir={tmp_path / 'runs'}"])

@@ -17,7 +17,7 @@ from PIL import Image
 from medgen_cli.config import dump_config
 from medgen_cli.engine.context import TrainContext
 from medgen_cli.engine.inference import InterpolateOptions, SampleOptions
-from medgen_cli.engine.launch import build_config
+from medgen_cli.config.build import build_config
 from medgen_cli.engine.run_loading import load_run
 from medgen_cli.families.gan2d import losses
 from medgen_cli.families.gan2d.synthetic import write_blob_folder
