@@ -61,6 +61,35 @@ def atomic_path(target: str | Path, suffix: str | None = None, fsync: bool = Tru
         raise
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is "no space left on device" (or a full quota)."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_error(exc: OSError, where: str | Path, then: str) -> MedgenError:
+    """One line for a full disk: the file being written, how much is free, and what to do next.
+
+    Args:
+        exc: the ``ENOSPC`` error.
+        where: the output folder (named when the error carries no file name).
+        then: what to do after freeing space (e.g. the resume command).
+    """
+    import shutil
+
+    path = Path(exc.filename) if exc.filename else Path(where)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = f"{shutil.disk_usage(probe).free / 1e6:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return MedgenError(f"disk full while writing {path} ({free})",
+                       f"free space on the disk holding {where} or choose another output folder; {then}")
+
+
 def check_writable(path: str | Path, overwrite: bool) -> Path:
     """Refuse to replace an existing output unless ``overwrite``.
 

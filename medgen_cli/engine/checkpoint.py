@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,22 +84,35 @@ def _publish_copy(src: Path, dst: Path) -> None:
             tmp.unlink()
 
 
+def _unreadable_reason(exc: BaseException) -> str:
+    """Our own short words for why ``torch.load`` failed (its text runs to several sentences and,
+    for a foreign pickle, suggests ``weights_only=False``, which we never want to recommend)."""
+    text = str(exc)
+    if "Unsupported global" in text or "Unsupported class" in text:
+        return "it holds Python objects a weights-only load refuses (not a medgen checkpoint)"
+    if isinstance(exc, EOFError) or any(k in text for k in ("zip archive", "central directory", "Unsupported operand")):
+        return "the file is truncated or corrupt"
+    return f"the file is truncated, corrupt or not a checkpoint ({type(exc).__name__})"
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)``.
+    """Read a checkpoint with ``torch.load(weights_only=True)``: the one checkpoint reader.
 
     Raises:
-        MedgenError: missing, truncated or foreign file.
+        MedgenError: missing, truncated or foreign file (one line naming it).
     """
+    import warnings
+
     p = Path(path)
     if not p.is_file():
         raise MedgenError(f"checkpoint not found: {p}", "check the run directory or pass --checkpoint latest")
     try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Detected pickle protocol ..." on foreign pickles
+            ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise MedgenError(
-            f"cannot read checkpoint {p}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-            "the file is truncated or not a medgen checkpoint; use another one from checkpoints/",
-        ) from exc
+        raise MedgenError(f"cannot read checkpoint {p}: {_unreadable_reason(exc)}",
+                          "use another file from checkpoints/") from exc
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "family" not in ckpt:
         raise MedgenError(f"{p} is not a medgen checkpoint")
     if ckpt["format_version"] > FORMAT_VERSION:
@@ -106,12 +120,109 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def prune_step_checkpoints(ckpt_dir: Path, keep_last: int) -> None:
-    """Delete all but the newest ``keep_last`` ``step_N.pt`` files."""
-    steps = sorted(
+def step_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    """``(N, step_N.pt)`` pairs, oldest first."""
+    return sorted(
         (int(p.stem.split("_", 1)[1]), p)
-        for p in ckpt_dir.glob("step_*.pt")
+        for p in Path(ckpt_dir).glob("step_*.pt")
         if p.stem.split("_", 1)[1].isdigit()
     )
+
+
+@dataclass
+class FoundCheckpoint:
+    """A checkpoint picked by :func:`find_checkpoint`, already read.
+
+    Attributes:
+        path: the file that was read.
+        ckpt: its contents.
+        skipped: one line per newer candidate that could not be read (``"<file>: <why>"``).
+    """
+
+    path: Path
+    ckpt: dict[str, Any]
+    skipped: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """``checkpoints/step_40.pt (step 40)``, for "resumed from ..." / "sampling from ..." lines."""
+        return f"{self.path.parent.name}/{self.path.name} (step {self.ckpt.get('step', '?')})"
+
+
+def candidates(ckpt_dir: Path, which: str) -> list[Path]:
+    """Files to try, newest first, for ``which``:
+
+    - ``resume``: ``latest.pt``, then ``step_N.pt`` newest first, then ``best.pt`` (a best
+      checkpoint is older than the newest step one, so it is the last resort).
+    - ``latest``: ``latest.pt``, then ``step_N.pt`` newest first.
+    - ``best``: ``best.pt``, then as ``latest`` (a run that never validated a key metric).
+    """
+    ckpt_dir = Path(ckpt_dir)
+    steps = [p for _, p in reversed(step_checkpoints(ckpt_dir))]
+    latest = [ckpt_dir / "latest.pt", *steps]
+    order = {"resume": [*latest, ckpt_dir / "best.pt"], "latest": latest, "best": [ckpt_dir / "best.pt", *latest]}
+    if which not in order:
+        raise ValueError(which)
+    return [p for p in order[which] if p.is_file()]
+
+
+def find_checkpoint(run_dir: str | Path, which: str = "resume", map_location: str | torch.device = "cpu") -> FoundCheckpoint | None:
+    """Find and read the checkpoint of a run: the one way training (resume) and inference
+    (``medgen sample``, the Python API) pick a checkpoint.
+
+    Args:
+        run_dir: the run directory.
+        which: ``resume`` | ``latest`` | ``best`` (see :func:`candidates`), or a path to a
+            ``.pt`` file (absolute, relative to the working directory, or a name inside
+            ``RUN/checkpoints``), which is read without fallback.
+        map_location: passed to ``torch.load``.
+
+    Returns:
+        The newest readable candidate, or ``None`` when the run has no checkpoint file at all.
+
+    Raises:
+        MedgenError: an explicit file that is missing or unreadable, or checkpoint files of
+            which none can be read (each is named).
+    """
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    if which not in ("resume", "latest", "best"):
+        path = Path(which)
+        if not path.is_file() and (ckpt_dir / which).is_file():
+            path = ckpt_dir / which
+        if not path.is_file():
+            raise MedgenError(f"checkpoint {which!r} not found", "use best, latest, or a path to a .pt file")
+        return FoundCheckpoint(path, load_checkpoint(path, map_location))
+    skipped: list[str] = []
+    for path in candidates(ckpt_dir, which):
+        try:
+            return FoundCheckpoint(path, load_checkpoint(path, map_location), skipped)
+        except MedgenError as exc:
+            skipped.append(f"{path.name}: {exc.message.split(': ', 1)[-1]}")
+    if skipped:
+        raise MedgenError(f"no readable checkpoint in {ckpt_dir} ({'; '.join(skipped)})",
+                          "the run cannot continue from its own files; start a new run")
+    return None
+
+
+def split_checkpoint_path(target: str | Path) -> tuple[Path, str]:
+    """``RUN`` → ``(RUN, "resume")``; ``RUN/checkpoints/step_40.pt`` → ``(RUN, that path)``."""
+    p = Path(target)
+    if p.is_file() and p.suffix == ".pt":
+        return (p.parent.parent if p.parent.name == "checkpoints" else p.parent), str(p)
+    return p, "resume"
+
+
+def load_module_states(modules: dict[str, torch.nn.Module], states: dict[str, Any], path: Path | str) -> None:
+    """``load_state_dict`` for every module, with one line naming the checkpoint when it does not fit."""
+    try:
+        for name, module in modules.items():
+            module.load_state_dict(states[name])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise MedgenError(f"{path} does not fit the run's model: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+                          "use the run's own config; model settings cannot change on resume") from exc
+
+
+def prune_step_checkpoints(ckpt_dir: Path, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` ``step_N.pt`` files."""
+    steps = step_checkpoints(ckpt_dir)
     for _, p in steps[: max(len(steps) - keep_last, 0)]:
         p.unlink(missing_ok=True)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from medgen_cli.errors import MedgenError
 
 CONFIG_FILE = "config.yaml"
+LOCK_FILE = ".lock"
 
 
 @dataclass(frozen=True)
@@ -92,3 +96,42 @@ def existing_run_dir(path: str | Path) -> RunDir:
         raise MedgenError(f"{run.root} is not a medgen run directory (no {CONFIG_FILE})",
                           "pass a folder like runs/<family>/<name>")
     return run
+
+
+_HELD: dict[str, int] = {}  # resolved run root -> open lock fd, so nested holds in one process are free
+
+
+@contextlib.contextmanager
+def run_lock(root: str | Path) -> Iterator[None]:
+    """Hold an exclusive OS lock (``flock``) on ``root/.lock`` for the duration of the block.
+
+    The lock belongs to the open file, so it vanishes with the process however it ends
+    (``kill -9`` included): no stale lock to clean up. A second process on the same run gets
+    one line naming the holder. Nested holds in the same process are no-ops.
+
+    Raises:
+        MedgenError: another process holds the run.
+    """
+    import fcntl
+
+    key = str(Path(root).resolve())
+    if key in _HELD:
+        yield
+        return
+    Path(root).mkdir(parents=True, exist_ok=True)
+    fd = os.open(Path(root) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise MedgenError(f"run {root} is in use by another medgen process (pid {holder})",
+                          "wait for it to finish or stop it; a killed process releases the run at once") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD[key] = fd
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        os.close(fd)  # releases the lock; the file stays (removing it would race a waiting locker)
