@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 from medgen_cli.config.base import FamilyConfig
 from medgen_cli.config.build import build_config
 from medgen_cli.config.loading import check_resume_changes, dump_config, load_yaml
+from medgen_cli.engine.rundir import run_lock
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.registry import get_spec
 
@@ -42,58 +44,100 @@ def _console() -> Any:
 def train_from_config(cfg: FamilyConfig, resume: str | Path | None = None, flags: dict[str, Any] | None = None) -> Path | None:
     """Train ``cfg`` in this process (or as one torchrun rank); return the run directory.
 
-    With ``resume``, ``cfg`` must be the run's saved config with only whitelisted changes.
+    With ``resume`` (a run directory, or one of its checkpoint files), ``cfg`` must be the run's
+    saved config with only whitelisted changes; training continues from the newest readable
+    checkpoint (see :func:`medgen_cli.engine.checkpoint.find_checkpoint`). The run directory is
+    locked while training (:func:`medgen_cli.engine.rundir.run_lock`).
     With ``trainer.fast_dev_run``, everything is written to a temporary directory that is removed.
     """
-    from medgen_cli.engine import checkpoint as ckpt_io
-    from medgen_cli.engine.distributed import broadcast_object, env_world, init_distributed, shutdown_distributed
-    from medgen_cli.engine.rundir import RunDir, existing_run_dir, new_run_dir
     from medgen_cli.devices import resolve_device
-    from medgen_cli.engine.trainer import Trainer
-    from medgen_cli.io import atomic_path
+    from medgen_cli.engine.distributed import broadcast_object, env_world, init_distributed, shutdown_distributed
+    from medgen_cli.engine.rundir import RunDir, new_run_dir
 
     spec = get_spec(cfg.family)
     rank, local_rank, world = env_world()
     init_distributed(resolve_device(cfg.trainer.device, local_rank, setting="trainer.device"))
     tmp_root: str | None = None
-    resume_ckpt = None
-    if resume is not None:
-        run = existing_run_dir(resume)
-        resume_ckpt = ckpt_io.load_checkpoint(run.latest) if run.latest.is_file() else None
-        if resume_ckpt is not None and get_spec(resume_ckpt["family"]).name != spec.name:
-            raise MedgenError(f"{run.root} is a '{resume_ckpt['family']}' run, not '{spec.name}'")
-    elif cfg.trainer.fast_dev_run:
-        tmp_root = broadcast_object(tempfile.mkdtemp(prefix="medgen-fastdev-") if rank == 0 else None)
-        run = RunDir(Path(tmp_root) / cfg.family / "fast_dev_run")
-        if rank == 0:
-            run.create()
-    else:
-        root = broadcast_object(str(new_run_dir(cfg.output_dir, cfg.family, cfg.name).root) if rank == 0 else None)
-        run = RunDir(Path(root))
-    if rank == 0:
-        with atomic_path(run.config) as tmp:
-            tmp.write_text(dump_config(cfg))
     family = spec.family_class()(cfg)
     family.flags = dict(flags or {})
-    try:
-        Trainer(cfg, family, run if rank == 0 else None, resume=resume_ckpt).fit()
-    except MedgenError:
-        # A fresh run that failed before its first checkpoint (bad data path, wrong
-        # autoencoder_run, ...) leaves no directory behind, so the same --name works next time.
-        if resume is None and tmp_root is None and rank == 0 and not any(run.checkpoints.glob("*.pt")):
-            shutil.rmtree(run.root, ignore_errors=True)
-        raise
-    finally:
-        if tmp_root is not None and rank == 0:
-            shutil.rmtree(tmp_root, ignore_errors=True)
-        if world > 1:
-            shutdown_distributed()
+    family.check_data()  # a bad input file is named before any run folder exists
+    with contextlib.ExitStack() as held:
+        found = None
+        if resume is not None:
+            run, found = _open_resume(resume, spec.name, held if rank == 0 else None)
+            if found is not None and _already_finished(found, cfg, run.root):
+                return run.root
+        elif cfg.trainer.fast_dev_run:
+            tmp_root = broadcast_object(tempfile.mkdtemp(prefix="medgen-fastdev-") if rank == 0 else None)
+            run = RunDir(Path(tmp_root) / cfg.family / "fast_dev_run")
+            if rank == 0:
+                run.create()
+        else:
+            root = broadcast_object(str(new_run_dir(cfg.output_dir, cfg.family, cfg.name).root) if rank == 0 else None)
+            run = RunDir(Path(root))
+            if rank == 0:
+                held.enter_context(run_lock(run.root))
+        try:
+            _fit(cfg, family, run if rank == 0 else None, found)
+        except MedgenError:
+            # A fresh run that failed before its first checkpoint (bad data path, wrong
+            # autoencoder_run, a full disk, ...) leaves no directory behind, so the same --name works next time.
+            if resume is None and tmp_root is None and rank == 0 and not any(run.checkpoints.glob("*.pt")):
+                shutil.rmtree(run.root, ignore_errors=True)
+            raise
+        finally:
+            if tmp_root is not None and rank == 0:
+                shutil.rmtree(tmp_root, ignore_errors=True)
+            if world > 1:
+                shutdown_distributed()
     return None if tmp_root is not None else run.root
 
 
 def resume_config(run_dir: Path, family: str, config_file: Path | None, overrides: list[str]) -> tuple[FamilyConfig, list[str]]:
     """The saved config of ``run_dir`` with whitelisted overrides applied (others are refused)."""
     from medgen_cli.engine.rundir import existing_run_dir
+
+def _fit(cfg: FamilyConfig, family: Any, run: Any, found: Any) -> None:
+    """Write the config and run the trainer (``run`` is None on other ranks); a full disk
+    becomes one line naming the file and what to free."""
+    from medgen_cli.engine.trainer import Trainer
+    from medgen_cli.io import atomic_path, disk_full_error, is_disk_full
+
+    try:
+        if run is not None:
+            with atomic_path(run.config) as tmp:
+                tmp.write_text(dump_config(cfg))
+        Trainer(cfg, family, run, resume=None if found is None else found.ckpt).fit()
+    except OSError as exc:
+        if not is_disk_full(exc) or run is None:
+            raise
+        kept = any(run.checkpoints.glob("*.pt"))
+        then = (f"the last good checkpoint is kept: then resume with medgen train {cfg.family} --resume {run.root}"
+                if kept else "then start the run again")
+        raise disk_full_error(exc, run.root, then) from exc
+
+
+def _open_resume(target: str | Path, family: str, held: contextlib.ExitStack | None) -> tuple[Any, Any]:
+    """The run directory of ``target`` (a run folder or one of its ``.pt`` files) and the
+    checkpoint to continue from (``None``: the run has none yet), taking the run's lock first."""
+    from medgen_cli.engine import checkpoint as ckpt_io
+    from medgen_cli.engine.rundir import existing_run_dir
+
+    root, which = ckpt_io.split_checkpoint_path(target)
+    run = existing_run_dir(root)
+    if held is not None:
+        held.enter_context(run_lock(run.root))
+    found = ckpt_io.find_checkpoint(run.root, which)
+    if found is not None and get_spec(found.ckpt["family"]).name != family:
+        raise MedgenError(f"{run.root} is a '{found.ckpt['family']}' run, not '{family}'")
+    if held is not None:
+        console = _console()
+        for note in [] if found is None else found.skipped:
+            console.print(f"[yellow]skipped unreadable checkpoint {note}[/]", highlight=False)
+        console.print(f"resuming {run.root} from " + ("step 0: it has no checkpoint yet" if found is None
+                                                       else found.describe()), highlight=False)
+    return run, found
+
 
     run = existing_run_dir(run_dir)
     saved = load_yaml(run.config)
@@ -116,7 +160,9 @@ def launch(req: TrainRequest) -> None:
     if req.output_dir is not None:
         overrides.append(f"output_dir={req.output_dir}")
     if req.resume is not None:
-        cfg, changed = resume_config(req.resume, req.family, req.config_file, overrides)
+        from medgen_cli.engine.checkpoint import split_checkpoint_path
+
+        cfg, changed = resume_config(split_checkpoint_path(req.resume)[0], req.family, req.config_file, overrides)
         if changed:
             console.print("resume: changed " + ", ".join(changed), highlight=False)
     else:
@@ -126,8 +172,6 @@ def launch(req: TrainRequest) -> None:
         return
     if req.nproc > 1 and "LOCAL_RANK" not in os.environ:
         _spawn_torchrun(req.nproc)
-        return
-    if req.resume is not None and _already_finished(req.resume, cfg, console):
         return
     from medgen_cli.engine.trainer import TrainingInterrupted
 
@@ -142,19 +186,13 @@ def launch(req: TrainRequest) -> None:
         console.print(f"[green]done:[/] {run_dir}", highlight=False)
 
 
-def _already_finished(run_dir: Path, cfg: FamilyConfig, console: Any) -> bool:
-    from medgen_cli.engine import checkpoint as ckpt_io
-    from medgen_cli.engine.rundir import existing_run_dir
-
-    run = existing_run_dir(run_dir)
-    if not run.latest.is_file():
-        return False
-    ck = ckpt_io.load_checkpoint(run.latest)
-    step, epoch = ck["step"], ck["epoch"]
+def _already_finished(found: Any, cfg: FamilyConfig, run_root: Path) -> bool:
+    step, epoch = found.ckpt["step"], found.ckpt["epoch"]
     t = cfg.trainer
     if step >= t.max_steps or (t.max_epochs is not None and epoch >= t.max_epochs):
-        console.print(f"{run.root} already finished at step {step} (max_steps={t.max_steps}); nothing to do. "
-                      f"To train longer: --resume {run.root} --set trainer.max_steps=N", highlight=False)
+        if int(os.environ.get("RANK", 0)) == 0:
+            _console().print(f"{run_root} already finished at step {step} (max_steps={t.max_steps}); nothing to do. "
+                             f"To train longer: --resume {run_root} --set trainer.max_steps=N", highlight=False)
         return True
     return False
 

@@ -27,6 +27,7 @@ class LoadedRun:
     family: Family
     ctx: InferenceContext
     checkpoint: dict[str, Any]
+    source: Any = None  # the FoundCheckpoint it came from (path, skipped candidates)
 
     @property
     def step(self) -> int:
@@ -45,7 +46,12 @@ class LoadedRun:
     def report(self, paths: list[Path], out: Path) -> None:
         from rich.console import Console
 
-        Console(stderr=True).print(f"[green]wrote {len(paths)} file(s)[/] to {out}", highlight=False)
+        console = Console(stderr=True)
+        if self.source is not None:
+            for note in self.source.skipped:
+                console.print(f"[yellow]skipped unreadable checkpoint {note}[/]", highlight=False)
+            console.print(f"used {self.source.describe()}", highlight=False)
+        console.print(f"[green]wrote {len(paths)} file(s)[/] to {out}", highlight=False)
 
 
 def _progress(it: Iterator[Any], total: int, description: str) -> Iterator[Any]:
@@ -57,24 +63,6 @@ def _progress(it: Iterator[Any], total: int, description: str) -> Iterator[Any]:
 def default_out(run_dir: Path, kind: str) -> Path:
     """``RUN/samples/<kind>-<timestamp>``."""
     return Path(run_dir) / "samples" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def pick_checkpoint(run_dir: Path, checkpoint: str) -> Path:
-    """``best`` falls back to ``latest`` when the run never validated a key metric."""
-    ckdir = Path(run_dir) / "checkpoints"
-    if checkpoint in ("best", "latest"):
-        path = ckdir / f"{checkpoint}.pt"
-        if checkpoint == "best" and not path.is_file():
-            path = ckdir / "latest.pt"
-        if not path.is_file():
-            raise MedgenError(f"{run_dir} has no checkpoints yet", "train it first (medgen train ...)")
-        return path
-    path = Path(checkpoint)
-    if not path.is_file():
-        path = ckdir / checkpoint
-    if not path.is_file():
-        raise MedgenError(f"checkpoint {checkpoint!r} not found", "use best, latest, or a path to a .pt file")
-    return path
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto", use_ema: bool = True) -> LoadedRun:
@@ -90,8 +78,10 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto"
     from medgen_cli.families.registry import get_spec
 
     run = existing_run_dir(run_dir)
-    path = pick_checkpoint(run.root, checkpoint)
-    ck = ckpt_io.load_checkpoint(path)
+    found = ckpt_io.find_checkpoint(run.root, checkpoint)
+    if found is None:
+        raise MedgenError(f"{run.root} has no checkpoints yet", "train it first (medgen train ...)")
+    path, ck = found.path, found.ckpt
     saved = ck.get("config") or load_yaml(run.config)
     spec = get_spec(ck["family"])
     cfg = build_config(spec.name, base=saved)
@@ -99,18 +89,14 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto"
     family = spec.family_class()(cfg)
     family.run_dir = run.root
     family.build(dev)
-    try:
-        for name, module in family.modules.items():
-            module.load_state_dict(ck["modules"][name])
-        if use_ema:
-            for name, state in ck.get("ema", {}).items():
-                # AveragedModel state: "module.<param>" entries plus "n_averaged".
-                inner = {k[len("module."):]: v for k, v in state.items() if k.startswith("module.")}
-                family.modules[name].load_state_dict(inner)
-    except (KeyError, RuntimeError) as exc:
-        raise MedgenError(f"{path} does not fit the run's model: {str(exc).splitlines()[0]}") from exc
+    ckpt_io.load_module_states(family.modules, ck.get("modules", {}), path)
+    if use_ema:
+        # AveragedModel state: "module.<param>" entries plus "n_averaged".
+        inner = {name: {k[len("module."):]: v for k, v in state.items() if k.startswith("module.")}
+                 for name, state in ck.get("ema", {}).items()}
+        ckpt_io.load_module_states({n: family.modules[n] for n in inner if n in family.modules}, inner, path)
     family.load_state_dict(ck.get("family_state", {}))
     for module in family.modules.values():
         module.eval()
     ctx = InferenceContext(device=dev, run_dir=run.root, modules=family.modules, progress=_progress)
-    return LoadedRun(run_dir=run.root, family=family, ctx=ctx, checkpoint=ck)
+    return LoadedRun(run_dir=run.root, family=family, ctx=ctx, checkpoint=ck, source=found)

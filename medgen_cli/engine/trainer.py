@@ -132,9 +132,8 @@ class Trainer:
 
     def _restore(self, ck: dict[str, Any], ctx: TrainContext) -> None:
         fam = self.family
+        ckpt_io.load_module_states(fam.modules, ck.get("modules", {}), "the resume checkpoint")
         try:
-            for name, mod in fam.modules.items():
-                mod.load_state_dict(ck["modules"][name])
             for name, opt in fam.optimizers.items():
                 opt.load_state_dict(ck["optimizers"][name])
             for name, sch in self.schedulers.items():

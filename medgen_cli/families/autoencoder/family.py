@@ -93,6 +93,9 @@ class AutoencoderFamily(Family):
         return self._train_ds
 
     def val_dataset(self) -> Any:
+    def check_data(self) -> None:
+        common.check_files(self.cfg.data)
+
         if self._val_ds is False:
             self._val_ds = common.make_dataset(self.cfg.data, "val")
         return self._val_ds

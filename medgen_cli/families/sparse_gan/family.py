@@ -78,6 +78,11 @@ class SparseGANFamily(Family):
                                    flip=d.flip and train, cache_rate=d.cache_rate)
 
     def train_dataset(self) -> Any:
+    def check_data(self) -> None:
+        from medgen_cli.data.volumes import check_volume_tree
+
+        check_volume_tree(self.cfg.data.root, 3)
+
         train, _ = self._files()
         self._set_affine(train[0])
         return self._dataset(train, train=True)
