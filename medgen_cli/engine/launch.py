@@ -93,10 +93,6 @@ def train_from_config(cfg: FamilyConfig, resume: str | Path | None = None, flags
     return None if tmp_root is not None else run.root
 
 
-def resume_config(run_dir: Path, family: str, config_file: Path | None, overrides: list[str]) -> tuple[FamilyConfig, list[str]]:
-    """The saved config of ``run_dir`` with whitelisted overrides applied (others are refused)."""
-    from medgen_cli.engine.rundir import existing_run_dir
-
 def _fit(cfg: FamilyConfig, family: Any, run: Any, found: Any) -> None:
     """Write the config and run the trainer (``run`` is None on other ranks); a full disk
     becomes one line naming the file and what to free."""
@@ -138,6 +134,10 @@ def _open_resume(target: str | Path, family: str, held: contextlib.ExitStack | N
                                                        else found.describe()), highlight=False)
     return run, found
 
+
+def resume_config(run_dir: Path, family: str, config_file: Path | None, overrides: list[str]) -> tuple[FamilyConfig, list[str]]:
+    """The saved config of ``run_dir`` with whitelisted overrides applied (others are refused)."""
+    from medgen_cli.engine.rundir import existing_run_dir
 
     run = existing_run_dir(run_dir)
     saved = load_yaml(run.config)

@@ -71,6 +71,14 @@ class Family:
         """Validation dataset, or ``None``. Batched by the trainer with ``trainer.batch_size``."""
         return None
 
+    def check_data(self) -> None:
+        """Cheap checks of the input files (e.g. every volume's header and completeness), run
+        before the run folder is created, so a bad file is named in one line and costs no folder.
+
+        Raises:
+            MedgenError: a missing, unreadable or truncated input (named).
+        """
+
     def collate_fn(self) -> Any:
         """A custom collate function for the DataLoader, or ``None`` for torch's default."""
         return None
@@ -87,14 +95,6 @@ class Family:
     # ---- training -----------------------------------------------------------------------
     def train_step(self, batch: Any, ctx: TrainContext) -> dict[str, float]:
         """One optimizer step (GANs: their D and G updates). Return float metrics.
-
-    def check_data(self) -> None:
-        """Cheap checks of the input files (e.g. every volume's header and completeness), run
-        before the run folder is created, so a bad file is named in one line and costs no folder.
-
-        Raises:
-            MedgenError: a missing, unreadable or truncated input (named).
-        """
 
         Use ``ctx.net(name)`` for forward passes (DDP-wrapped when distributed), ``ctx.autocast()``
         around forward passes, ``ctx.backward(loss, opt_name)`` and ``ctx.step(opt_name)``.

@@ -54,14 +54,14 @@ def split_files(cfg: ImageDataConfig) -> tuple[list[Path], list[Path]]:
         raise MedgenError(f"image folder not found: {root}", "set data.root to a folder of images")
     train_dir = root / "train" if (root / "train").is_dir() else root
     val = list_images(root / "val") if (root / "val").is_dir() else []
+    return list_images(train_dir), val
+
+
 def check_files(cfg: ImageDataConfig) -> None:
     """Check every NIfTI volume of the data config (header + completeness) before a run starts."""
     from medgen_cli.data.volumes import check_volume_tree
 
     check_volume_tree(cfg.root, 3 if cfg.spatial_dims == 3 else None)
-
-
-    return list_images(train_dir), val
 
 
 def labels_for(cfg: ImageDataConfig) -> dict[str, int] | None:

@@ -87,15 +87,15 @@ class AutoencoderFamily(Family):
                               "expected a torchvision ResNet-50 state dict") from exc
         return loss.to(device).eval().requires_grad_(False)
 
+    def check_data(self) -> None:
+        common.check_files(self.cfg.data)
+
     def train_dataset(self) -> Any:
         if self._train_ds is None:
             self._train_ds = common.make_dataset(self.cfg.data, "train")
         return self._train_ds
 
     def val_dataset(self) -> Any:
-    def check_data(self) -> None:
-        common.check_files(self.cfg.data)
-
         if self._val_ds is False:
             self._val_ds = common.make_dataset(self.cfg.data, "val")
         return self._val_ds

@@ -98,6 +98,14 @@ class DiffusionFamily(Family):
         self.optimizers = {"unet": torch.optim.Adam(unet.parameters(), lr=self.cfg.optimizer.lr)}
         self.scheduler = sampling.make_scheduler(self.cfg.noise, "ddpm")
 
+    def check_data(self) -> None:
+        # Only an explicit data.root: the autoencoder's own root is read when it is built, and
+        # its files are still named by the dataset if one fails to load.
+        if self.cfg.data.root:
+            from medgen_cli.data.volumes import check_volume_tree
+
+            check_volume_tree(self.cfg.data.root)
+
     def train_dataset(self) -> Any:
         if self._train_ds is None:
             self._train_ds = common.make_dataset(self.data_config(), "train")
@@ -128,14 +136,6 @@ class DiffusionFamily(Family):
             self.scale_factor = float(1.0 / z.std().clamp_min(1e-8))
 
     # ---- training ------------------------------------------------------------------------------
-    def check_data(self) -> None:
-        # Only an explicit data.root: the autoencoder's own root is read when it is built, and
-        # its files are still named by the dataset if one fails to load.
-        if self.cfg.data.root:
-            from medgen_cli.data.volumes import check_volume_tree
-
-            check_volume_tree(self.cfg.data.root)
-
     def _latents(self, x: torch.Tensor, ctx: Any) -> torch.Tensor:
         with torch.no_grad(), ctx.autocast():
             z = self.modules["autoencoder"].encode_stage_2_inputs(x)

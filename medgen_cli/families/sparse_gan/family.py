@@ -77,12 +77,12 @@ class SparseGANFamily(Family):
         return make_volume_dataset(files, (d.voxel_size,) * 3, intensity=d.intensity,
                                    flip=d.flip and train, cache_rate=d.cache_rate)
 
-    def train_dataset(self) -> Any:
     def check_data(self) -> None:
         from medgen_cli.data.volumes import check_volume_tree
 
         check_volume_tree(self.cfg.data.root, 3)
 
+    def train_dataset(self) -> Any:
         train, _ = self._files()
         self._set_affine(train[0])
         return self._dataset(train, train=True)
