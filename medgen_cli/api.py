@@ -3,24 +3,29 @@
 Example::
 
     from medgen_cli.api import load_run
-    run = load_run("runs/diffusion/run1")             # best (EMA) weights, on the CPU
-    vols = run.sample(4, seed=0, scheduler="ddim", steps=50)   # numpy [4, *size]
-    frames = run.interpolate(0, 1, steps=8, method="slerp")      # numpy [8, *size]
-    run.save_nifti(vols[0], "sample.nii.gz")          # with the training data's affine
+    run = load_run("runs/diffusion/run1")              # best (EMA) weights, on the CPU
+    out = run.sample(4, seed=0, scheduler="ddim", steps=50)
+    out.arrays.shape                                    # (4, 1, *size); out.seeds == [0, 1, 2, 3]
+    frames = run.interpolate(0, 1, steps=8)              # Samples with 8 frames
+    run.write(out, "samples/run1")                      # the files `medgen sample` writes
+    run.save_nifti(out.volumes[0], "sample.nii.gz")     # one volume with the run's affine
 
-A family offers any of ``sample_arrays(ctx, n, seed, **options)``,
-``interpolate_arrays(ctx, seed_a, seed_b, steps, **options)`` and ``reconstruct_array(ctx, path)``;
-this module dispatches on what the run's family offers, so other families plug in by adding them.
+Every method takes the same options as the command (``num``, ``seed``, ``batch_size``,
+``scheduler``, ``guidance_scale``, ``truncation``, ...), validated by the run's family: an option
+the family does not take is an error, never ignored. Results are
+:class:`~medgen_cli.families.inference.Samples` (arrays ``[N, C, *spatial]`` plus seeds, labels
+and the affine).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from medgen_cli.errors import MedgenError
+from medgen_cli.engine.inference import Task, options_for, run_task
+from medgen_cli.families.inference import Samples
 
 
 class Run:
@@ -44,58 +49,50 @@ class Run:
         """The optimizer step of the loaded checkpoint."""
         return self._loaded.step
 
-    @property
-    def affine(self) -> np.ndarray:
-        """Voxel-to-world matrix of the training data at the model's size (identity if unknown)."""
-        aff = getattr(self.family, "affine", None)
-        return np.asarray(aff if aff is not None else np.eye(4), dtype=np.float64)
+    def _do(self, task: Task, flags: dict[str, Any]) -> Samples:
+        return run_task(self.family, self.ctx, task, options_for(self.family, task, flags))
 
-    def _need(self, method: str) -> Any:
-        fn = getattr(self.family, method, None)
-        if fn is None:
-            raise MedgenError(f"a '{self.family_name}' run does not support this ({method})",
-                              "sampling needs a generative run, reconstruct() an autoencoder run")
-        return fn
-
-    def sample(self, n: int = 1, seed: int = 0, scheduler: str | None = None, steps: int | None = None,
-               guidance_scale: float | None = None, class_label: int | None = None, batch_size: int = 4) -> np.ndarray:
-        """Generate ``n`` volumes/images as a float32 array ``[n, *size]``; the same seed gives
-        the same samples (DDIM, or DDPM on the same device).
+    def sample(self, num: int = 1, seed: int = 0, **options: Any) -> Samples:
+        """``num`` samples; sample ``i`` comes from seed ``seed + i`` (same seed, same sample).
 
         Args:
-            n: number of samples.
-            seed: sample ``i`` starts from the noise of seed ``seed + i``.
-            scheduler: ``ddpm`` or ``ddim`` (default: the run's ``sample.scheduler``).
-            steps: sampling steps (default: the run's ``sample.steps``).
-            guidance_scale: classifier-free guidance for class-conditional runs.
-            class_label: class to generate (default: cycle through the classes).
-            batch_size: samples generated at once.
+            num: number of samples.
+            seed: first seed.
+            **options: the family's other sampling options (e.g. ``scheduler``, ``steps``,
+                ``guidance_scale``, ``class_label``, ``truncation``, ``batch_size``).
+
+        Raises:
+            MedgenError: the run cannot sample, or an option its family does not take.
         """
-        import torch
+        return self._do("sample", {"num": num, "seed": seed, **options})
 
-        fn = self._need("sample_arrays")
-        with torch.no_grad():
-            return fn(self.ctx, n, seed, scheduler=scheduler, steps=steps, guidance_scale=guidance_scale,
-                      class_label=class_label, batch_size=batch_size)
+    def interpolate(self, seed_a: int = 0, seed_b: int = 1, steps: int = 8, **options: Any) -> Samples:
+        """``steps`` frames from the sample of ``seed_a`` to that of ``seed_b`` (``method``,
+        ``scheduler``, ``sample_steps``, ``truncation`` where the family has them)."""
+        return self._do("interpolate", {"seed_a": seed_a, "seed_b": seed_b, "steps": steps, **options})
 
-    def interpolate(self, seed_a: int, seed_b: int, steps: int = 8, method: str = "slerp",
-                    scheduler: str | None = "ddim", sample_steps: int | None = None) -> np.ndarray:
-        """Frames ``[steps, *size]`` between the samples of two seeds (slerp or lerp of the noise)."""
-        import torch
+    def reconstruct(self, path: str | Path, **options: Any) -> Samples:
+        """The reconstruction of one input file (autoencoder runs: a volume or image)."""
+        return self._do("recon", {"input": Path(path), **options})
 
-        if steps < 2:
-            raise MedgenError("interpolate needs steps >= 2")
-        fn = self._need("interpolate_arrays")
-        with torch.no_grad():
-            return fn(self.ctx, seed_a, seed_b, steps, method=method, scheduler=scheduler, sample_steps=sample_steps)
+    @property
+    def affine(self) -> np.ndarray:
+        """Voxel-to-world matrix of the run's volumes (identity for images or when unknown)."""
+        aff = self.family.affine
+        return np.asarray(aff if aff is not None else np.eye(4), dtype=np.float64)
 
-    def reconstruct(self, path: str | Path) -> np.ndarray:
-        """Autoencoder runs: the reconstruction of a volume/image file (at the model's size)."""
-        import torch
+    def write(self, samples: Samples, out: str | Path, formats: Sequence[str] | str | None = None,
+              overwrite: bool = False, threshold: float = 0.5) -> list[Path]:
+        """Write ``samples`` as ``medgen sample`` does (one format per folder, ``manifest.json``,
+        previews in ``out/preview``). ``formats`` defaults to the family's default format."""
+        from medgen_cli.engine.outputs import write_samples
 
-        fn = self._need("reconstruct_array")
-        with torch.no_grad():
-            return fn(self.ctx, path)
+        model = self.family.sample_options or self.family.interpolate_options or self.family.recon_options
+        if formats is None:
+            fmts: Sequence[str] = model.model_fields["format"].default if model is not None else ("npy",)
+        else:
+            fmts = formats.split(",") if isinstance(formats, str) else formats
+        return write_samples(samples, out, list(fmts), overwrite=overwrite, threshold=threshold).files
 
     def save_nifti(self, array: Any, path: str | Path, overwrite: bool = False) -> Path:
         """Write one volume as NIfTI with the run's data affine (refuses to overwrite by default)."""

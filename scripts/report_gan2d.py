@@ -73,7 +73,7 @@ def plot_curves(run: Path, out_png: Path) -> Path:
 
 
 def run_family(family: str, data: Path, out: Path, steps: int, batch: int, augment: str) -> dict:
-    from medgen_cli.engine.inference import InterpolateOptions, SampleOptions
+    from medgen_cli.engine.inference import infer_to_dir
     from medgen_cli.engine.launch import build_config, train_from_config
     from medgen_cli.engine.run_loading import load_run
 
@@ -87,11 +87,11 @@ def run_family(family: str, data: Path, out: Path, steps: int, batch: int, augme
     t0 = time.perf_counter()
     run = train_from_config(build_config(family, overrides=overrides))
     seconds = time.perf_counter() - t0
-    loaded = load_run(run, checkpoint="best", device="cpu")
     extra = {"truncation": 0.8} if family == "stylegan2" else {}
-    loaded.sample_to_dir(SampleOptions(out=run / "samples" / "report", num=16, seed=0, overwrite=True, **extra))
-    loaded.interpolate_to_dir(InterpolateOptions(out=run / "samples" / "report-interp", seed_a=0, seed_b=1, steps=8,
-                                                 overwrite=True, **extra))
+    infer_to_dir(run, "sample", {"num": 16, "seed": 0, **extra}, run / "samples" / "report", device="cpu",
+                 overwrite=True)
+    infer_to_dir(run, "interpolate", {"seed_a": 0, "seed_b": 1, "steps": 8, **extra}, run / "samples" / "report-interp",
+                 device="cpu", overwrite=True)
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in rows if "train/loss/d" in r][-1]
     fid = [r for r in rows if "val/fid" in r]

@@ -16,6 +16,8 @@ from torch.utils.data import TensorDataset
 
 from medgen_cli.config.base import FamilyConfig, StrictModel
 from medgen_cli.families.base import Family
+from medgen_cli.families.inference import SampleOptions, Samples, seeded_samples
+from medgen_cli.families.latents import seeded_normal
 from medgen_cli.families.registry import FamilySpec, register
 
 
@@ -31,6 +33,13 @@ class ToyModel(StrictModel):
     hidden: int = 16
     lr: float = 1e-2
     dropout: float = 0.0
+
+
+class ToySampleOptions(SampleOptions):
+    """The toy's outputs are short vectors: written as ``.npy`` only."""
+
+    formats = ("npy",)
+    format: tuple[str, ...] = ("npy",)
 
 
 class ToyConfig(FamilyConfig):
@@ -101,17 +110,12 @@ class ToyFamily(Family):
             torch.save({k: v.cpu() for k, v in self.modules["net"].state_dict().items()},
                        Path(dump) / f"rank{ctx.rank}.pt")
 
-    def sample_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
-        from medgen_cli.io import atomic_path, check_writable
+    sample_options = ToySampleOptions
 
-        g = torch.Generator().manual_seed(opts.seed)
-        x = torch.randn(opts.num, self.cfg.data.dim, generator=g)
+    def sample(self, opts: ToySampleOptions, ctx: Any) -> Samples:  # type: ignore[override]
+        x = seeded_normal((self.cfg.data.dim,), range(opts.seed, opts.seed + opts.num))
         y = ctx.eval_module("net")(x.to(ctx.device)).cpu().numpy()
-        out = Path(opts.out) / "samples.npy"
-        check_writable(out, opts.overwrite)
-        with atomic_path(out) as tmp:
-            np.save(tmp, y)
-        return [out]
+        return seeded_samples(y[:, None, None, :], opts.seed)  # each output as a 1 x dim "image"
 
 
 register(FamilySpec(name="toy", config="tests.toy_family:ToyConfig", family="tests.toy_family:ToyFamily",

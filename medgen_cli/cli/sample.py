@@ -1,76 +1,90 @@
-"""``medgen sample`` and ``medgen interpolate``: dispatch on the family of a trained run."""
+"""``medgen sample`` and ``medgen interpolate``: thin callers of :func:`medgen_cli.engine.inference.infer_to_dir`.
+
+Options left unset take the run family's own default (shown in each help line); an option the
+run's family does not take is refused with one line, never ignored.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from medgen_cli.cli.app import app
 
+_FORMAT_HELP = ("nifti | npy | png | points (default: nifti for volume families, png for 2D GANs). "
+                "One format per sample folder; a comma list (nifti,points) writes OUT/<format>/ each.")
+_CHECKPOINT_HELP = "best | latest | a path to a .pt file (best falls back to latest; the one used is printed)."
+_DEVICE_HELP = "auto | cpu | cuda[:N] | mps."
+
+
+def _set(**flags: Any) -> dict[str, Any]:
+    """The options the user gave (``None`` = not given: the family's default applies)."""
+    return {k: v for k, v in flags.items() if v is not None}
+
+
+def _report(result: Any) -> None:
+    from rich.console import Console
+
+    written = result.written
+    result.loaded.report(written.files, result.out)
+    console = Console(stderr=True)
+    folders = ", ".join(str(f) for f in written.folders.values())
+    console.print(f"samples + manifest.json in {folders}; previews in {result.out / 'preview'}", highlight=False)
+
 
 @app.command("sample")
 def sample(
     run: Path = typer.Argument(..., help="A run directory (runs/<family>/<name>)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: RUN/samples/<timestamp>)."),
-    num: int = typer.Option(8, "--num", "-n", min=1, help="Number of samples."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same samples."),
-    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Samples generated at once."),
-    fmt: str = typer.Option("nifti", "--format", help="nifti | npy | png | points (what the family supports)."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Diffusion: ddpm | ddim | rflow."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion: number of sampling steps."),
-    truncation: float = typer.Option(1.0, "--truncation", help="StyleGAN2: truncation psi (1 = none)."),
-    guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale", help="Conditional diffusion: classifier-free guidance scale."),
-    class_label: Optional[int] = typer.Option(None, "--class-label", help="Conditional models: class to generate."),
-    threshold: float = typer.Option(0.5, "--threshold", help="Voxel threshold for point export / sparse output."),
-    input_path: Optional[Path] = typer.Option(None, "--input", help="Autoencoder runs: a volume to reconstruct."),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best | latest | a path to a .pt file."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N]."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files in --out."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: RUN/samples/samples-<timestamp>)."),
+    num: Optional[int] = typer.Option(None, "--num", "-n", min=1, help="Number of samples (default 8)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Sample i comes from seed + i (default 0): the same seed gives the same sample."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples generated at once (default 4); does not change them."),
+    fmt: Optional[str] = typer.Option(None, "--format", help=_FORMAT_HELP),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Diffusion: sampler, e.g. ddpm | ddim | rflow (default: the run's sample.scheduler)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion: sampling steps (default: the run's sample.steps)."),
+    truncation: Optional[float] = typer.Option(None, "--truncation", help="StyleGAN2: truncation psi (default 1 = none)."),
+    guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale", help="Class-conditional diffusion: classifier-free guidance (default: the run's conditioning.guidance_scale)."),
+    class_label: Optional[int] = typer.Option(None, "--class-label", help="Class-conditional diffusion: class of every sample (default: cycle 0, 1, ...)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="--format points: voxels above this become points (default 0.5)."),
+    input_path: Optional[Path] = typer.Option(None, "--input", help="Autoencoder runs: the volume/image to reconstruct."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help=_CHECKPOINT_HELP),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the samples of an earlier run of this command in --out."),
 ) -> None:
-    """Generate samples from a trained run (any family that can sample)."""
-    from medgen_cli.engine.inference import SampleOptions
-    from medgen_cli.engine.run_loading import load_run, default_out
+    """Generate samples from a trained run (autoencoder runs: reconstruct --input).
 
-    loaded = load_run(run, checkpoint=checkpoint, device=device)
-    opts = SampleOptions(
-        out=out or default_out(run, "samples"), num=num, seed=seed, batch_size=batch_size, format=fmt,
-        scheduler=scheduler, steps=steps, truncation=truncation, guidance_scale=guidance_scale,
-        class_label=class_label, threshold=threshold, input=input_path, overwrite=overwrite,
-    )
-    paths = loaded.sample_to_dir(opts)
-    loaded.report(paths, opts.out)
+    OUT holds the samples in one format and manifest.json ({file, seed, label} per sample); previews go to OUT/preview/.
+    """
+    from medgen_cli.engine.inference import infer_to_dir
+
+    flags = _set(num=num, seed=seed, batch_size=batch_size, format=fmt, scheduler=scheduler, steps=steps,
+                 truncation=truncation, guidance_scale=guidance_scale, class_label=class_label,
+                 threshold=threshold, input=input_path)
+    _report(infer_to_dir(run, "sample", flags, out, checkpoint=checkpoint, device=device, overwrite=overwrite))
 
 
 @app.command("interpolate")
 def interpolate(
     run: Path = typer.Argument(..., help="A run directory (runs/<family>/<name>)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: RUN/samples/interp-<timestamp>)."),
-    seed_a: int = typer.Option(0, "--seed-a", help="Seed of the first endpoint."),
-    seed_b: int = typer.Option(1, "--seed-b", help="Seed of the second endpoint."),
-    steps: int = typer.Option(8, "--steps", "-k", min=2, help="Number of frames including both endpoints."),
-    method: str = typer.Option("slerp", "--method", help="slerp | lerp."),
-    fmt: str = typer.Option("nifti", "--format", help="Volume format of the frames: nifti | npy | png."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Diffusion: sampler (default ddim)."),
-    sample_steps: Optional[int] = typer.Option(None, "--sample-steps", min=1, help="Diffusion: sampling steps per frame."),
-    truncation: float = typer.Option(1.0, "--truncation", help="StyleGAN2: truncation psi."),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best | latest | a path to a .pt file."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N]."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files in --out."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: RUN/samples/interpolate-<timestamp>)."),
+    seed_a: Optional[int] = typer.Option(None, "--seed-a", min=0, help="Seed of the first endpoint (default 0)."),
+    seed_b: Optional[int] = typer.Option(None, "--seed-b", min=0, help="Seed of the last endpoint (default 1)."),
+    steps: Optional[int] = typer.Option(None, "--steps", "-k", min=2, help="Number of frames including both endpoints (default 8)."),
+    method: Optional[str] = typer.Option(None, "--method", help="slerp | lerp (default slerp; StyleGAN2: lerp in W only)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help=_FORMAT_HELP),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Diffusion: sampler (default ddim, deterministic)."),
+    sample_steps: Optional[int] = typer.Option(None, "--sample-steps", min=1, help="Diffusion: sampling steps per frame (default: the run's sample.steps)."),
+    truncation: Optional[float] = typer.Option(None, "--truncation", help="StyleGAN2: truncation psi (default 1)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="--format points: voxels above this become points (default 0.5)."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help=_CHECKPOINT_HELP),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the frames of an earlier run of this command in --out."),
 ) -> None:
-    """Interpolate between two seeds of a trained run and write the frames and a strip image."""
-    from medgen_cli.engine.inference import InterpolateOptions
-    from medgen_cli.engine.run_loading import load_run, default_out
+    """Interpolate between two seeds of a trained run: the frames, manifest.json and OUT/preview/strip.png (every family; 2D GANs also preview/interpolation.gif)."""
+    from medgen_cli.engine.inference import infer_to_dir
 
-    if method not in ("slerp", "lerp"):
-        from medgen_cli.errors import MedgenError
-
-        raise MedgenError(f"--method must be slerp or lerp, not {method!r}")
-    loaded = load_run(run, checkpoint=checkpoint, device=device)
-    opts = InterpolateOptions(
-        out=out or default_out(run, "interp"), seed_a=seed_a, seed_b=seed_b, steps=steps, method=method,
-        format=fmt, scheduler=scheduler, sample_steps=sample_steps, truncation=truncation, overwrite=overwrite,
-    )
-    paths = loaded.interpolate_to_dir(opts)
-    loaded.report(paths, opts.out)
+    flags = _set(seed_a=seed_a, seed_b=seed_b, steps=steps, method=method, format=fmt, scheduler=scheduler,
+                 sample_steps=sample_steps, truncation=truncation, threshold=threshold)
+    _report(infer_to_dir(run, "interpolate", flags, out, checkpoint=checkpoint, device=device, overwrite=overwrite))

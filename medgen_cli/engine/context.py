@@ -26,13 +26,12 @@ class InferenceContext:
         device: where the modules live.
         run_dir: the run directory (``None`` for in-memory use).
         modules: the modules to use for inference (EMA weights when the run kept EMA).
-        overwrite: whether existing output files may be replaced.
+        progress: wraps long loops in a progress bar (``None``: silent).
     """
 
     device: torch.device
     run_dir: Path | None
     modules: dict[str, torch.nn.Module]
-    overwrite: bool = False
     progress: Callable[[Iterator[Any], int, str], Iterator[Any]] | None = None
 
     def eval_module(self, name: str) -> torch.nn.Module:
@@ -69,6 +68,9 @@ class TrainContext:
     writer: Any = None
     #: Optimizers stepped during the current train_step; their LR schedulers advance after it.
     stepped: set[str] = field(default_factory=set)
+    #: True when a checkpoint will be restored after ``Family.prepare`` (its values win), so
+    #: ``prepare`` can skip work whose result the checkpoint holds (and inputs that may be gone).
+    resuming: bool = False
 
     @property
     def is_main(self) -> bool:

@@ -1,42 +1,79 @@
-"""Options shared by ``medgen sample`` and ``medgen interpolate``; families read what they use."""
+"""The library side of ``medgen sample`` / ``interpolate``: load a run, validate the flags
+against its family's options model, run the family, write the files with the shared writers.
+
+The CLI passes only the flags the user set; everything else takes the family's own default
+(e.g. ``--format``: ``nifti`` for volume families, ``png`` for 2D GANs).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
+
+from medgen_cli.engine.outputs import Written, check_folders, write_samples
+from medgen_cli.families.inference import InferenceOptions, PointsThreshold, Samples, parse_options
+
+Task = Literal["sample", "interpolate", "recon"]
 
 
 @dataclass
-class SampleOptions:
-    """``medgen sample`` options. A family ignores the ones that do not apply to it, but must
-    raise :class:`~medgen_cli.errors.MedgenError` if the user set one it cannot honour."""
+class InferenceResult:
+    """What a ``medgen sample``/``interpolate`` call did (for the CLI's summary lines)."""
 
+    loaded: Any          # the LoadedRun (its ``report`` names the checkpoint used)
     out: Path
-    num: int = 8
-    seed: int = 0
-    batch_size: int = 4
-    format: str = "nifti"          # nifti | npy | png | points
-    scheduler: str | None = None   # diffusion: ddpm | ddim
-    steps: int | None = None       # diffusion sampling steps
-    truncation: float = 1.0        # stylegan2
-    guidance_scale: float | None = None  # conditional diffusion
-    class_label: int | None = None
-    threshold: float = 0.5         # points export / sparse pruning
-    input: Path | None = None      # autoencoder reconstruction / CBCT recon input
-    overwrite: bool = False
+    written: Written
+    samples: Samples
 
 
-@dataclass
-class InterpolateOptions:
-    """``medgen interpolate`` options."""
+def options_for(family: Any, task: Task, flags: dict[str, Any]) -> InferenceOptions:
+    """The family's typed options for ``task`` from the flags a caller set.
 
-    out: Path
-    seed_a: int = 0
-    seed_b: int = 1
-    steps: int = 8
-    method: str = "slerp"          # slerp | lerp
-    format: str = "nifti"
-    scheduler: str | None = None
-    sample_steps: int | None = None
-    truncation: float = 1.0
-    overwrite: bool = False
+    Raises:
+        MedgenError: the family cannot do ``task``, or a flag it does not take / a bad value.
+    """
+    model = {"sample": family.sample_options, "interpolate": family.interpolate_options,
+             "recon": family.recon_options}[task]
+    return parse_options(model, flags, family, task)
+
+
+def run_task(family: Any, ctx: Any, task: Task, opts: InferenceOptions) -> Samples:
+    """Call the family's method for ``task`` without autograd."""
+    import torch
+
+    method = {"sample": family.sample, "interpolate": family.interpolate, "recon": family.recon}[task]
+    with torch.no_grad():
+        return method(opts, ctx)
+
+
+def infer_to_dir(run: str | Path, task: Task, flags: dict[str, Any], out: str | Path | None = None,
+                 checkpoint: str = "best", device: str = "auto", overwrite: bool = False) -> InferenceResult:
+    """Load ``run``, do ``task`` with ``flags`` and write the outputs (layout:
+    :mod:`medgen_cli.engine.outputs`).
+
+    ``sample`` with ``input`` on a run that reconstructs but does not sample (an autoencoder)
+    reconstructs that input: ``medgen sample AE_RUN --input VOLUME``.
+
+    Args:
+        run: the run directory.
+        task: ``sample``, ``interpolate`` or ``recon``.
+        flags: option name → value, only those the user set.
+        out: output folder (default ``RUN/samples/<task>-<timestamp>``).
+        checkpoint: ``best``, ``latest`` or a ``.pt`` path.
+        device: ``auto``, ``cpu``, ``cuda[:N]``.
+        overwrite: replace existing outputs.
+    """
+    from medgen_cli.engine.run_loading import default_out, load_run
+
+    loaded = load_run(run, checkpoint=checkpoint, device=device)
+    fam = loaded.family
+    if task == "sample" and fam.sample_options is None and fam.recon_options is not None and "input" in flags:
+        task = "recon"
+    opts = options_for(fam, task, flags)   # before any work: a bad flag costs nothing
+    target = Path(out) if out is not None else default_out(loaded.run_dir, "samples" if task == "sample" else task)
+    check_folders(target, opts.format, overwrite)   # refuse an existing sample folder before generating
+    samples = run_task(fam, loaded.ctx, task, opts)
+    threshold = opts.threshold if isinstance(opts, PointsThreshold) else 0.5
+    written = write_samples(samples, target, opts.format, overwrite=overwrite, threshold=threshold)
+    return InferenceResult(loaded=loaded, out=target, written=written, samples=samples)

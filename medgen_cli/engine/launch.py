@@ -55,6 +55,10 @@ def train_from_config(cfg: FamilyConfig, resume: str | Path | None = None, flags
     from medgen_cli.engine.rundir import RunDir, new_run_dir
 
     spec = get_spec(cfg.family)
+    if resume is None:
+        # Values derived from other runs or the data are fixed before the run folder exists, so
+        # config.yaml and the checkpoints agree (a failure here leaves no folder behind).
+        cfg = spec.family_class().resolve_config(cfg)
     rank, local_rank, world = env_world()
     init_distributed(resolve_device(cfg.trainer.device, local_rank, setting="trainer.device"))
     tmp_root: str | None = None

@@ -33,16 +33,6 @@ class LoadedRun:
     def step(self) -> int:
         return int(self.checkpoint["step"])
 
-    def sample_to_dir(self, opts: Any) -> list[Path]:
-        self.ctx.overwrite = opts.overwrite
-        with torch.no_grad():
-            return self.family.sample_to_dir(opts, self.ctx)
-
-    def interpolate_to_dir(self, opts: Any) -> list[Path]:
-        self.ctx.overwrite = opts.overwrite
-        with torch.no_grad():
-            return self.family.interpolate_to_dir(opts, self.ctx)
-
     def report(self, paths: list[Path], out: Path) -> None:
         from rich.console import Console
 

@@ -120,7 +120,7 @@ class Trainer:
         ctx = TrainContext(
             device=self.device, modules=fam.modules, wrapped=wrapped, optimizers=fam.optimizers, ema=ema,
             scalers=scalers, amp_dtype=amp_dtype, grad_clip=self.tcfg.grad_clip, rank=self.rank,
-            world_size=self.world_size, run_dir=fam.run_dir,
+            world_size=self.world_size, run_dir=fam.run_dir, resuming=self.resume is not None,
         )
         fam.prepare(ctx)
         if self.resume is not None:

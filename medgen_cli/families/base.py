@@ -13,10 +13,16 @@ Lifecycle (training)::
     for batch in loader: metrics = fam.train_step(batch, ctx)
     fam.validate(ctx) -> metrics          # uses ctx.eval_module(name) (EMA when enabled)
 
-Lifecycle (inference, ``medgen sample`` / ``interpolate`` / Python API)::
+Lifecycle (inference, ``medgen sample`` / ``interpolate`` / ``recon`` / Python API)::
 
     fam = FamilyClass(cfg); fam.build(device); <weights and family state loaded>
-    fam.sample_to_dir(opts, ctx)
+    opts = parse_options(fam.sample_options, {"num": 4}, fam, "sample")   # typed, strict
+    samples = fam.sample(opts, ctx)        # arrays + seeds, labels, affine (no files)
+    medgen_cli.engine.outputs.write_samples(samples, out, opts.format, ...)   # shared writers
+
+A family that samples sets ``sample_options`` to its options model (a subclass of
+:class:`~medgen_cli.families.inference.SampleOptions`) and implements :meth:`Family.sample`; the
+same for ``interpolate_options``/:meth:`Family.interpolate` and ``recon_options``/:meth:`Family.recon`.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ if TYPE_CHECKING:
 
     from medgen_cli.config.base import FamilyConfig
     from medgen_cli.engine.context import InferenceContext, TrainContext
+    from medgen_cli.families.inference import InterpolateOptions, ReconOptions, SampleOptions, Samples
 
 
 class Family:
@@ -55,8 +62,18 @@ class Family:
         self.cfg = cfg
         self.run_dir: Path | None = None
         self.flags: dict[str, Any] = {}
+        #: Voxel-to-world matrix of the family's volumes (4x4 nested list); ``None``: images/unknown.
+        self.affine: list[list[float]] | None = None
         self.modules: dict[str, torch.nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+
+    @classmethod
+    def resolve_config(cls, cfg: FamilyConfig) -> FamilyConfig:
+        """Fill the values a fresh run derives from elsewhere (another run, the data's manifest)
+        *before* its folder and ``config.yaml`` are written, so ``config.yaml``, every checkpoint
+        and ``build`` agree and the run can be rebuilt from itself. ``build`` must not change the
+        config. Not called on resume (the saved config is already resolved)."""
+        return cfg
 
     # ---- building -----------------------------------------------------------------------
     def build(self, device: torch.device) -> None:
@@ -120,11 +137,20 @@ class Family:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
 
-    # ---- inference ------------------------------------------------------------------------
-    def sample_to_dir(self, opts: Any, ctx: InferenceContext) -> list[Path]:
-        """Write samples for ``medgen sample`` (``opts``: :class:`medgen_cli.engine.inference.SampleOptions`)."""
-        raise NotImplementedError(f"family '{self.name}' does not support sampling")
+    # ---- inference (see medgen_cli.families.inference) ------------------------------------
+    #: Options model of ``sample`` / ``interpolate`` / ``recon``; ``None``: the family cannot.
+    sample_options: ClassVar[type[SampleOptions] | None] = None
+    interpolate_options: ClassVar[type[InterpolateOptions] | None] = None
+    recon_options: ClassVar[type[ReconOptions] | None] = None
 
-    def interpolate_to_dir(self, opts: Any, ctx: InferenceContext) -> list[Path]:
-        """Write an interpolation for ``medgen interpolate`` (``opts``: ``InterpolateOptions``)."""
-        raise NotImplementedError(f"family '{self.name}' does not support interpolation")
+    def sample(self, opts: SampleOptions, ctx: InferenceContext) -> Samples:
+        """``opts.num`` samples; sample ``i`` comes from seed ``opts.seed + i`` alone."""
+        raise NotImplementedError(f"family '{self.name}' does not sample")
+
+    def interpolate(self, opts: InterpolateOptions, ctx: InferenceContext) -> Samples:
+        """``opts.steps`` frames from the sample of ``opts.seed_a`` to that of ``opts.seed_b``."""
+        raise NotImplementedError(f"family '{self.name}' does not interpolate")
+
+    def recon(self, opts: ReconOptions, ctx: InferenceContext) -> Samples:
+        """The reconstruction of ``opts.input``."""
+        raise NotImplementedError(f"family '{self.name}' does not reconstruct")

@@ -7,7 +7,7 @@ channels (32, 64, 64), attention on the last two levels, head channels (0, 64, 6
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -85,6 +85,7 @@ class DiffusionConfig(FamilyConfig):
     scale_factor: float | None = Field(None, gt=0.0, description="Latent scale factor (default: 1/std of the first training batch's latents).")
     trainer: TrainerConfig = Field(default_factory=_trainer_defaults)
     data: LatentDataConfig = Field(default_factory=LatentDataConfig)
+    autoencoder: dict[str, Any] | None = Field(None, description="The autoencoder run's resolved config, copied in when training starts (with its weights in every checkpoint), so this run samples and resumes without the autoencoder run folder.")
     unet: UNetConfig = Field(default_factory=UNetConfig)
     noise: NoiseScheduleConfig = Field(default_factory=NoiseScheduleConfig)
     conditioning: ConditioningConfig = Field(default_factory=ConditioningConfig)

@@ -1,0 +1,231 @@
+"""The shared writers of ``medgen sample`` / ``interpolate`` / ``recon``: :class:`Samples` → files.
+
+Layout of an output folder ``OUT`` (the same for every family)::
+
+    OUT/sample_00000.nii.gz ...     the samples, in ONE format (nifti | npy | png | points)
+    OUT/manifest.json               [{"file", "seed", "label"}, ...] (label: class of a
+                                    conditional model, else null; frames add "t")
+    OUT/preview/grid.png            previews (grid.png, strip.png + interpolation.gif for 2D
+                                    frames, compare.png for reconstructions), never beside
+                                    the samples, so ``medgen eval fid OUT`` counts exactly N images
+
+Asking for several formats (``--format nifti,points``) writes one such folder per format,
+``OUT/nifti/`` and ``OUT/points/``, each with its own ``manifest.json``; previews stay in
+``OUT/preview/``. Nothing is replaced without ``overwrite``: every target is checked before the
+first file is written, and a folder that already holds a ``manifest.json`` is refused. With
+``overwrite``, files the old manifest listed and the new one does not are removed, so the folder
+again holds exactly the new samples.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from medgen_cli.errors import MedgenError
+from medgen_cli.families.inference import FORMAT_SUFFIXES, Samples
+from medgen_cli.io import atomic_path, check_writable
+
+MANIFEST = "manifest.json"
+PREVIEW_DIR = "preview"
+#: Most items shown in a preview grid (a bigger figure is unreadable; every sample is still written).
+PREVIEW_CAP = 64
+
+
+@dataclass
+class Written:
+    """What :func:`write_samples` wrote."""
+
+    folders: dict[str, Path]                      # format -> sample folder
+    files: list[Path] = field(default_factory=list)    # the samples (all formats)
+    previews: list[Path] = field(default_factory=list)
+    manifests: list[Path] = field(default_factory=list)
+
+
+def sample_folders(out: Path, formats: Sequence[str]) -> dict[str, Path]:
+    """``{format: folder}``: ``out`` itself for one format, ``out/<format>`` for several."""
+    return {formats[0]: out} if len(formats) == 1 else {f: out / f for f in formats}
+
+
+def _preview_names(samples: Samples) -> list[str]:
+    if samples.preview == "strip":
+        return ["strip.png"] + (["interpolation.gif"] if samples.spatial_dims == 2 else [])
+    return ["compare.png" if samples.preview == "compare" else "grid.png"]
+
+
+def _old_manifest(folder: Path) -> list[str]:
+    path = folder / MANIFEST
+    if not path.is_file():
+        return []
+    try:
+        return [str(e["file"]) for e in json.loads(path.read_text()) if isinstance(e, dict) and "file" in e]
+    except (ValueError, TypeError):
+        return []
+
+
+def check_folders(out: Path, formats: Sequence[str], overwrite: bool) -> dict[str, Path]:
+    """Refuse sample folders that already hold samples (a ``manifest.json``) unless ``overwrite``;
+    cheap, so callers run it before generating anything."""
+    folders = sample_folders(Path(out), formats)
+    for folder in folders.values():
+        if (folder / MANIFEST).exists() and not overwrite:
+            raise MedgenError(f"{folder} already holds samples ({MANIFEST})",
+                              "pass --overwrite to replace them, or choose another --out")
+    return folders
+
+
+def _plan(samples: Samples, out: Path, formats: Sequence[str], overwrite: bool) -> dict[str, Path]:
+    """Check every target before anything is written (and that the formats fit the arrays)."""
+    if "points" in formats and samples.spatial_dims != 3:
+        raise MedgenError("--format points needs 3D samples", "use png or npy for 2D images")
+    folders = check_folders(out, formats, overwrite)
+    for fmt, folder in folders.items():
+        for name in samples.names:
+            check_writable(folder / f"{name}{FORMAT_SUFFIXES[fmt]}", overwrite)
+    for name in _preview_names(samples):
+        check_writable(out / PREVIEW_DIR / name, overwrite)
+    return folders
+
+
+def _unit(arr: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
+    """Values mapped to [0, 1]: by the known range, else by the array's own min..max."""
+    lo, hi = value_range if value_range is not None else (float(arr.min()), float(arr.max()))
+    return np.clip((arr - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(arr)
+
+
+def _write_png(item: np.ndarray, path: Path, value_range: tuple[float, float] | None) -> None:
+    """A 2D image ``[C, H, W]`` as an 8-bit PNG (values outside the range clipped); a volume as
+    its three middle slices (one figure)."""
+    from medgen_cli.viz.slices import save_image_grid, save_slice_grid
+
+    if item.ndim == 3:  # [C, H, W]
+        save_image_grid(_unit(item, value_range or (0.0, 1.0))[None], path)
+    else:
+        save_slice_grid([item[0]], path)
+
+
+def _write_item(item: np.ndarray, path: Path, fmt: str, affine: np.ndarray, threshold: float,
+                value_range: tuple[float, float] | None, overwrite: bool) -> None:
+    from medgen_cli.io import save_nifti
+
+    arr = item[0] if item.shape[0] == 1 else item   # drop a single channel (NIfTI/npy hold [*spatial])
+    if fmt == "nifti":
+        save_nifti(arr, path, affine=affine, overwrite=overwrite)
+    elif fmt == "npy":
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(arr, dtype=np.float32))
+    elif fmt == "png":
+        _write_png(item, path, value_range)
+    else:
+        from medgen_cli.data.points import save_points, volume_to_points
+
+        pts, vals = volume_to_points(arr, affine, threshold, return_values=True)
+        save_points(pts, path, values=vals, overwrite=overwrite)
+
+
+def _write_manifest(folder: Path, entries: list[dict[str, Any]], overwrite: bool) -> Path:
+    """``manifest.json``; with ``overwrite``, files of the previous manifest not listed now are removed."""
+    path = folder / MANIFEST
+    keep = {e["file"] for e in entries}
+    for stale in _old_manifest(folder) if overwrite else []:
+        target = folder / stale
+        if stale not in keep and target.parent == folder and target.is_file():
+            target.unlink()
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(entries, indent=1) + "\n")
+    return path
+
+
+def write_samples(samples: Samples, out: str | Path, formats: Sequence[str], overwrite: bool = False,
+                  threshold: float = 0.5) -> Written:
+    """Write ``samples`` into ``out`` in the layout of the module docstring.
+
+    Args:
+        samples: what a family's ``sample``/``interpolate``/``recon`` returned.
+        out: the output folder.
+        formats: one or more of ``nifti``, ``npy``, ``png``, ``points``.
+        overwrite: replace existing outputs (and drop the stale files of an older manifest).
+        threshold: voxel threshold of ``points``.
+
+    Raises:
+        MedgenError: an output exists without ``overwrite``, or a format that does not fit.
+    """
+    out = Path(out)
+    folders = _plan(samples, out, list(formats), overwrite)
+    written = Written(folders=folders)
+    for fmt, folder in folders.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        entries = samples.manifest()
+        for item, name, entry in zip(samples.arrays, samples.names, entries):
+            path = folder / f"{name}{FORMAT_SUFFIXES[fmt]}"
+            _write_item(item, path, fmt, samples.affine, threshold, samples.value_range, overwrite)
+            entry["file"] = path.name
+            written.files.append(path)
+        written.manifests.append(_write_manifest(folder, entries, overwrite))
+    written.previews = write_previews(samples, out / PREVIEW_DIR)
+    return written
+
+
+def write_previews(samples: Samples, folder: Path) -> list[Path]:
+    """``grid.png`` (samples), ``strip.png`` (+ ``interpolation.gif`` in 2D) or ``compare.png``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = samples.arrays
+    if samples.preview == "strip":
+        return _strip(arrays, folder, samples.value_range)
+    if samples.preview == "compare" and samples.references is not None:
+        pairs = [v for pair in zip(samples.references, arrays) for v in pair][: 2 * PREVIEW_CAP]
+        titles = [t for name in samples.names for t in (f"{name}: input", f"{name}: output")][: len(pairs)]
+        return [_volume_grid(pairs, folder / "compare.png", titles)]
+    shown = arrays[:PREVIEW_CAP]
+    if samples.spatial_dims == 2:
+        from medgen_cli.viz.slices import save_image_grid
+
+        unit = np.stack([_unit(a, samples.value_range or (0.0, 1.0)) for a in shown])
+        return [save_image_grid(unit, folder / "grid.png")]
+    titles = [_title(s, lab) for s, lab in zip(samples.seeds, samples.labels)][: len(shown)]
+    return [_volume_grid(list(shown[:16]), folder / "grid.png", titles[:16])]
+
+
+def _title(seed: int | None, label: int | None) -> str:
+    parts = ([f"seed {seed}"] if seed is not None else []) + ([f"class {label}"] if label is not None else [])
+    return ", ".join(parts) or "sample"
+
+
+def _volume_grid(items: list[np.ndarray], path: Path, titles: list[str]) -> Path:
+    from medgen_cli.viz.slices import save_slice_grid
+
+    return save_slice_grid([np.asarray(v)[0] if np.asarray(v).shape[0] == 1 else np.asarray(v) for v in items],
+                           path, titles=titles)
+
+
+def _strip(frames: np.ndarray, folder: Path, value_range: tuple[float, float] | None) -> list[Path]:
+    """Frames side by side on one grey scale (volumes: the middle axial slice, upscaled so small
+    grids stay visible); 2D frames also as a looping GIF."""
+    from medgen_cli.viz.slices import save_image_grid
+
+    if frames.ndim == 5:  # [K, 1, X, Y, Z] → middle axial slices, first axis horizontal, origin lower left
+        tiles = frames[:, 0, :, :, frames.shape[-1] // 2].transpose(0, 2, 1)[:, ::-1]
+        tiles = _unit(tiles, value_range)
+        k = max(1, 128 // max(tiles.shape[1:]))
+        strip = save_image_grid(tiles.repeat(k, axis=1).repeat(k, axis=2), folder / "strip.png", ncols=len(tiles))
+        return [strip]
+    unit = _unit(frames, value_range or (0.0, 1.0))
+    paths = [save_image_grid(unit, folder / "strip.png", ncols=len(frames))]
+    paths.append(_gif(unit, folder / "interpolation.gif"))
+    return paths
+
+
+def _gif(frames: np.ndarray, path: Path, duration_ms: int = 120) -> Path:
+    """``[K, C, H, W]`` frames in [0, 1] as a looping GIF."""
+    from PIL import Image
+
+    u8 = (frames * 255 + 0.5).astype(np.uint8)
+    mode = "L" if u8.shape[1] == 1 else "RGB"
+    pil = [Image.fromarray(f[0] if mode == "L" else f.transpose(1, 2, 0), mode=mode) for f in u8]
+    with atomic_path(path, suffix=".gif") as tmp:
+        pil[0].save(tmp, format="GIF", save_all=True, append_images=pil[1:], duration=duration_ms, loop=0)
+    return path
