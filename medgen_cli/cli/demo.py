@@ -101,10 +101,9 @@ def _run_pipeline(out: Path, num_volumes: int, size: int, ae_steps: int, diffusi
 
     from medgen_cli.data.convert import ConvertOptions, run_convert
     from medgen_cli.data.synth import write_synth_h5
-    from medgen_cli.engine.inference import SampleOptions
+    from medgen_cli.engine.inference import infer_to_dir
     from medgen_cli.config.build import build_config
     from medgen_cli.engine.launch import train_from_config
-    from medgen_cli.engine.run_loading import load_run
     from medgen_cli.io import load_nifti
     from medgen_cli.viz.slices import save_slice_grid
 
@@ -125,12 +124,11 @@ def _run_pipeline(out: Path, num_volumes: int, size: int, ae_steps: int, diffusi
     df_run = train_from_config(build_config("diffusion", overrides=[
         f"output_dir={runs}", "name=diffusion", *_diffusion_overrides(ae_run, size, diffusion_steps, sample_steps, device)]))
     say("5/5 samples")
-    loaded = load_run(df_run, checkpoint="best", device=device)
     samples = out / "samples"
-    paths = loaded.sample_to_dir(SampleOptions(out=samples, num=num_samples, seed=0, batch_size=4, format="nifti",
-                                               scheduler="ddim", steps=sample_steps))
-    vols = [load_nifti(p)[0] for p in paths if p.name.endswith(".nii.gz")]
-    grid = save_slice_grid(vols, out / "samples_grid.png", titles=[f"class {i % max(loaded.family.num_classes, 1)}" for i in range(len(vols))])
+    result = infer_to_dir(df_run, "sample", {"num": num_samples, "seed": 0, "batch_size": 4, "format": "nifti",
+                                             "scheduler": "ddim", "steps": sample_steps}, samples, device=device)
+    vols = list(result.samples.volumes)
+    grid = save_slice_grid(vols, out / "samples_grid.png", titles=[f"class {lab}" for lab in result.samples.labels])
     return [
         ("synthetic H5", str(h5), "medgen data convert-h5 --help"),
         ("NIfTI volumes", f"{volumes}/{{train,val}} + manifest.json ({real_png.name})",

@@ -1,5 +1,5 @@
 """Helpers shared by the ``autoencoder`` and ``diffusion`` families: datasets (2D/3D), the
-output affine, slice images and writing generated volumes in the formats ``medgen sample`` offers."""
+output affine and slice images for TensorBoard (sample files: :mod:`medgen_cli.engine.outputs`)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,6 @@ from medgen_cli.errors import MedgenError
 
 if TYPE_CHECKING:
     from medgen_cli.families.autoencoder.config import ImageDataConfig
-
-OUTPUT_FORMATS = ("nifti", "npy", "png", "points")
-
 
 # ---- data -------------------------------------------------------------------------------------
 class _ImageItems(torch.utils.data.Dataset):
@@ -174,71 +171,3 @@ def slice_grid(volumes: Sequence[np.ndarray]) -> np.ndarray:
 def grid_tensor(volumes: Sequence[np.ndarray]) -> torch.Tensor:
     """:func:`slice_grid` as a ``[1, H, W]`` tensor for ``ctx.add_image``."""
     return torch.from_numpy(slice_grid(volumes))[None]
-
-
-def save_grid_png(volumes: Sequence[np.ndarray], path: Path, overwrite: bool, titles: Sequence[str] | None = None) -> Path:
-    """Middle slices (three planes in 3D) of each volume, one row each, via ``medgen viz``'s grid."""
-    from medgen_cli.io import check_writable
-    from medgen_cli.viz.slices import save_slice_grid
-
-    check_writable(path, overwrite)
-    return save_slice_grid([np.asarray(v) for v in volumes], path, titles=list(titles) if titles else None)
-
-
-def save_strip_png(volumes: Sequence[np.ndarray], path: Path, overwrite: bool) -> Path:
-    """The middle axial slice (the image in 2D) of each volume side by side, on one grey scale."""
-    from medgen_cli.io import check_writable
-    from medgen_cli.viz.slices import save_image_grid
-
-    check_writable(path, overwrite)
-    tiles = np.stack([v[:, :, v.shape[2] // 2] if v.ndim == 3 else v for v in map(np.asarray, volumes)]).astype(np.float32)
-    lo, hi = float(tiles.min()), float(tiles.max())
-    tiles = (tiles - lo) / (hi - lo) if hi > lo else np.zeros_like(tiles)
-    tiles = np.transpose(tiles, (0, 2, 1))[:, ::-1]  # first axis horizontal, origin lower left (as viz)
-    k = max(1, 128 // max(tiles.shape[1:]))  # nearest-neighbour upscaling so 16^3 frames are visible
-    tiles = tiles.repeat(k, axis=1).repeat(k, axis=2)
-    return save_image_grid(tiles, path, ncols=len(tiles))
-
-
-SUFFIXES = {"nifti": ".nii.gz", "npy": ".npy", "png": ".png", "points": ".ply"}
-
-
-def output_path(stem: Path, fmt: str) -> Path:
-    """``stem`` with the file suffix of output format ``fmt``."""
-    check_format(fmt)
-    return stem.with_name(stem.name + SUFFIXES[fmt])
-
-
-def check_outputs(paths: Sequence[Path], overwrite: bool) -> None:
-    """Refuse before any work is done when an output exists and ``overwrite`` is off."""
-    from medgen_cli.io import check_writable
-
-    for p in paths:
-        check_writable(p, overwrite)
-
-
-def write_volume(vol: np.ndarray, stem: Path, fmt: str, affine: np.ndarray, threshold: float,
-                 overwrite: bool) -> Path:
-    """Write one generated volume as ``stem.nii.gz`` / ``.npy`` / ``.png`` / ``.ply``."""
-    from medgen_cli.io import atomic_path, check_writable, save_nifti
-
-    path = output_path(stem, fmt)
-    if fmt == "nifti":
-        return save_nifti(vol, path, affine=affine, overwrite=overwrite)
-    if fmt == "npy":
-        check_writable(path, overwrite)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, np.asarray(vol, dtype=np.float32))
-        return path
-    if fmt == "png":
-        return save_grid_png([vol], path, overwrite)
-    from medgen_cli.data.points import save_points, volume_to_points
-
-    pts, vals = volume_to_points(vol, affine, threshold, return_values=True)
-    return save_points(pts, path, values=vals, overwrite=overwrite)
-
-
-def check_format(fmt: str, allowed: Sequence[str] = OUTPUT_FORMATS) -> None:
-    if fmt not in allowed:
-        raise MedgenError(f"--format {fmt!r} is not supported here", f"use one of {', '.join(allowed)}")

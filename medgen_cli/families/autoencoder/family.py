@@ -16,6 +16,11 @@ from medgen_cli.families.autoencoder.config import AutoencoderConfig
 from medgen_cli.families.base import Family
 
 
+from medgen_cli.families.inference import PointsThreshold, ReconOptions, Samples
+
+
+class AutoencoderReconOptions(PointsThreshold, ReconOptions):
+    """Reconstructing one volume (or 2D image) file: ``medgen sample AE_RUN --input FILE``."""
 def build_autoencoder(cfg: AutoencoderConfig) -> torch.nn.Module:
     """The MONAI ``AutoencoderKL`` described by ``cfg`` (also used by the diffusion family)."""
     from monai.networks.nets import AutoencoderKL
@@ -43,6 +48,7 @@ class AutoencoderFamily(Family):
     ema_modules = ("autoencoder",)
 
     def __init__(self, cfg: AutoencoderConfig) -> None:
+    recon_options = AutoencoderReconOptions
         super().__init__(cfg)
         self.cfg: AutoencoderConfig = cfg
         self.key_metric = cfg.val.key_metric
@@ -219,21 +225,11 @@ class AutoencoderFamily(Family):
             recon = self.reconstruct_tensor(ae, x[None].to(device))[0, 0].cpu().numpy()
         return x[0].numpy(), recon, affine
 
-    def reconstruct_array(self, ctx: Any, path: str | Path) -> np.ndarray:
-        """The reconstruction of one file at the model's size (for :mod:`medgen_cli.api`)."""
-        return self.reconstruct_file(path, ctx.eval_module("autoencoder"), ctx.device)[1]
-
-    def sample_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
-        """``medgen sample RUN --input VOLUME``: write the reconstruction (and an input/recon PNG)."""
-        if opts.input is None:
-            raise MedgenError("autoencoder runs reconstruct a given volume", "pass --input VOLUME (a .nii.gz or an image)")
-        out = Path(opts.out)
-        name = Path(opts.input).name.split(".")[0]
-        stem, compare = out / f"recon_{name}", out / f"recon_{name}_compare.png"
-        common.check_outputs([common.output_path(stem, opts.format), compare], opts.overwrite)
+    def recon(self, opts: AutoencoderReconOptions, ctx: Any) -> Samples:  # type: ignore[override]
+        """The reconstruction of ``opts.input`` at the model's size, with the input's affine
+        (adapted to that size); the input is kept for the comparison preview."""
         inp, recon, affine = self.reconstruct_file(opts.input, ctx.eval_module("autoencoder"), ctx.device)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = [common.write_volume(recon, stem, opts.format, affine, opts.threshold, opts.overwrite)]
-        if opts.format != "png":
-            paths.append(common.save_grid_png([inp, recon], compare, opts.overwrite, titles=["input", "recon"]))
-        return paths
+        name = Path(opts.input).name.split(".")[0]
+        return Samples(arrays=recon[None, None], names=[f"recon_{name}"], seeds=[None], labels=[None],
+                       affine=affine, preview="compare", references=inp[None, None],
+                       extra=[{"input": str(opts.input)}])

@@ -199,7 +199,3 @@ class DIFGaussianFamily(Family):
         geo = state.get("geometry")
         if geo is not None:
             self.geometry = CBCTGeometry(**geo)
-
-    def sample_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
-        raise MedgenError("dif-gaussian reconstructs; it does not sample",
-                          "use `medgen recon RUN --input CASE.h5 --out recon.nii.gz`")

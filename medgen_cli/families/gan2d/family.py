@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -23,6 +23,8 @@ from medgen_cli.families.gan2d.fid_tracking import FIDState
 class GAN2DFamily(Family):
     """Shared behaviour of ``sagan`` and ``stylegan2`` (see the module docstring)."""
 
+from medgen_cli.families.gan2d.outputs import GAN2DInterpolateOptions, GAN2DSampleOptions
+from medgen_cli.families.inference import Samples, frame_samples, seeded_samples
     ema_modules = ("generator",)
     key_metric = "val/fid"
     key_mode = "min"
@@ -31,6 +33,8 @@ class GAN2DFamily(Family):
         super().__init__(cfg)
         self.augment = Augmenter(cfg.augment)
         self.fid = FIDState(cfg.fid)
+    sample_options: ClassVar[type[GAN2DSampleOptions]] = GAN2DSampleOptions
+    interpolate_options: ClassVar[type[GAN2DInterpolateOptions]] = GAN2DInterpolateOptions
         self.device = torch.device("cpu")
 
     # ---- subclass hooks ------------------------------------------------------------------------
@@ -43,7 +47,7 @@ class GAN2DFamily(Family):
         raise NotImplementedError
 
     def interpolate_images(self, generator: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tensor,
-                           opts: Any) -> torch.Tensor:
+                           opts: GAN2DInterpolateOptions) -> torch.Tensor:
         """``opts.steps`` frames ``[K, C, H, W]`` in [-1, 1] between the latents ``z_a`` and ``z_b``
         ([1, D]), endpoints included."""
         raise NotImplementedError
@@ -64,6 +68,10 @@ class GAN2DFamily(Family):
 
     def train_dataset(self) -> Any:
         return self._dataset(self.cfg.data.flip)
+
+    def sample_truncation(self, opts: GAN2DSampleOptions) -> float:
+        """The truncation ``opts`` asks for (only StyleGAN2's options have one)."""
+        return 1.0
 
     def _real_images(self) -> torch.Tensor:
         """Up to ``fid.num_real`` training images (evenly spaced, unflipped) for the FID reference."""
@@ -149,26 +157,19 @@ class GAN2DFamily(Family):
         self.fid.load_state_dict(state.get("fid", {}))
 
     # ---- inference -----------------------------------------------------------------------------------
-    def sample_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
-        """``grid.png``, one PNG per sample and ``samples.npy``; sample ``i`` comes from seed
-        ``opts.seed + i``, so the same seed always gives the same image."""
-        outputs.reject_unsupported(opts, self.name, allow_truncation=self.name == "stylegan2")
+    def sample(self, opts: GAN2DSampleOptions, ctx: Any) -> Samples:  # type: ignore[override]
+        """Images ``[N, C, H, W]`` in [0, 1]; sample ``i`` comes from seed ``opts.seed + i``."""
         gen = ctx.eval_module("generator")
         z_all = outputs.seed_latents(opts.seed, opts.num, self.latent_dim)
         chunks = []
         for z in ctx.track(iter(z_all.split(opts.batch_size)), -(-opts.num // opts.batch_size), "sampling"):
-            chunks.append(outputs.to_unit(self.generate(gen, z.to(ctx.device), opts.truncation)).cpu())
-        images = torch.cat(chunks).numpy()
-        return outputs.write_samples(images, Path(opts.out), overwrite=opts.overwrite)
+            chunks.append(outputs.to_unit(self.generate(gen, z.to(ctx.device), trunc)).cpu())
+        return seeded_samples(torch.cat(chunks).numpy(), opts.seed, value_range=(0.0, 1.0))
 
-    def interpolate_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
-        """Frames between the latents of ``seed_a`` and ``seed_b``: ``strip.png``,
-        ``interpolation.gif``, per-frame PNGs and ``frames.npy``."""
-        outputs.reject_unsupported(opts, self.name, allow_truncation=self.name == "stylegan2")
-        if opts.steps < 2:
-            raise MedgenError("--steps must be at least 2 (both endpoints)")
+    def interpolate(self, opts: GAN2DInterpolateOptions, ctx: Any) -> Samples:  # type: ignore[override]
+        """Frames between the latents of ``seed_a`` and ``seed_b`` (the subclass picks the path)."""
         z_a = outputs.seed_latents(opts.seed_a, 1, self.latent_dim).to(ctx.device)
         z_b = outputs.seed_latents(opts.seed_b, 1, self.latent_dim).to(ctx.device)
         frames = self.interpolate_images(ctx.eval_module("generator"), z_a, z_b, opts)
-        return outputs.write_interpolation(outputs.to_unit(frames).cpu().numpy(), Path(opts.out),
-                                           overwrite=opts.overwrite)
+        return frame_samples(outputs.to_unit(frames).cpu().numpy(), value_range=(0.0, 1.0))
+        trunc = self.sample_truncation(opts)

@@ -12,6 +12,7 @@ from medgen_cli.families.gan2d import losses
 from medgen_cli.families.gan2d.family import GAN2DFamily
 from medgen_cli.families.sagan.config import SAGANConfig
 from medgen_cli.families.sagan.networks import Discriminator, Generator
+from medgen_cli.families.gan2d.outputs import GAN2DInterpolateOptions
 
 
 class SAGANFamily(GAN2DFamily):
@@ -87,7 +88,7 @@ class SAGANFamily(GAN2DFamily):
         return generator(z)
 
     def interpolate_images(self, generator: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tensor,
-                           opts: Any) -> torch.Tensor:
+                           opts: GAN2DInterpolateOptions) -> torch.Tensor:
         """Slerp (default) or lerp in z: Gaussian latents live near a sphere, so slerp keeps every
         frame at a typical norm."""
         zs = interpolation_path(z_a[0], z_b[0], opts.steps, opts.method)

@@ -19,6 +19,7 @@ import torch
 from medgen_cli.families.base import Family
 from medgen_cli.families.sparse_gan import sampling
 from medgen_cli.families.sparse_gan.config import SparseGANConfig
+from medgen_cli.families.inference import Samples
 from medgen_cli.families.sparse_gan.losses import d_loss, g_loss, gradient_penalty
 from medgen_cli.families.sparse_gan.networks import SparseDiscriminator, SparseGenerator
 from medgen_cli.sparse import resolve_backend_name
@@ -160,8 +161,9 @@ class SparseGANFamily(Family):
         fake = gen(z)
         return {"fake_voxels": fake.num_voxels / 2, "fake_mean_value": float(fake.feats.mean())}
 
-    def log_images(self, ctx: Any) -> None:
-        vol = sampling.generate_volumes(self, ctx.eval_module("generator"), 1, seed=0, device=ctx.device)[0]
+    def log_images(self, ctx: TrainContext) -> None:
+        vol = sampling.generate_volumes(self, ctx.eval_module("generator"), sampling.latents(0, 1, self.cfg.generator.latent_dim),
+                                        ctx.device)[0]
         ctx.add_image("samples/mip", torch.from_numpy(vol.max(axis=0))[None])
 
     # ---- state ------------------------------------------------------------------------------
@@ -173,8 +175,11 @@ class SparseGANFamily(Family):
         self.last_g_loss = float(state.get("last_g_loss", math.nan))
 
     # ---- inference --------------------------------------------------------------------------
-    def sample_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
-        return sampling.sample_to_dir(self, opts, ctx)
+    sample_options = sampling.SparseGANSampleOptions
+    interpolate_options = sampling.SparseGANInterpolateOptions
 
-    def interpolate_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
-        return sampling.interpolate_to_dir(self, opts, ctx)
+    def sample(self, opts: sampling.SparseGANSampleOptions, ctx: Any) -> Samples:  # type: ignore[override]
+        return sampling.sample(self, opts, ctx)
+
+    def interpolate(self, opts: sampling.SparseGANInterpolateOptions, ctx: Any) -> Samples:  # type: ignore[override]
+        return sampling.interpolate(self, opts, ctx)

@@ -12,6 +12,7 @@ from medgen_cli.families.gan2d import losses
 from medgen_cli.families.gan2d.family import GAN2DFamily
 from medgen_cli.families.stylegan2.config import StyleGAN2Config
 from medgen_cli.families.stylegan2.networks import Discriminator, Generator
+from medgen_cli.families.gan2d.outputs import StyleGAN2InterpolateOptions, StyleGAN2SampleOptions
 
 
 class StyleGAN2Family(GAN2DFamily):
@@ -20,6 +21,8 @@ class StyleGAN2Family(GAN2DFamily):
     name = "stylegan2"
 
     def __init__(self, cfg: StyleGAN2Config) -> None:
+    sample_options = StyleGAN2SampleOptions
+    interpolate_options = StyleGAN2InterpolateOptions
         super().__init__(cfg)
         self.pl_mean = 0.0
         # Last values of the lazy regularizers, reported on every step (not only when computed)
@@ -153,8 +156,11 @@ class StyleGAN2Family(GAN2DFamily):
     def generate(self, generator: torch.nn.Module, z: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
         return generator(z, truncation=truncation, noise_mode="const")
 
+    def sample_truncation(self, opts: StyleGAN2SampleOptions) -> float:  # type: ignore[override]
+        return opts.truncation
+
     def interpolate_images(self, generator: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tensor,
-                           opts: Any) -> torch.Tensor:
+                           opts: StyleGAN2InterpolateOptions) -> torch.Tensor:  # type: ignore[override]
         """Linear interpolation in W (after truncation): W is not Gaussian, and StyleGAN's
         perceptual path length shows it is the space where straight lines look smooth."""
         w_a = generator.mapping(z_a, opts.truncation)[0]
