@@ -165,6 +165,7 @@ def test_several_formats_get_a_folder_each_and_overwrite_drops_stale_files(runs:
     code, text = cli("sample", runs["sparse-gan"], "--num", "2", "--format", "nifti,points", "--threshold", "0",
                      "--out", out, "--device", "cpu")
     assert code == 0, text
+    assert "latest.pt" in text  # sparse-gan keeps no best.pt: the checkpoint used is named
     assert sorted(p.name for p in out.iterdir()) == ["nifti", "points", "preview"]
     assert sorted(p.name for p in (out / "points").iterdir()) == ["manifest.json", "sample_00000.ply", "sample_00001.ply"]
     assert len(load_points(out / "points" / "sample_00000.ply")) > 0
