@@ -55,9 +55,11 @@ def atomic_path(target: str | Path, suffix: str | None = None, fsync: bool = Tru
         os.replace(tmp, target)
         if fsync:
             fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(target)  # write() errors (a full disk) carry no name: say which output
         raise
 
 

@@ -63,12 +63,29 @@ def convert_h5(
         spacing=parse_triple(spacing, "--spacing"), val_fraction=val_fraction, seed=seed, strict=strict,
         workers=workers, resume=resume, overwrite=overwrite,
     )
-    summary = run_convert(opts, progress=True)
+    try:
+        summary = run_convert(opts, progress=True)
+    except KeyboardInterrupt:
+        _print_resume_hint(out)
+        raise SystemExit(130) from None
     Console().print(summary_table(summary))
     if summary.skipped_samples:
         shown = "; ".join(f"{Path(s['source']).name}[{s['index']}]: {s['reason']}" for s in summary.skipped_samples[:10])
         more = f" (+{len(summary.skipped_samples) - 10} more)" if len(summary.skipped_samples) > 10 else ""
         Console(stderr=True).print(f"[yellow]skipped {len(summary.skipped_samples)} cloud(s):[/] {shown}{more}")
+
+
+def _print_resume_hint(out: Path) -> None:
+    """After Ctrl-C: finished volumes are kept; the same command with --resume completes the rest."""
+    import shlex
+    import sys
+
+    from rich.console import Console
+
+    args = [a for a in sys.argv[1:] if a not in ("--overwrite", "--resume")]
+    cmd = " ".join(["medgen", *map(shlex.quote, args), "--resume"])
+    Console(stderr=True).print(f"[yellow]interrupted; the volumes finished so far are kept in {out}.[/] "
+                               f"Resume with: {cmd}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("inspect")
@@ -106,7 +123,7 @@ def inspect(
     console.print(table)
     console.print(f"[bold]convert-h5 would read:[/] {plan}")
     if layout is not None:
-        labels = ", labels into manifest.json" if layout.label_key or layout.kind == "groups" else ""
+        labels = ", labels into manifest.json" if layout.label_key else ""
         console.print(f"[bold]with the defaults it would write:[/] {layout.n} float32 .nii.gz volume(s) of 64³, "
                       f"occupancy, each cloud fitted into the grid with a 5% margin, ~10% to val/{labels}")
     if stats:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import shutil
 import sys
 import time
@@ -33,10 +34,10 @@ import numpy as np
 
 from medgen_cli.data import h5io
 from medgen_cli.data.convert_report import progress_bar
-from medgen_cli.data.convert_worker import convert_chunk
+from medgen_cli.data.convert_worker import convert_chunk, init_worker
 from medgen_cli.data.voxelize import METHODS, NORMALIZATIONS, DegenerateBounds, Grid, fit_grid, identity_grid
 from medgen_cli.errors import MedgenError
-from medgen_cli.io import atomic_path
+from medgen_cli.io import atomic_path, disk_full_error, is_disk_full
 
 PROGRESS = ".progress.jsonl"
 OPTIONS_FILE = "convert.json"
@@ -180,6 +181,9 @@ def _open_sources(opts: ConvertOptions) -> list[_Source]:
     for p in opts.inputs:
         with h5io.open_h5(p) as f:
             layout = h5io.detect_layout(f, opts.key, opts.label_key)
+        if layout.n == 0:
+            raise MedgenError(f"{p} holds no samples ('{layout.key or '/'}' has 0 clouds)",
+                              "check the file (medgen data inspect) or drop it from the inputs")
         if opts.weights and layout.channels == 3 and layout.values_key is None:
             raise MedgenError(f"--weights: {p} has no per-point values", "drop --weights or add a value column")
         stem = Path(p).name.split(".")[0] or "cloud"
@@ -298,7 +302,8 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, on_done: Callable[[dict[
         for job in jobs:
             on_done(job, convert_chunk(job))
         return
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=_pool_context()) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=_pool_context(),
+                             initializer=init_worker, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(convert_chunk, job): job for job in jobs}
         try:
             for fut in as_completed(futures):
@@ -356,7 +361,10 @@ def run_convert(opts: ConvertOptions, progress: bool = False) -> ConvertSummary:
         with atomic_path(out / "manifest.json") as tmp:  # one record per line: readable and diffable
             tmp.write_text("[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n")
         (out / PROGRESS).unlink(missing_ok=True)
-    except Exception:  # not KeyboardInterrupt: an interrupted run stays resumable
+    except Exception as exc:  # not KeyboardInterrupt: an interrupted run stays resumable
+        if is_disk_full(exc):  # finished volumes and their records stay: --resume completes the rest
+            raise disk_full_error(exc, out, "then run the same command again with --resume "
+                                            "(finished volumes are kept)") from exc
         if not opts.resume:
             _remove_partial(out, created)
         raise

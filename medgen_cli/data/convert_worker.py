@@ -48,6 +48,31 @@ def _record(rel: str, split: str, source: str, c: h5io.Cloud, pts: np.ndarray, d
     }
 
 
+def init_worker(parent_pid: int) -> None:
+    """Pool initializer: die with the parent, and leave Ctrl-C to it.
+
+    On Linux the kernel sends SIGKILL to this worker when its parent dies (``PR_SET_PDEATHSIG``),
+    so a ``kill -9`` of convert-h5 leaves no orphaned workers behind. SIGINT reaches the whole
+    process group on Ctrl-C; only the parent reacts (it stops handing out work and says how to
+    resume), the workers finish their chunk instead of printing tracebacks.
+    """
+    import os
+    import signal
+    import sys
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the worker still ends when the pool closes
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def convert_chunk(job: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, int], list[dict[str, Any]]]:
     """Worker: read clouds ``start..stop`` of one source, voxelize the ones to do, write them."""
     from medgen_cli.data.fastnifti import write_nifti_gz

@@ -57,9 +57,10 @@ class H5Layout:
 
     def describe(self) -> str:
         """One line saying what convert-h5 will read."""
-        extra = f", labels from '{self.label_key}'" if self.label_key else ", no labels"
+        each = " of each sample" if self.kind == "groups" else ""
+        extra = f", labels from '{self.label_key}'{each}" if self.label_key else ", no labels"
         feats = f", {self.channels - 3} per-point value column(s)" if self.channels > 3 else ""
-        vals = f", values from '{self.values_key}'" if self.values_key else ""
+        vals = f", values from '{self.values_key}'{each}" if self.values_key else ""
         how = {"fixed": f"fixed-size array '{self.key}'", "groups": f"one sub-group per sample under '{self.key or '/'}'",
                "concat": f"concatenated array '{self.key}' split by '{self.lengths_key or self.offsets_key}'",
                "single": f"a single cloud '{self.key}'"}[self.kind]
@@ -160,7 +161,11 @@ def _layout_for_key(f: Any, key: str, label_key: str | None) -> H5Layout:
                 raise MedgenError(f"'{key}/{m}' holds no [P, 3] 'points' dataset", "a groups layout needs one sub-group with 'points' per sample")
         first = obj[members[0]]
         channels = _check_channels(first["points"] if isinstance(first, h5py.Group) else first, f"{key}/{members[0]}")
-        return H5Layout("groups", key, len(members), channels, members=members)
+        subs = [obj[m] for m in members]
+        # Per-sample 'values' datasets and 'label' attributes/datasets count when every sample has them.
+        values = "values" if all(isinstance(g, h5py.Group) and "values" in g for g in subs) else None
+        labels = "label" if all("label" in g.attrs or (isinstance(g, h5py.Group) and "label" in g) for g in subs) else None
+        return H5Layout("groups", key, len(members), channels, label_key=labels, values_key=values, members=members)
     if obj.ndim == 3:
         channels = _check_channels(obj, key)
         return H5Layout("fixed", key, int(obj.shape[0]), channels, label_key=_label_key(f, key, int(obj.shape[0]), label_key))

@@ -90,9 +90,7 @@ def _unreadable_reason(exc: BaseException) -> str:
     text = str(exc)
     if "Unsupported global" in text or "Unsupported class" in text:
         return "it holds Python objects a weights-only load refuses (not a medgen checkpoint)"
-    if isinstance(exc, EOFError) or any(k in text for k in ("zip archive", "central directory", "Unsupported operand")):
-        return "the file is truncated or corrupt"
-    return f"the file is truncated, corrupt or not a checkpoint ({type(exc).__name__})"
+    return f"the file is truncated or corrupt ({type(exc).__name__})"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

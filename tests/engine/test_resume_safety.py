@@ -1,0 +1,166 @@
+"""Resume safety (issue 12, items 1-3): the newest readable checkpoint, one-line fallbacks,
+``--resume FILE.pt``, and a run directory locked against a second process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from medgen_cli.config.build import build_config
+from medgen_cli.engine import checkpoint as ckpt_io
+from medgen_cli.engine.launch import resume_config, train_from_config
+from medgen_cli.engine.rundir import run_lock
+from medgen_cli.errors import MedgenError
+
+REPO = Path(__file__).resolve().parents[2]
+COMMON = ["trainer.ckpt_every=4", "trainer.keep_last=5", "model.dropout=0.1"]
+
+
+def _train(tmp_path: Path, name: str, steps: int) -> Path:
+    cfg = build_config("toy", overrides=[f"output_dir={tmp_path / 'runs'}", f"name={name}",
+                                         f"trainer.max_steps={steps}", *COMMON])
+    run = train_from_config(cfg)
+    assert run is not None
+    return run
+
+
+def _resume(run: Path | str, steps: int) -> None:
+    root, _ = ckpt_io.split_checkpoint_path(run)
+    cfg, _ = resume_config(root, "toy", None, [f"trainer.max_steps={steps}"])
+    train_from_config(cfg, resume=run)
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["modules"]["net"]
+
+
+def _same(a: Path, b: Path) -> bool:
+    wa, wb = _weights(a), _weights(b)
+    return all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def _replace_with(path: Path, data: bytes) -> None:
+    # latest.pt is a hard link of the newest step_N.pt: a new inode, as a bad copy would make.
+    path.unlink()
+    path.write_bytes(data)
+
+
+def test_missing_latest_resumes_from_newest_step_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    straight = _train(tmp_path, "straight", 16)
+    run = _train(tmp_path, "cut", 12)
+    (run / "checkpoints" / "latest.pt").unlink()
+    step4 = (run / "checkpoints" / "step_4.pt").read_bytes()
+    capsys.readouterr()
+    _resume(run, 16)
+    err = capsys.readouterr().err
+    assert "from checkpoints/step_12.pt (step 12)" in err
+    assert _same(run, straight)  # continued at 12, did not restart at 0
+    assert (run / "checkpoints" / "step_4.pt").read_bytes() == step4  # nothing overwritten
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_latest_falls_back_with_one_line(damage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    straight = _train(tmp_path, "straight", 16)
+    run = _train(tmp_path, "bad", 12)
+    latest = run / "checkpoints" / "latest.pt"
+    data = latest.read_bytes()
+    _replace_with(latest, data[: len(data) // 2] if damage == "truncated" else b"garbage\n" * 20)
+    capsys.readouterr()
+    _resume(run, 16)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "latest.pt" in line]
+    assert len(lines) == 1 and "skipped unreadable checkpoint latest.pt" in lines[0], err
+    assert "truncated or corrupt" in lines[0]
+    assert "weights_only" not in err and "Weights only" not in err
+    assert "from checkpoints/step_12.pt (step 12)" in err
+    assert _same(run, straight)
+
+
+def test_unreadable_checkpoint_error_is_one_line_without_pytorch_advice(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage\n" * 20)
+    with pytest.raises(MedgenError) as info:
+        ckpt_io.load_checkpoint(bad)
+    text = str(info.value)
+    assert str(bad) in text and "\n" not in text and "weights_only" not in text
+    # A pickle of foreign objects is refused by the weights-only reader, in our words.
+    import pickle
+
+    (tmp_path / "obj.pt").write_bytes(pickle.dumps(Path("x"), protocol=2))  # torch.save's protocol
+    with pytest.raises(MedgenError, match="refuses"):
+        ckpt_io.load_checkpoint(tmp_path / "obj.pt")
+
+
+def test_run_with_only_unreadable_checkpoints_is_not_restarted(tmp_path: Path) -> None:
+    run = _train(tmp_path, "dead", 8)
+    for p in (run / "checkpoints").glob("*.pt"):
+        _replace_with(p, b"\x00" * 10)
+    with pytest.raises(MedgenError, match="no readable checkpoint") as info:
+        _resume(run, 12)
+    assert "latest.pt" in str(info.value) and "step_8.pt" in str(info.value)
+    assert all(p.read_bytes() == b"\x00" * 10 for p in (run / "checkpoints").glob("*.pt"))
+
+
+def test_best_is_the_last_resort(tmp_path: Path) -> None:
+    run = _train(tmp_path, "bestonly", 8)
+    order = [p.name for p in ckpt_io.candidates(run / "checkpoints", "resume")]
+    assert order == ["latest.pt", "step_8.pt", "step_4.pt", "best.pt"]
+    assert [p.name for p in ckpt_io.candidates(run / "checkpoints", "best")][0] == "best.pt"
+
+
+def test_resume_accepts_a_checkpoint_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    straight = _train(tmp_path, "straight", 12)
+    run = _train(tmp_path, "branch", 12)
+    capsys.readouterr()
+    _resume(run / "checkpoints" / "step_4.pt", 12)  # redo steps 5..12 from step 4
+    assert "from checkpoints/step_4.pt (step 4)" in capsys.readouterr().err
+    assert _same(run, straight)
+
+
+def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    code = ("import sys, time; from medgen_cli.engine.rundir import run_lock\n"
+            "with run_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        with pytest.raises(MedgenError, match=f"in use by another medgen process \\(pid {proc.pid}\\)"):
+            with run_lock(run):
+                pass
+    finally:
+        proc.kill()  # SIGKILL: the OS drops the lock with the process
+        proc.wait()
+    with run_lock(run):
+        with run_lock(run):  # nested in one process: fine
+            pass
+
+
+@pytest.mark.slow  # three CLI processes (~40 s on a loaded machine); the lock itself is tested above
+def test_second_process_on_a_training_run_is_refused(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    out = tmp_path / "runs"
+    args = [sys.executable, "-m", "medgen_cli", "train", "toy", "--set", "data.sleep=0.05", "--set",
+            "trainer.ckpt_every=2", "--set", "trainer.max_steps=100000", "--output-dir", str(out), "--name", "busy"]
+    proc = subprocess.Popen(args, cwd=REPO, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = out / "toy" / "busy"
+    try:
+        t = time.time()
+        while not (run / "checkpoints" / "latest.pt").is_file():
+            assert proc.poll() is None and time.time() - t < 120, proc.communicate()
+            time.sleep(0.1)
+        r = subprocess.run([sys.executable, "-m", "medgen_cli", "train", "toy", "--resume", str(run)], cwd=REPO,
+                           env=subprocess_env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, r.stderr
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "in use by another medgen process" in lines[0], r.stderr
+    finally:
+        proc.kill()
+        proc.wait()
+    # kill -9 left no stale lock: resuming works at once.
+    r = subprocess.run([sys.executable, "-m", "medgen_cli", "train", "toy", "--resume", str(run), "--set",
+                        "trainer.max_steps=2"], cwd=REPO, env=subprocess_env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "in use" not in r.stderr, r.stderr
