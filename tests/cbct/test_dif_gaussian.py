@@ -10,22 +10,15 @@ import pytest
 import torch
 import yaml
 
-from medgen_cli.config import dump_config
 from medgen_cli.data import cbct
 from medgen_cli.data.geometry import CBCTGeometry
-from medgen_cli.families.dif_gaussian.config import DIFGaussianConfig, DIFGaussianModel
+from medgen_cli.families.dif_gaussian.config import DIFGaussianModel
 from medgen_cli.families.dif_gaussian.model import DIFGaussianNet, quaternion_to_matrix
 from medgen_cli.metrics.recon import psnr
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_MODEL = DIFGaussianModel(encoder_channels=[4, 8], view_feature_dim=4, grid_size=3, gaussian_feature_dim=5,
-                              head_hidden=8, decoder_channels=[8, 1])
-
-
-def test_default_yaml_matches_the_model_defaults() -> None:
-    assert (REPO / "configs" / "dif_gaussian.yaml").read_text() == dump_config(DIFGaussianConfig())
-    tiny = yaml.safe_load((REPO / "configs" / "tiny" / "dif_gaussian.yaml").read_text())
-    DIFGaussianConfig(**tiny)  # the preset validates
+                              head_hidden=8, decoder_channels=[8, 1], fdk_channels=[], carve_threshold=0.0)
 
 
 def test_quaternion_matches_scipy() -> None:
@@ -113,3 +106,27 @@ def test_training_lowers_the_loss_and_beats_fdk(trained_run: Path, cbct_data: Pa
     ours, fdk = psnr(recon, case.volume), psnr(cbct.classical_recon(case, 10, "fdk"), case.volume)
     print(f"dif-gaussian {ours:.2f} dB vs FDK {fdk:.2f} dB at 10 views")
     assert ours > fdk + 0.5
+
+
+def test_visual_hull_carves_air_and_fdk_features_are_sampled_at_voxel_centres() -> None:
+    """Points whose ray misses the object in some view are exactly 0; the FDK volume is read at
+    voxel centres (the points the trainer and reconstruct use)."""
+    from medgen_cli.families.dif_gaussian.family import normalized_grid
+    from medgen_cli.families.dif_gaussian.model import fdk_volumes, sample_volume
+
+    torch.manual_seed(0)
+    geo = CBCTGeometry().scaled(8)
+    vol = np.zeros((8, 8, 8), np.float32)
+    vol[3:5, 3:5, 3:5] = 0.8                                            # a small central cube
+    ang = torch.tensor(geo.angles()[[0, 12, 25, 37]], dtype=torch.float32)
+    raw = torch.as_tensor(cbct.simulate(vol, geo, ang.numpy()))[None]
+    fdk = fdk_volumes(raw, ang[None], geo)
+    pts = normalized_grid(8)[None]
+    np.testing.assert_allclose(sample_volume(fdk, pts)[0, :, 0].numpy(), fdk[0, 0].reshape(-1).numpy(), atol=1e-5)
+    model = TINY_MODEL.model_copy(update={"fdk_channels": [4, 8], "fdk_features": 3, "carve_threshold": 1e-3})
+    net = DIFGaussianNet(model)
+    with torch.no_grad():
+        out = net(raw / geo.extent, ang[None], pts, geo, fdk)[0].reshape(8, 8, 8)
+    assert out[0, 0, 0] == 0 and out[7, 0, 7] == 0                      # corners: outside the hull
+    assert (out[3:5, 3:5, 3:5] > 0).all()                                # the object: sigmoid > 0
+    assert (out == 0).float().mean() > 0.5

@@ -51,6 +51,16 @@ class DIFGaussianModel(StrictModel):
         description="Point decoder 1x1-conv widths; the input is re-concatenated before each layer.")
     projection_scale: float | None = Field(
         None, description="Divide projections by this before the encoder (default: the volume extent in mm).")
+    fdk_channels: list[int] = Field(
+        default_factory=lambda: [16, 32, 64],
+        description="A MONAI 3D UNet over the FDK reconstruction from the same views; its features (and the FDK "
+                    "value) at each point join the decoder input. [] = off (the paper's model).")
+    fdk_features: int = Field(16, ge=1, description="Channels of that UNet's output feature volume.")
+    carve_threshold: float = Field(
+        1e-3, ge=0.0, description="Points whose ray in some view has a normalised line integral below this are "
+                                  "air (visual hull): predicted 0. 0 = off.")
+    output: Literal["linear", "sigmoid"] = Field(
+        "sigmoid", description="Decoder output: sigmoid keeps values in (0, 1); linear (the paper's) is clamped only at inference.")
 
 
 class DIFGaussianOptim(StrictModel):

@@ -11,10 +11,11 @@ from torch.utils.data import Dataset
 
 from medgen_cli.data.cbct import CBCTCase, list_cases, read_case, view_indices
 from medgen_cli.data.geometry import CBCTGeometry
+from medgen_cli.engine.context import TrainContext
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.base import Family
 from medgen_cli.families.dif_gaussian.config import DIFGaussianConfig
-from medgen_cli.families.dif_gaussian.model import DIFGaussianNet
+from medgen_cli.families.dif_gaussian.model import DIFGaussianNet, fdk_volumes
 from medgen_cli.metrics.recon import psnr
 
 
@@ -69,7 +70,6 @@ class DIFGaussianFamily(Family):
         self.cfg: DIFGaussianConfig = cfg
         self.geometry: CBCTGeometry | None = None
         self.run_dir: Path | None = None
-        self.flags: dict[str, Any] = {}
 
     # ---- building ---------------------------------------------------------------------------
     def build(self, device: torch.device) -> None:
@@ -106,6 +106,13 @@ class DIFGaussianFamily(Family):
         assert self.geometry is not None
         return self.cfg.model.projection_scale or self.geometry.extent
 
+    def _fdk(self, projections: torch.Tensor, angles: torch.Tensor) -> torch.Tensor | None:
+        """FDK of raw projections ``(B, V, U, W)`` when the model uses it (else ``None``)."""
+        if not self.cfg.model.fdk_channels:
+            return None
+        assert self.geometry is not None
+        return fdk_volumes(projections, angles, self.geometry)
+
     def _pick_views(self, total: int, num: int, device: torch.device) -> torch.Tensor:
         if self.cfg.data.view_sampling == "random":
             return torch.randperm(total, device="cpu")[:num].sort().values.to(device)
@@ -113,7 +120,7 @@ class DIFGaussianFamily(Family):
         return torch.tensor(even_view_indices(total, num, start), device=device)
 
     # ---- training ---------------------------------------------------------------------------
-    def train_step(self, batch: dict[str, torch.Tensor], ctx: Any) -> dict[str, float]:
+    def train_step(self, batch: dict[str, torch.Tensor], ctx: TrainContext) -> dict[str, float]:
         assert self.geometry is not None
         vol, proj, ang = batch["volume"], batch["projections"], batch["angles"]
         b, total, n = vol.shape[0], proj.shape[1], vol.shape[-1]
@@ -126,14 +133,15 @@ class DIFGaussianFamily(Family):
         flat = torch.randint(n**3, (b, p), device=vol.device)                                 # voxel ids
         target = torch.gather(vol.reshape(b, -1), 1, flat)
         points = normalized_grid(n, vol.device)[flat]                                          # (B, P, 3)
+        fdk = self._fdk(sel_proj, sel_ang)
         with ctx.autocast():
-            pred = ctx.net("model")(sel_proj / self._scale(), sel_ang, points, self.geometry)
+            pred = ctx.net("model")(sel_proj / self._scale(), sel_ang, points, self.geometry, fdk)
         loss = torch.nn.functional.mse_loss(pred.float(), target)
         ctx.backward(loss, "model")
         grad_norm = ctx.step("model")
-        return {"loss": float(loss.detach()), "grad_norm": grad_norm, "views": float(num)}
+        return {"loss": float(loss.detach()), "grad_norm": grad_norm, "stats/views": float(num)}
 
-    def validate(self, batches: Iterable[Any], ctx: Any) -> dict[str, float]:
+    def validate(self, batches: Iterable[Any], ctx: TrainContext) -> dict[str, float]:
         net = ctx.eval_module("model")
         num = max(self.cfg.data.num_views)
         scores = []
@@ -170,7 +178,7 @@ class DIFGaussianFamily(Family):
         idx = view_indices(projections.shape[0], num_views)  # the same views the baselines use
         proj = projections[idx].to(dev).float()[None] / self._scale()
         ang = angles[idx].to(dev).float()[None]
-        enc = net.encode(proj, ang, self.geometry)
+        enc = net.encode(proj, ang, self.geometry, self._fdk(proj * self._scale(), ang))
         pts = normalized_grid(resolution, dev) if points is None else points.to(dev).float()
         starts: Iterable[int] = range(0, pts.shape[0], chunk)
         if track is not None:

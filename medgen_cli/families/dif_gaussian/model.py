@@ -87,6 +87,27 @@ def sample_views(features: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return out.reshape(b, v, c, -1).amax(dim=1).transpose(1, 2)
 
 
+def fdk_volumes(projections: torch.Tensor, angles: torch.Tensor, geometry: CBCTGeometry) -> torch.Tensor:
+    """diffct FDK reconstructions ``(B, 1, n, n, n)`` (z, y, x) of raw projections ``(B, V, U, W)``."""
+    from diffct import fdk
+
+    n = geometry.volume_size
+    out = []
+    with torch.no_grad():
+        for proj, ang in zip(projections.float(), angles.float()):
+            traj = geometry.trajectory(ang, device=proj.device)
+            out.append(fdk(proj, traj, (n, n, n), ang, detector_spacing=geometry.detector_spacing,
+                           voxel_spacing=geometry.voxel_spacing, backend="torch"))
+    return torch.stack(out)[:, None].float()
+
+
+def sample_volume(volume: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Trilinear ``(B, C, z, y, x)`` values at normalised ``(B, P, 3)`` (x, y, z) points → ``(B, P, C)``."""
+    grid = points[:, :, None, None, :].to(volume.dtype)  # grid_sample's (W, H, D) = (x, y, z) order
+    out = F.grid_sample(volume, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out[:, :, :, 0, 0].transpose(1, 2)
+
+
 @dataclass
 class Encoded:
     """What one set of views yields: per-view feature maps and the Gaussians."""
@@ -97,6 +118,8 @@ class Encoded:
     rotations: torch.Tensor      # (B, G, 3, 3)
     scales: torch.Tensor         # (B, G, 3)
     features: torch.Tensor       # (B, G, F)
+    projections: torch.Tensor | None = None     # (B, V, U, W) normalised, for the visual hull
+    volume_features: torch.Tensor | None = None  # (B, 1 + C, z, y, x): FDK and its UNet features
 
 
 class DIFGaussianNet(nn.Module):
@@ -121,12 +144,26 @@ class DIFGaussianNet(nn.Module):
             self.param_head.bias.zero_()
             self.param_head.bias[3] = 1.0
         cin = cfg.view_feature_dim + cfg.gaussian_feature_dim
+        self.fdk_net: nn.Module | None = None
+        if cfg.fdk_channels:
+            from monai.networks.nets import UNet
+
+            # FBPConvNet's lesson: a CNN over the analytic reconstruction removes sparse-view streaks
+            # and, being local and physics-anchored, transfers to anatomy it was not trained on.
+            self.fdk_net = UNet(3, 1, cfg.fdk_features, channels=list(cfg.fdk_channels),
+                                strides=[2] * (len(cfg.fdk_channels) - 1), num_res_units=1, norm="instance")
+            cin += 1 + cfg.fdk_features
         widths = list(cfg.decoder_channels)
         self.decoder = nn.ModuleList(
             [nn.Conv1d(cin if i == 0 else widths[i - 1] + cin, w, 1) for i, w in enumerate(widths)])
 
-    def encode(self, projections: torch.Tensor, angles: torch.Tensor, geometry: CBCTGeometry) -> Encoded:
-        """Encode ``(B, V, U, W)`` normalised projections taken at ``angles`` ``(B, V)``."""
+    def encode(self, projections: torch.Tensor, angles: torch.Tensor, geometry: CBCTGeometry,
+               fdk: torch.Tensor | None = None) -> Encoded:
+        """Encode ``(B, V, U, W)`` normalised projections taken at ``angles`` ``(B, V)``.
+
+        ``fdk``: the FDK reconstruction ``(B, 1, z, y, x)`` of the same views (needed when
+        ``fdk_channels`` is set; see :func:`fdk_volumes`).
+        """
         b, v, hu, hw = projections.shape
         full, bott = self.unet(projections.reshape(b * v, 1, hu, hw))
         full = full.reshape(b, v, *full.shape[1:])
@@ -138,8 +175,20 @@ class DIFGaussianNet(nn.Module):
         lo, hi = self.cfg.scale_range
         offsets = (torch.sigmoid(params[..., :3]) - 0.5) * self.cell       # ± half a cell
         scales = self.cell * (lo + (hi - lo) * torch.sigmoid(params[..., 7:10]))
+        volume_features = None
+        if self.fdk_net is not None:
+            if fdk is None:
+                raise ValueError("this model needs the FDK reconstruction of its views (fdk=...)")
+            volume_features = torch.cat([fdk, self.fdk_net(fdk)], 1)
         return Encoded(full, angles, centres + offsets, quaternion_to_matrix(params[..., 3:7]), scales,
-                       self.feature_head(hidden))
+                       self.feature_head(hidden), projections, volume_features)
+
+    def hull(self, enc: Encoded, grid: torch.Tensor) -> torch.Tensor:
+        """1 where every view's ray through the point crosses matter, else 0 (``(B, P)``)."""
+        b, v, hu, hw = enc.projections.shape
+        vals = F.grid_sample(enc.projections.reshape(b * v, 1, hu, hw), grid.reshape(b * v, -1, 1, 2).to(
+            enc.projections.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+        return (vals.reshape(b, v, -1).amin(dim=1) > self.cfg.carve_threshold).to(grid.dtype)
 
     def gaussian_features(self, enc: Encoded, points: torch.Tensor) -> torch.Tensor:
         """Σ over the k nearest Gaussians of exp(-½ dᵀΣ⁻¹d)·fₖ with Σ = R S Sᵀ Rᵀ; ``(B, P, F)``.
@@ -166,15 +215,20 @@ class DIFGaussianNet(nn.Module):
     def query(self, enc: Encoded, points: torch.Tensor, geometry: CBCTGeometry) -> torch.Tensor:
         """Attenuation at ``points`` ``(B, P, 3)`` → ``(B, P)``."""
         grid = geometry.project_points_normalized(points, enc.angles)
-        x0 = torch.cat([sample_views(enc.view_features, grid), self.gaussian_features(enc, points)], -1)
-        x0 = x0.transpose(1, 2)                                             # (B, C, P) for 1x1 convs
+        parts = [sample_views(enc.view_features, grid), self.gaussian_features(enc, points)]
+        if enc.volume_features is not None:
+            parts.append(sample_volume(enc.volume_features, points))
+        x0 = torch.cat(parts, -1).transpose(1, 2)                          # (B, C, P) for 1x1 convs
         x = x0
         for i, layer in enumerate(self.decoder):
             x = layer(x if i == 0 else torch.cat([x, x0], 1))
             if i < len(self.decoder) - 1:
                 x = F.relu(x)
-        return x[:, 0]
+        out = torch.sigmoid(x[:, 0]) if self.cfg.output == "sigmoid" else x[:, 0]
+        if self.cfg.carve_threshold > 0 and enc.projections is not None:
+            out = out * self.hull(enc, grid)  # outside the visual hull the truth is air: exactly 0
+        return out
 
     def forward(self, projections: torch.Tensor, angles: torch.Tensor, points: torch.Tensor,
-                geometry: CBCTGeometry) -> torch.Tensor:
-        return self.query(self.encode(projections, angles, geometry), points, geometry)
+                geometry: CBCTGeometry, fdk: torch.Tensor | None = None) -> torch.Tensor:
+        return self.query(self.encode(projections, angles, geometry, fdk), points, geometry)
