@@ -1,6 +1,7 @@
 """The shared family contract suite: every family calls :func:`check_family_contract`.
 
-It trains a tiny config through the real trainer and checks: steps run and metrics are finite;
+It trains a tiny config through the real trainer and checks: steps run, metrics are finite (no
+NaN, no Inf) and named by the scheme of :mod:`medgen_cli.engine.metric_names`;
 a checkpoint round-trips into ``load_run``; stopping at step K/2 and resuming to K gives the same
 next metrics and the same final weights as training to K without a stop.
 """
@@ -15,7 +16,29 @@ import torch
 
 from medgen_cli.config.build import build_config
 from medgen_cli.engine.launch import resume_config, train_from_config
+from medgen_cli.engine.metric_names import is_train_metric, is_val_metric
 from medgen_cli.engine.run_loading import load_run
+
+
+def read_val_metrics(run_dir: Path) -> dict[int, dict[str, float]]:
+    """metrics.jsonl → {step: validation metrics}."""
+    out: dict[int, dict[str, float]] = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        val = {k: v for k, v in rec.items() if k.startswith("val/")}
+        if val:
+            out[rec["step"]] = val
+    return out
+
+
+def check_metrics(run_dir: Path) -> None:
+    """Every logged train/val metric is finite and follows the naming scheme."""
+    for records, named in ((read_metrics(run_dir), is_train_metric), (read_val_metrics(run_dir), is_val_metric)):
+        for step, metrics in records.items():
+            for k, v in metrics.items():
+                name = k.split("/", 1)[1]
+                assert named(name), f"step {step}: {k} does not follow the metric-name scheme (engine/metric_names.py)"
+                assert math.isfinite(v), f"step {step}: {k} is {v}"
 
 
 def read_metrics(run_dir: Path) -> dict[int, dict[str, float]]:
@@ -60,9 +83,7 @@ def check_family_contract(name: str, overrides: list[str], tmp_path: Path, steps
     assert full is not None and half is not None
     m_full = read_metrics(full)
     assert sorted(m_full) == list(range(1, steps + 1)), f"expected one metrics line per step, got {sorted(m_full)}"
-    for step, metrics in m_full.items():
-        for k, v in metrics.items():
-            assert not math.isinf(v), f"step {step}: {k} is infinite"
+    check_metrics(full)
 
     # Resume the split run to K with the saved config and the whitelisted max_steps change.
     resumed_cfg, changed = resume_config(half, name, None, [f"trainer.max_steps={steps}"])

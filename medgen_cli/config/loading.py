@@ -29,6 +29,7 @@ RESUME_MUTABLE_KEYS: tuple[str, ...] = (
     "trainer.image_every",
     "trainer.keep_last",
     "trainer.val_batches",
+    "fid.required",
 )
 
 
@@ -163,7 +164,7 @@ def check_resume_changes(saved: dict[str, Any], requested: dict[str, Any]) -> li
             raise MedgenError(
                 f"cannot change '{key}' on resume ({a.get(key)!r} -> {b.get(key)!r})",
                 "start a new run instead; on resume only "
-                + ", ".join(k.split(".", 1)[1] for k in RESUME_MUTABLE_KEYS)
+                + ", ".join(RESUME_MUTABLE_KEYS)
                 + " may change",
             )
     return changed

@@ -41,7 +41,7 @@ def _console() -> Any:
     return Console(stderr=True, soft_wrap=True)
 
 
-def train_from_config(cfg: FamilyConfig, resume: str | Path | None = None, flags: dict[str, Any] | None = None) -> Path | None:
+def train_from_config(cfg: FamilyConfig, resume: str | Path | None = None) -> Path | None:
     """Train ``cfg`` in this process (or as one torchrun rank); return the run directory.
 
     With ``resume`` (a run directory, or one of its checkpoint files), ``cfg`` must be the run's
@@ -63,7 +63,6 @@ def train_from_config(cfg: FamilyConfig, resume: str | Path | None = None, flags
     init_distributed(resolve_device(cfg.trainer.device, local_rank, setting="trainer.device"))
     tmp_root: str | None = None
     family = spec.family_class()(cfg)
-    family.flags = dict(flags or {})
     family.check_data()  # a bad input file is named before any run folder exists
     with contextlib.ExitStack() as held:
         found = None
@@ -163,6 +162,11 @@ def launch(req: TrainRequest) -> None:
         overrides.append(f"name={req.name}")
     if req.output_dir is not None:
         overrides.append(f"output_dir={req.output_dir}")
+    if req.require_fid:
+        if "fid" not in get_spec(req.family).config_class().model_fields:
+            raise MedgenError(f"--require-fid applies to families that track FID while training, not '{req.family}'",
+                              "drop --require-fid")
+        overrides.append("fid.required=true")
     if req.resume is not None:
         from medgen_cli.engine.checkpoint import split_checkpoint_path
 
@@ -180,7 +184,7 @@ def launch(req: TrainRequest) -> None:
     from medgen_cli.engine.trainer import TrainingInterrupted
 
     try:
-        run_dir = train_from_config(cfg, resume=req.resume, flags={"require_fid": req.require_fid})
+        run_dir = train_from_config(cfg, resume=req.resume)
     except TrainingInterrupted as exc:
         where = exc.run_dir or req.resume
         console.print(f"[yellow]interrupted at step {exc.step}; latest.pt saved.[/] "

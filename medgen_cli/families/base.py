@@ -61,7 +61,6 @@ class Family:
     def __init__(self, cfg: FamilyConfig) -> None:
         self.cfg = cfg
         self.run_dir: Path | None = None
-        self.flags: dict[str, Any] = {}
         #: Voxel-to-world matrix of the family's volumes (4x4 nested list); ``None``: images/unknown.
         self.affine: list[list[float]] | None = None
         self.modules: dict[str, torch.nn.Module] = {}

@@ -44,11 +44,9 @@ def cond_run(ae_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "trainer.max_steps=4", "trainer.val_every=2")
 
 
-def test_default_yaml_matches_model() -> None:
-    from medgen_cli.config import dump_config
+def test_noise_defaults_are_the_monai_tutorial_ones() -> None:
     from medgen_cli.families.diffusion.config import DiffusionConfig
 
-    assert yaml.safe_load((REPO / "configs" / "diffusion.yaml").read_text()) == yaml.safe_load(dump_config(DiffusionConfig()))
     n = DiffusionConfig().noise
     assert (n.num_train_timesteps, n.schedule, n.beta_start, n.beta_end) == (1000, "scaled_linear_beta", 0.0015, 0.0195)
 

@@ -11,7 +11,6 @@ import torch
 import yaml
 from PIL import Image
 
-from medgen_cli.config import dump_config
 from medgen_cli.engine.context import TrainContext
 from medgen_cli.engine.inference import InterpolateOptions, SampleOptions
 from medgen_cli.config.build import build_config
@@ -51,8 +50,7 @@ def _ctx(fam: SAGANFamily, step: int = 0) -> TrainContext:
                         global_step=step)
 
 
-def test_default_yaml_matches_the_model() -> None:
-    assert (REPO / "configs" / "sagan.yaml").read_text() == dump_config(SAGANConfig())
+def test_tiny_preset() -> None:
     cfg = build_config("sagan", config_file=REPO / "configs" / "tiny" / "sagan.yaml")
     assert cfg.data.resolution == 16 and cfg.trainer.ema.enabled
 
@@ -79,6 +77,22 @@ def test_train_step_changes_both_players_and_losses_are_finite(blobs: Path, loss
     for name, module in fam.modules.items():
         changed = [not torch.equal(a, b) for a, b in zip(before[name], module.parameters())]
         assert sum(changed) > len(changed) // 2, f"{name}: most weights should move"
+
+
+def test_n_critic_updates_d_every_step_and_g_every_nth(blobs: Path) -> None:
+    cfg = build_config("sagan", overrides=tiny_overrides("sagan", blobs) + ["loss.n_critic=2"])
+    torch.manual_seed(0)
+    fam = SAGANFamily(cfg)
+    fam.build(torch.device("cpu"))
+    batch = torch.stack([fam.train_dataset()[i] for i in range(4)])
+    moved: dict[str, list[bool]] = {"generator": [], "discriminator": []}
+    for step in range(4):
+        before = {n: [p.detach().clone() for p in m.parameters()] for n, m in fam.modules.items()}
+        metrics = fam.train_step(batch, _ctx(fam, step))
+        for name, module in fam.modules.items():
+            moved[name].append(any(not torch.equal(a, b) for a, b in zip(before[name], module.parameters())))
+        assert ("loss/g" in metrics) == (step >= 1)
+    assert moved == {"generator": [False, True, False, True], "discriminator": [True] * 4}
 
 
 def test_spectral_norm_and_attention() -> None:
@@ -176,7 +190,7 @@ def test_missing_fid_weights_warn_once_or_fail_with_require_fid(blobs: Path, tmp
     assert len([w for w in record if "without FID" in str(w.message)]) == 1
     assert not (run / "checkpoints" / "best.pt").exists() and (run / "checkpoints" / "latest.pt").is_file()
     with pytest.raises(MedgenError, match="require-fid"):
-        train_from_config(build_config("sagan", overrides=over + ["name=strict"]), flags={"require_fid": True})
+        train_from_config(build_config("sagan", overrides=over + ["name=strict", "fid.required=true"]))
 
 
 def test_cli_train_sample_interpolate(blobs: Path, tmp_path: Path) -> None:

@@ -51,10 +51,7 @@ def volumes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_default_yaml_matches_model_and_tiny_validates() -> None:
-    from medgen_cli.config import dump_config
-
-    assert yaml.safe_load((REPO / "configs/sparse_gan.yaml").read_text()) == yaml.safe_load(dump_config(SparseGANConfig()))
+def test_tiny_preset_and_partial_trainer_section() -> None:
     tiny = SparseGANConfig(**yaml.safe_load((REPO / "configs/tiny/sparse_gan.yaml").read_text()))
     assert tiny.trainer.ema.enabled and tiny.data.voxel_size == 16
     assert SparseGANConfig(trainer={"max_steps": 3}).trainer.ema.enabled  # family default survives a partial trainer
@@ -93,11 +90,12 @@ def test_generator_stays_within_budget(backend: str) -> None:
     assert occ and all(torch.isfinite(g).all() for g in occ) and any(g.abs().sum() > 0 for g in occ)
 
 
-def _ctx(fam: SparseGANFamily):
+def _ctx(fam: SparseGANFamily, step: int = 0):
     from medgen_cli.engine.context import TrainContext
 
     return TrainContext(device=torch.device("cpu"), modules=fam.modules, wrapped=dict(fam.modules),
-                        optimizers=fam.optimizers, ema={}, scalers={}, amp_dtype=None, grad_clip=None)
+                        optimizers=fam.optimizers, ema={}, scalers={}, amp_dtype=None, grad_clip=None,
+                        global_step=step)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -116,10 +114,29 @@ def test_one_step_changes_both_players(volumes: Path, backend: str, gan_type: st
     metrics = fam.train_step(batch, _ctx(fam))
     assert all(math.isfinite(v) for v in metrics.values()), metrics
     if gan_type == "wgan-gp":
-        assert metrics["gradient_penalty"] > 0
+        assert metrics["stats/gp"] > 0 and metrics["loss/gp"] == pytest.approx(10 * metrics["stats/gp"])
+    assert metrics["loss/d"] == pytest.approx(sum(v for k, v in metrics.items() if k in ("loss/d_real", "loss/d_fake", "loss/gp")))
     for name, module in fam.modules.items():
         changed = [k for k, v in module.state_dict().items() if not torch.equal(v, before[name][k])]
         assert changed, f"{name} did not change"
+
+
+def test_n_critic_updates_the_generator_every_nth_step(volumes: Path) -> None:
+    torch.manual_seed(0)
+    cfg = SparseGANConfig(data={"root": str(volumes), "voxel_size": 16},
+                          generator={"latent_dim": 8, "init_size": 4, "channels": [8, 8, 4], "max_voxels": 200},
+                          discriminator={"channels": [4, 8]}, loss={"n_critic": 3}, sparse={"backend": "torch"})
+    fam = SparseGANFamily(cfg)
+    fam.build(torch.device("cpu"))
+    ds = fam.train_dataset()
+    gen = fam.modules["generator"]
+    moved = []
+    for step in range(6):
+        before = [p.detach().clone() for p in gen.parameters()]
+        metrics = fam.train_step(fam.collate_fn()([ds[0], ds[1]]), _ctx(fam, step))
+        moved.append(any(not torch.equal(a, b) for a, b in zip(before, gen.parameters())))
+        assert ("loss/g" in metrics) == (step >= 2)  # G's latest metrics, absent before its first update
+    assert moved == [False, False, True, False, False, True]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 
-from medgen_cli.config import dump_config
 from medgen_cli.engine.context import TrainContext
 from medgen_cli.engine.inference import InterpolateOptions, SampleOptions
 from medgen_cli.config.build import build_config
@@ -60,8 +59,7 @@ def _ctx(fam: StyleGAN2Family, step: int = 0) -> TrainContext:
                         global_step=step)
 
 
-def test_default_yaml_and_auto_values() -> None:
-    assert (REPO / "configs" / "stylegan2.yaml").read_text() == dump_config(StyleGAN2Config())
+def test_auto_values() -> None:
     fam = StyleGAN2Family(StyleGAN2Config())
     assert fam.r1_gamma == pytest.approx(0.0002 * 64**2 / 8)  # ADA auto config at 64², batch 8
     decay = fam.ema_decay(0.999)
@@ -104,11 +102,11 @@ def test_train_step_changes_both_players_with_regularizers(blobs: Path) -> None:
     before = {n: [p.detach().clone() for p in m.parameters()] for n, m in fam.modules.items()}
     batch = torch.stack([fam.train_dataset()[i] for i in range(4)])
     metrics = fam.train_step(batch, _ctx(fam, step=0))
-    for key in ("loss/d", "loss/g", "loss/r1", "r1/penalty", "loss/pl", "pl/penalty", "pl/length", "d/real",
-                "d/fake", "grad_norm/d", "grad_norm/g", "share/r1", "share/pl", "aug/p"):
+    for key in ("loss/d", "loss/g", "loss/r1", "stats/r1_penalty", "loss/pl", "stats/pl_penalty", "stats/pl_length",
+                "d/real", "d/fake", "grad_norm/d", "grad_norm/g", "share/r1", "share/pl", "aug/p"):
         assert math.isfinite(metrics[key]), key
-    assert metrics["r1/penalty"] > 0 and metrics["pl/length"] > 0 and fam.pl_mean > 0
-    assert metrics["loss/r1"] == pytest.approx(metrics["r1/penalty"] * 0.5)  # γ/2 · interval 1
+    assert metrics["stats/r1_penalty"] > 0 and metrics["stats/pl_length"] > 0 and fam.pl_mean > 0
+    assert metrics["loss/r1"] == pytest.approx(metrics["stats/r1_penalty"] * 0.5)  # γ/2 · interval 1
     for name, module in fam.modules.items():
         changed = [not torch.equal(a, b) for a, b in zip(before[name], module.parameters())]
         assert sum(changed) > len(changed) // 2, f"{name}: most weights should move"

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medgen_cli.engine.context import TrainContext
+from medgen_cli.engine.metric_names import shares
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.autoencoder import common
 from medgen_cli.families.autoencoder.config import AutoencoderConfig
@@ -106,12 +108,14 @@ class AutoencoderFamily(Family):
             self._val_ds = common.make_dataset(self.cfg.data, "val")
         return self._val_ds
 
-    def prepare(self, ctx: Any) -> None:
+    def prepare(self, ctx: TrainContext) -> None:
         if self.affine is None:
             self.affine = common.data_affine(self.cfg.data)
 
     # ---- training ------------------------------------------------------------------------------
-    def train_step(self, batch: Any, ctx: Any) -> dict[str, float]:
+    def train_step(self, batch: Any, ctx: TrainContext) -> dict[str, float]:
+        """One autoencoder update (L1 + KL [+ perceptual] [+ adversarial once ``adv_start_step``
+        is reached]), then, with the adversarial term on, one patch-discriminator update."""
         x = common.augment_batch(batch["image"], self.cfg.data.flip, self.cfg.data.rotate)
         lc = self.cfg.loss
         adv_on = "discriminator" in self.modules and ctx.global_step >= lc.adv_start_step
@@ -129,14 +133,14 @@ class AutoencoderFamily(Family):
             terms["adv"] = lc.adv_weight * self.adv_loss(logits.float(), target_is_real=True, for_discriminator=False)
         loss = sum(terms.values())
         ctx.backward(loss, "g")
-        out = {"loss": float(loss.detach()), "recon_l1": float(l1.detach()), "kl": float(kl.detach()), "grad_norm/g": ctx.step("g")}
-        total = max(float(loss.detach()), 1e-12)
-        out.update({f"share/{k}": float(v.detach()) / total for k, v in terms.items()})
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        out = {"loss/g": float(loss.detach()), **{f"loss/{k}": v for k, v in values.items()},
+               "stats/kl": float(kl.detach()), "grad_norm/g": ctx.step("g"), **shares(values)}
         if adv_on:
             out.update(self._discriminator_step(x, recon.detach(), ctx))
         return out
 
-    def _discriminator_step(self, x: torch.Tensor, fake: torch.Tensor, ctx: Any) -> dict[str, float]:
+    def _discriminator_step(self, x: torch.Tensor, fake: torch.Tensor, ctx: TrainContext) -> dict[str, float]:
         ctx.zero_grad("d")  # drop the gradients the generator step left on D
         disc = ctx.net("discriminator")
         with ctx.autocast():
@@ -147,9 +151,8 @@ class AutoencoderFamily(Family):
             + self.adv_loss(real_logits, target_is_real=True, for_discriminator=True)
         )
         ctx.backward(d_loss, "d")
-        return {"d_loss": float(d_loss.detach()), "d_real": float(real_logits.detach().mean()),
-                "d_fake": float(fake_logits.detach().mean()),
-                "grad_norm/d": ctx.step("d")}
+        return {"loss/d": float(d_loss.detach()), "d/real": float(real_logits.detach().mean()),
+                "d/fake": float(fake_logits.detach().mean()), "grad_norm/d": ctx.step("d")}
 
     # ---- validation ------------------------------------------------------------------------------
     def _data_range(self, x: torch.Tensor) -> float:
@@ -162,7 +165,7 @@ class AutoencoderFamily(Family):
         z_mu, _ = ae.encode(x)
         return ae.decode(z_mu).float()
 
-    def validate(self, batches: Any, ctx: Any) -> dict[str, float]:
+    def validate(self, batches: Any, ctx: TrainContext) -> dict[str, float]:
         from monai.metrics import PSNRMetric, SSIMMetric
 
         ae = ctx.eval_module("autoencoder")
@@ -184,7 +187,7 @@ class AutoencoderFamily(Family):
                 self._log_batch = x[: self.cfg.val.num_images].detach().cpu()
         return {k: v / n for k, v in sums.items()} if n else {}
 
-    def log_images(self, ctx: Any) -> None:
+    def log_images(self, ctx: TrainContext) -> None:
         x = self._log_batch
         if x is None:
             ds = self.train_dataset()

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from medgen_cli.data.cbct import CBCTCase, list_cases, read_case, view_indices
 from medgen_cli.data.geometry import CBCTGeometry
 from medgen_cli.engine.context import TrainContext
+from medgen_cli.engine.context import TrainContext
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.base import Family
 from medgen_cli.families.dif_gaussian.config import DIFGaussianConfig

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from medgen_cli.families.latents import interpolation_path, seeded_normal
+from medgen_cli.engine.context import TrainContext
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.autoencoder import common
 from medgen_cli.families.autoencoder.config import AutoencoderConfig, ImageDataConfig
@@ -116,7 +117,7 @@ class DiffusionFamily(Family):
             self._val_ds = common.make_dataset(self.data_config(), "val")
         return self._val_ds
 
-    def prepare(self, ctx: Any) -> None:
+    def prepare(self, ctx: TrainContext) -> None:
         """Load the autoencoder run's weights, then fix the latent scale factor once."""
         from medgen_cli.engine.run_loading import load_run
 
@@ -136,7 +137,7 @@ class DiffusionFamily(Family):
             self.scale_factor = float(1.0 / z.std().clamp_min(1e-8))
 
     # ---- training ------------------------------------------------------------------------------
-    def _latents(self, x: torch.Tensor, ctx: Any) -> torch.Tensor:
+    def _latents(self, x: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
         with torch.no_grad(), ctx.autocast():
             z = self.modules["autoencoder"].encode_stage_2_inputs(x)
         return z.float() * self.scale_factor
@@ -150,7 +151,7 @@ class DiffusionFamily(Family):
             labels = torch.where(u.to(labels.device) < drop, torch.full_like(labels, self.num_classes), labels)
         return labels
 
-    def _loss(self, unet: torch.nn.Module, z: torch.Tensor, labels: torch.Tensor | None, ctx: Any,
+    def _loss(self, unet: torch.nn.Module, z: torch.Tensor, labels: torch.Tensor | None, ctx: TrainContext,
               gen: torch.Generator | None = None) -> torch.Tensor:
         T = self.scheduler.num_train_timesteps
         noise = torch.randn(z.shape, generator=gen, device=z.device if gen is None else gen.device).to(z.device)
@@ -161,14 +162,14 @@ class DiffusionFamily(Family):
         target = noise if self.cfg.noise.prediction_type == "epsilon" else self.scheduler.get_velocity(z, noise, t)
         return F.mse_loss(pred.float(), target)
 
-    def train_step(self, batch: Any, ctx: Any) -> dict[str, float]:
+    def train_step(self, batch: Any, ctx: TrainContext) -> dict[str, float]:
         z = self._latents(common.augment_batch(batch["image"], self.cfg.data.flip, False), ctx)
         labels = self._labels(batch, self.cfg.conditioning.label_dropout)
         loss = self._loss(ctx.net("unet"), z, labels, ctx)
         ctx.backward(loss, "unet")
         return {"loss": float(loss.detach()), "grad_norm": ctx.step("unet")}
 
-    def validate(self, batches: Any, ctx: Any) -> dict[str, float]:
+    def validate(self, batches: Any, ctx: TrainContext) -> dict[str, float]:
         # Fixed noise and timesteps so validation losses are comparable across steps.
         unet = ctx.eval_module("unet")
         gen = torch.Generator().manual_seed(1234)
@@ -180,7 +181,7 @@ class DiffusionFamily(Family):
             n += z.shape[0]
         return {"loss": total / n} if n else {}
 
-    def log_images(self, ctx: Any) -> None:
+    def log_images(self, ctx: TrainContext) -> None:
         s = self.cfg.sample
         vols = self.generate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, s.num_images, 0,
                              "ddim", s.steps)

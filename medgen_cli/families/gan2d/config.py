@@ -62,6 +62,8 @@ class FIDConfig(StrictModel):
     num_fake: int = Field(1000, ge=2, description="Generated images per evaluation.")
     batch_size: int = Field(64, ge=1, description="Generator batch size during evaluation.")
     weights: str | None = Field(None, description="Path to pt_inception weights (default: pytorch-fid's cache).")
+    required: bool = Field(False, description="Fail before training when FID cannot run (missing weights) "
+                                              "instead of training without it (--require-fid).")
 
     @field_validator("schedule")
     @classmethod

@@ -1,7 +1,10 @@
-"""The base of the 2D GAN families: data, augmentation, FID-tracked validation, sampling.
+"""The base of the 2D GAN families: data, augmentation, the D/G update schedule, FID-tracked
+validation, sampling.
 
-A subclass builds its networks and optimizers, runs its D/G updates in ``train_step`` and says
-how to turn seeds into images (:meth:`GAN2DFamily.generate`) and how to interpolate.
+A subclass builds its networks and optimizers, supplies one D update (:meth:`GAN2DFamily.d_step`)
+and one G update (:meth:`GAN2DFamily.g_step`) — :meth:`GAN2DFamily.train_step` runs them on the
+schedule every adversarial family shares (:mod:`medgen_cli.families.adversarial`) — and says how
+to turn seeds into images (:meth:`GAN2DFamily.generate`) and how to interpolate.
 """
 
 from __future__ import annotations
@@ -13,38 +16,62 @@ from typing import Any, ClassVar, Iterator
 import numpy as np
 import torch
 
+from medgen_cli.engine.context import TrainContext
 from medgen_cli.errors import MedgenError
+from medgen_cli.families.adversarial import GeneratorMetrics, generator_due
 from medgen_cli.families.base import Family
 from medgen_cli.families.gan2d import outputs
 from medgen_cli.families.gan2d.augment import Augmenter
 from medgen_cli.families.gan2d.fid_tracking import FIDState
+from medgen_cli.families.gan2d.outputs import GAN2DInterpolateOptions, GAN2DSampleOptions
+from medgen_cli.families.inference import Samples, frame_samples, seeded_samples
 
 
 class GAN2DFamily(Family):
     """Shared behaviour of ``sagan`` and ``stylegan2`` (see the module docstring)."""
 
-from medgen_cli.families.gan2d.outputs import GAN2DInterpolateOptions, GAN2DSampleOptions
-from medgen_cli.families.inference import Samples, frame_samples, seeded_samples
     ema_modules = ("generator",)
     key_metric = "val/fid"
     key_mode = "min"
+    sample_options: ClassVar[type[GAN2DSampleOptions]] = GAN2DSampleOptions
+    interpolate_options: ClassVar[type[GAN2DInterpolateOptions]] = GAN2DInterpolateOptions
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
         self.augment = Augmenter(cfg.augment)
-        self.fid = FIDState(cfg.fid)
-    sample_options: ClassVar[type[GAN2DSampleOptions]] = GAN2DSampleOptions
-    interpolate_options: ClassVar[type[GAN2DInterpolateOptions]] = GAN2DInterpolateOptions
+        self.fid = FIDState(cfg.fid, require=cfg.fid.required)
         self.device = torch.device("cpu")
+        self.last_g = GeneratorMetrics()
 
     # ---- subclass hooks ------------------------------------------------------------------------
     @property
     def latent_dim(self) -> int:
         raise NotImplementedError
 
+    @property
+    def n_critic(self) -> int:
+        """D updates per G update (see :mod:`medgen_cli.families.adversarial`)."""
+        return 1
+
+    def d_step(self, real: torch.Tensor, ctx: TrainContext) -> dict[str, float]:
+        """One discriminator update on the real images ``real`` (in [-1, 1]); its metrics."""
+        raise NotImplementedError
+
+    def g_step(self, n: int, device: torch.device, ctx: TrainContext) -> dict[str, float]:
+        """One generator update with a batch of ``n`` latents; its metrics."""
+        raise NotImplementedError
+
+    def step_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Add metrics derived from one step's D and G metrics (e.g. shares of lazy regularizers)."""
+        return metrics
+
     def generate(self, generator: torch.nn.Module, z: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
         """Images in [-1, 1] from latents ``z`` with deterministic noise (eval/sampling)."""
         raise NotImplementedError
+
+    def sample_truncation(self, opts: GAN2DSampleOptions) -> float:
+        """The truncation ``opts`` asks for (only StyleGAN2's options have one)."""
+        return 1.0
 
     def interpolate_images(self, generator: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tensor,
                            opts: GAN2DInterpolateOptions) -> torch.Tensor:
@@ -69,10 +96,6 @@ from medgen_cli.families.inference import Samples, frame_samples, seeded_samples
     def train_dataset(self) -> Any:
         return self._dataset(self.cfg.data.flip)
 
-    def sample_truncation(self, opts: GAN2DSampleOptions) -> float:
-        """The truncation ``opts`` asks for (only StyleGAN2's options have one)."""
-        return 1.0
-
     def _real_images(self) -> torch.Tensor:
         """Up to ``fid.num_real`` training images (evenly spaced, unflipped) for the FID reference."""
         ds = self._dataset(flip=False)
@@ -80,7 +103,18 @@ from medgen_cli.families.inference import Samples, frame_samples, seeded_samples
         idx = np.linspace(0, len(ds) - 1, n).round().astype(int)
         return torch.stack([ds[int(i)] for i in idx])
 
-    # ---- step helpers ----------------------------------------------------------------------------
+    # ---- training ---------------------------------------------------------------------------------
+    def train_step(self, batch: Any, ctx: TrainContext) -> dict[str, float]:
+        """One D update, and one G update on every ``n_critic``-th step; G's metrics are those of
+        its latest update."""
+        real = self._real(batch)
+        out = self.d_step(real, ctx)
+        if generator_due(ctx.global_step, self.n_critic):
+            self.last_g.update(self.g_step(real.shape[0], real.device, ctx))
+        out.update(self.last_g.latest)
+        out.update(self.augment.metrics())
+        return self.step_metrics(out)
+
     @staticmethod
     def _real(batch: Any) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -92,12 +126,12 @@ from medgen_cli.families.inference import Samples, frame_samples, seeded_samples
             p.requires_grad_(flag)
 
     @contextlib.contextmanager
-    def _frozen_discriminator(self, ctx: Any) -> Iterator[None]:
+    def _frozen_discriminator(self, ctx: TrainContext) -> Iterator[None]:
         """During the G update D gets no gradients: its weights are frozen (saves the backward
         into D) in a single process; under DDP, whose reducer expects every parameter's gradient,
         D's gradients are computed and then dropped."""
         disc = self.modules["discriminator"]
-        freeze = not getattr(ctx, "distributed", False)
+        freeze = not ctx.distributed
         if freeze:
             self._requires_grad(disc, False)
         try:
@@ -108,19 +142,17 @@ from medgen_cli.families.inference import Samples, frame_samples, seeded_samples
             ctx.zero_grad("d")
 
     # ---- validation: FID on a schedule -------------------------------------------------------------
-    def prepare(self, ctx: Any) -> None:
-        """With ``--require-fid``, load the Inception weights now: fail before training, not at
-        the first evaluation."""
-        if self.flags.get("require_fid", False):
-            self.fid.require = True
+    def prepare(self, ctx: TrainContext) -> None:
+        """With ``fid.required`` (``--require-fid``), load the Inception weights now: fail before
+        training, not at the first evaluation."""
+        if self.cfg.fid.required:
             if not self.cfg.fid.enabled:
-                raise MedgenError("--require-fid was given but fid.enabled is false", "remove one of them")
+                raise MedgenError("fid.required (--require-fid) is set but fid.enabled is false", "remove one of them")
             self.fid.build(self._real_images, ctx.device)
 
-    def validate(self, batches: Any, ctx: Any) -> dict[str, float]:
+    def validate(self, batches: Any, ctx: TrainContext) -> dict[str, float]:
         """FID/KID of the EMA generator vs the training set when the step is on the FID schedule;
         ``{}`` otherwise (or when FID is off / its weights are missing)."""
-        self.fid.require = bool(self.flags.get("require_fid", False))
         if not self.fid.due(ctx.global_step) or not self.fid.build(self._real_images, ctx.device):
             return {}
         fakes = self._generate_many(ctx.eval_module("generator"), self.cfg.fid.num_fake, seed=12345,
@@ -135,7 +167,7 @@ from medgen_cli.families.inference import Samples, frame_samples, seeded_samples
                   for z in z_all.split(batch_size)]
         return torch.cat(chunks)
 
-    def log_images(self, ctx: Any) -> None:
+    def log_images(self, ctx: TrainContext) -> None:
         """A grid of 16 samples of the EMA generator from fixed seeds."""
         from torchvision.utils import make_grid
 
@@ -150,17 +182,20 @@ from medgen_cli.families.inference import Samples, frame_samples, seeded_samples
 
     # ---- state that must survive a resume ----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"augment": self.augment.state_dict(), "fid": self.fid.state_dict()}
+        return {"augment": self.augment.state_dict(), "fid": self.fid.state_dict(),
+                "last_g": self.last_g.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.augment.load_state_dict(state.get("augment", {}))
         self.fid.load_state_dict(state.get("fid", {}))
+        self.last_g.load_state_dict(state.get("last_g", {}))
 
     # ---- inference -----------------------------------------------------------------------------------
     def sample(self, opts: GAN2DSampleOptions, ctx: Any) -> Samples:  # type: ignore[override]
         """Images ``[N, C, H, W]`` in [0, 1]; sample ``i`` comes from seed ``opts.seed + i``."""
         gen = ctx.eval_module("generator")
         z_all = outputs.seed_latents(opts.seed, opts.num, self.latent_dim)
+        trunc = self.sample_truncation(opts)
         chunks = []
         for z in ctx.track(iter(z_all.split(opts.batch_size)), -(-opts.num // opts.batch_size), "sampling"):
             chunks.append(outputs.to_unit(self.generate(gen, z.to(ctx.device), trunc)).cpu())
@@ -172,4 +207,3 @@ from medgen_cli.families.inference import Samples, frame_samples, seeded_samples
         z_b = outputs.seed_latents(opts.seed_b, 1, self.latent_dim).to(ctx.device)
         frames = self.interpolate_images(ctx.eval_module("generator"), z_a, z_b, opts)
         return frame_samples(outputs.to_unit(frames).cpu().numpy(), value_range=(0.0, 1.0))
-        trunc = self.sample_truncation(opts)

@@ -52,12 +52,3 @@ def path_lengths(images: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
     noise = torch.randn_like(images) / (images.shape[2] * images.shape[3]) ** 0.5
     (grad,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
     return grad.float().square().sum(dim=2).mean(dim=1).sqrt()
-
-
-def shares(terms: dict[str, float]) -> dict[str, float]:
-    """Each weighted loss term's share of the total magnitude, so a term that drowns the others
-    is visible in the logs (``share/<name>`` in [0, 1])."""
-    total = sum(abs(v) for v in terms.values())
-    if total == 0:
-        return {f"share/{k}": 0.0 for k in terms}
-    return {f"share/{k}": abs(v) / total for k, v in terms.items()}

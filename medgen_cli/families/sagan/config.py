@@ -43,7 +43,7 @@ class SAGANLossConfig(StrictModel):
 
     type: Literal["hinge", "bce"] = Field("hinge", description="hinge (SAGAN) or bce (with label smoothing).")
     real_label: float = Field(0.9, gt=0.0, le=1.0, description="bce: target of real images (one-sided smoothing).")
-    n_critic: int = Field(1, ge=1, description="D updates per G update.")
+    n_critic: int = Field(1, ge=1, description="D updates per G update: D every step, G every n_critic-th step.")
 
 
 class SAGANOptimizerConfig(StrictModel):

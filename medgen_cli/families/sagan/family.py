@@ -7,6 +7,8 @@ from typing import Any
 import torch
 
 from medgen_cli.families.latents import interpolation_path
+from medgen_cli.engine.context import TrainContext
+from medgen_cli.engine.metric_names import shares
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.gan2d import losses
 from medgen_cli.families.gan2d.family import GAN2DFamily
@@ -50,39 +52,38 @@ class SAGANFamily(GAN2DFamily):
     def _g_loss(self, fake: torch.Tensor) -> torch.Tensor:
         return losses.g_hinge(fake.float()) if self.cfg.loss.type == "hinge" else losses.g_bce(fake.float())
 
-    def train_step(self, batch: Any, ctx: Any) -> dict[str, float]:
-        """``loss.n_critic`` D updates, then one G update; D sees augmented real and fake images."""
-        real = self._real(batch)
+    @property
+    def n_critic(self) -> int:
+        return self.cfg.loss.n_critic
+
+    def d_step(self, real: torch.Tensor, ctx: TrainContext) -> dict[str, float]:
+        """One D update on augmented real and fake images."""
         gen, disc = ctx.net("generator"), ctx.net("discriminator")
-        n = real.shape[0]
-        for _ in range(self.cfg.loss.n_critic):
-            z = torch.randn(n, self.latent_dim, device=real.device)
-            with ctx.autocast():
-                with torch.no_grad():
-                    fake = gen(z)
-                d_real = disc(self.augment(real))
-                d_fake = disc(self.augment(fake.detach()))
-                l_real, l_fake = self._d_loss(d_real, d_fake)
-            ctx.backward(l_real + l_fake, "d")
-            gn_d = ctx.step("d")
-            self.augment.observe_real(d_real)
-
-        with self._frozen_discriminator(ctx):  # no D gradients leak into the next D update
-            z = torch.randn(n, self.latent_dim, device=real.device)
-            with ctx.autocast():
-                d_gen = disc(self.augment(gen(z)))
-                l_g = self._g_loss(d_gen)
-            ctx.backward(l_g, "g")
-            gn_g = ctx.step("g")
-
+        z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
+        with ctx.autocast():
+            with torch.no_grad():
+                fake = gen(z)
+            d_real = disc(self.augment(real))
+            d_fake = disc(self.augment(fake.detach()))
+            l_real, l_fake = self._d_loss(d_real, d_fake)
+        ctx.backward(l_real + l_fake, "d")
+        grad_norm = ctx.step("d")
+        self.augment.observe_real(d_real)
         terms = {"d_real": float(l_real.detach()), "d_fake": float(l_fake.detach())}
-        return {
-            "loss/d": terms["d_real"] + terms["d_fake"], "loss/d_real": terms["d_real"],
-            "loss/d_fake": terms["d_fake"], "loss/g": float(l_g.detach()),
-            "d/real": float(d_real.detach().float().mean()), "d/fake": float(d_fake.detach().float().mean()),
-            "grad_norm/d": gn_d, "grad_norm/g": gn_g,
-            **losses.shares(terms), **self.augment.metrics(),
-        }
+        return {"loss/d": terms["d_real"] + terms["d_fake"], "loss/d_real": terms["d_real"],
+                "loss/d_fake": terms["d_fake"], "d/real": float(d_real.detach().float().mean()),
+                "d/fake": float(d_fake.detach().float().mean()), "grad_norm/d": grad_norm, **shares(terms)}
+
+    def g_step(self, n: int, device: torch.device, ctx: TrainContext) -> dict[str, float]:
+        """One G update through the (augmented, frozen) discriminator."""
+        gen, disc = ctx.net("generator"), ctx.net("discriminator")
+        with self._frozen_discriminator(ctx):  # no D gradients leak into the next D update
+            z = torch.randn(n, self.latent_dim, device=device)
+            with ctx.autocast():
+                l_g = self._g_loss(disc(self.augment(gen(z))))
+            ctx.backward(l_g, "g")
+            grad_norm = ctx.step("g")
+        return {"loss/g": float(l_g.detach()), "grad_norm/g": grad_norm}
 
     def generate(self, generator: torch.nn.Module, z: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
         return generator(z)

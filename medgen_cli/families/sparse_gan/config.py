@@ -55,7 +55,7 @@ class SparseGANLoss(StrictModel):
     """Adversarial objective."""
 
     gan_type: Literal["wgan-gp", "vanilla", "lsgan"] = Field("wgan-gp", description="Loss family.")
-    n_critic: int = Field(5, ge=1, description="Discriminator steps per generator step.")
+    n_critic: int = Field(5, ge=1, description="D updates per G update: D every step, G every n_critic-th step.")
     gradient_penalty_weight: float = Field(10.0, ge=0.0, description="wgan-gp: weight of the gradient penalty.")
 
 

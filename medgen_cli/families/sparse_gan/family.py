@@ -1,4 +1,4 @@
-"""The sparse GAN family: data, one training step (D every step, G every n_critic), sampling.
+"""The sparse GAN family: data, one training step (D every step, G every n_critic-th), sampling.
 
 MinkowskiEngine's convolutions have no double backward (their backward is not differentiable:
 ``autograd.grad(..., create_graph=True)`` through them fails), so the WGAN-GP penalty always runs
@@ -9,13 +9,15 @@ torch-backend twin); the two backends agree to float precision (tests/sparse).
 from __future__ import annotations
 
 import functools
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from medgen_cli.engine.context import TrainContext
+from medgen_cli.engine.metric_names import shares
+from medgen_cli.families.adversarial import GeneratorMetrics, generator_due
 from medgen_cli.families.base import Family
 from medgen_cli.families.sparse_gan import sampling
 from medgen_cli.families.sparse_gan.config import SparseGANConfig
@@ -47,7 +49,7 @@ class SparseGANFamily(Family):
     def __init__(self, cfg: SparseGANConfig) -> None:
         super().__init__(cfg)
         self.affine: list[list[float]] = np.eye(4).tolist()
-        self.last_g_loss = float("nan")
+        self.last_g = GeneratorMetrics()
         self.backend = "torch"
         self._twin: SparseDiscriminator | None = None
 
@@ -107,7 +109,7 @@ class SparseGANFamily(Family):
         self.affine = aff.tolist()
 
     # ---- training ---------------------------------------------------------------------------
-    def _critic_for_penalty(self, ctx: Any) -> Any:
+    def _critic_for_penalty(self, ctx: TrainContext) -> Any:
         if self.backend == "torch":
             return ctx.net("discriminator")
         disc = self.modules["discriminator"]
@@ -118,48 +120,61 @@ class SparseGANFamily(Family):
         params = {k.replace(".op.", "."): v for k, v in disc.named_parameters()}
         return functools.partial(torch.func.functional_call, self._twin, params)
 
-    def train_step(self, batch: dict[str, Any], ctx: Any) -> dict[str, float]:
-        c = self.cfg
+    def train_step(self, batch: dict[str, Any], ctx: TrainContext) -> dict[str, float]:
+        """One critic update, and one generator update on every ``loss.n_critic``-th step
+        (:mod:`medgen_cli.families.adversarial`)."""
         bsz = int(batch["batch_size"])
         real = SparseTensor(batch["coords"], batch["feats"], 1, bsz)
+        metrics = self._d_step(real, bsz, ctx)
+        if generator_due(ctx.global_step, self.cfg.loss.n_critic):
+            self.last_g.update(self._g_step(bsz, ctx))
+        metrics.update(self.last_g.latest)
+        return metrics
+
+    def _d_step(self, real: SparseTensor, bsz: int, ctx: TrainContext) -> dict[str, float]:
+        c = self.cfg
         gen, disc = ctx.net("generator"), ctx.net("discriminator")
-        kind = c.loss.gan_type
         z = torch.randn(bsz, c.generator.latent_dim, device=ctx.device)
         with torch.no_grad(), ctx.autocast():
             fake = gen(z)
         fake = fake.with_feats(fake.feats.float())
         with ctx.autocast():
             d_real, d_fake = disc(real).float(), disc(fake).float()
-            loss_d = d_loss(kind, d_real, d_fake)
-        metrics = {"d_loss": float(loss_d.detach()), "d_real": float(d_real.detach().mean()),
-                   "d_fake": float(d_fake.detach().mean()),
-                   "fake_voxels": fake.num_voxels / bsz, "real_voxels": real.num_voxels / bsz}
-        if kind == "wgan-gp":
+            l_real, l_fake = d_loss(c.loss.gan_type, d_real, d_fake)
+        terms = {"d_real": l_real, "d_fake": l_fake}
+        metrics = {"d/real": float(d_real.detach().mean()), "d/fake": float(d_fake.detach().mean()),
+                   "stats/fake_voxels": fake.num_voxels / bsz, "stats/real_voxels": real.num_voxels / bsz}
+        if c.loss.gan_type == "wgan-gp":
             gp = gradient_penalty(self._critic_for_penalty(ctx), real, fake)
-            loss_d = loss_d + c.loss.gradient_penalty_weight * gp
-            metrics["gradient_penalty"] = float(gp.detach())
-            metrics["wasserstein_distance"] = float((d_real - d_fake).detach().mean())
+            terms["gp"] = c.loss.gradient_penalty_weight * gp
+            metrics["stats/gp"] = float(gp.detach())
+            metrics["stats/wasserstein"] = float((d_real - d_fake).detach().mean())
+        loss_d = sum(terms.values())
         ctx.backward(loss_d, "discriminator")
-        metrics["d_grad_norm"] = ctx.step("discriminator")
-        if (ctx.global_step + 1) % c.loss.n_critic == 0:
-            z = torch.randn(bsz, c.generator.latent_dim, device=ctx.device)
-            with ctx.autocast():
-                out = gen(z)
-                loss_g = g_loss(kind, disc(out.with_feats(out.feats.float())).float())
-            ctx.backward(loss_g, "generator")
-            metrics["g_grad_norm"] = ctx.step("generator")
-            ctx.zero_grad("discriminator")  # the G loss also filled the critic's gradients
-            self.last_g_loss = float(loss_g.detach())
-        metrics["g_loss"] = self.last_g_loss
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        metrics.update({"loss/d": float(loss_d.detach()), **{f"loss/{k}": v for k, v in values.items()},
+                        **shares(values), "grad_norm/d": ctx.step("discriminator")})
         return metrics
 
+    def _g_step(self, bsz: int, ctx: TrainContext) -> dict[str, float]:
+        gen, disc = ctx.net("generator"), ctx.net("discriminator")
+        z = torch.randn(bsz, self.cfg.generator.latent_dim, device=ctx.device)
+        with ctx.autocast():
+            out = gen(z)
+            loss_g = g_loss(self.cfg.loss.gan_type, disc(out.with_feats(out.feats.float())).float())
+        ctx.backward(loss_g, "generator")
+        grad_norm = ctx.step("generator")
+        ctx.zero_grad("discriminator")  # the G loss also filled the critic's gradients
+        return {"loss/g": float(loss_g.detach()), "grad_norm/g": grad_norm}
+
     @torch.no_grad()
-    def validate(self, batches: Any, ctx: Any) -> dict[str, float]:
+    def validate(self, batches: Any, ctx: TrainContext) -> dict[str, float]:
+        """Voxel count and mean value of two samples of fixed seeds (the run has no key metric)."""
         gen = ctx.eval_module("generator")
         g = torch.Generator(device="cpu").manual_seed(0)
         z = torch.randn(2, self.cfg.generator.latent_dim, generator=g).to(ctx.device)
         fake = gen(z)
-        return {"fake_voxels": fake.num_voxels / 2, "fake_mean_value": float(fake.feats.mean())}
+        return {"stats/fake_voxels": fake.num_voxels / 2, "stats/fake_mean": float(fake.feats.mean())}
 
     def log_images(self, ctx: TrainContext) -> None:
         vol = sampling.generate_volumes(self, ctx.eval_module("generator"), sampling.latents(0, 1, self.cfg.generator.latent_dim),
@@ -168,11 +183,11 @@ class SparseGANFamily(Family):
 
     # ---- state ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"affine": self.affine, "last_g_loss": self.last_g_loss}
+        return {"affine": self.affine, "last_g": self.last_g.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.affine = state.get("affine", self.affine)
-        self.last_g_loss = float(state.get("last_g_loss", math.nan))
+        self.last_g.load_state_dict(state.get("last_g", {}))
 
     # ---- inference --------------------------------------------------------------------------
     sample_options = sampling.SparseGANSampleOptions

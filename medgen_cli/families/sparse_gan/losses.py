@@ -11,15 +11,16 @@ from medgen_cli.sparse.tensor import SparseTensor
 from medgen_cli.sparse.torch_backend import TorchBackend
 
 
-def d_loss(kind: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    """Discriminator loss (without the penalty) for ``wgan-gp``, ``vanilla`` or ``lsgan``."""
+def d_loss(kind: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Discriminator loss (without the penalty) for ``wgan-gp``, ``vanilla`` or ``lsgan``, as its
+    real and fake terms (their sum is the loss), so each term's share can be logged."""
     if kind == "wgan-gp":
-        return d_fake.mean() - d_real.mean()
+        return -d_real.mean(), d_fake.mean()
     if kind == "vanilla":
-        return (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
-                + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+        return (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)),
+                F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
     if kind == "lsgan":
-        return 0.5 * ((d_real - 1).pow(2).mean() + d_fake.pow(2).mean())
+        return 0.5 * (d_real - 1).pow(2).mean(), 0.5 * d_fake.pow(2).mean()
     raise ValueError(f"unknown gan_type {kind!r}")
 
 

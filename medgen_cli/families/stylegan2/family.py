@@ -8,6 +8,8 @@ from typing import Any
 import torch
 
 from medgen_cli.families.latents import interpolation_path
+from medgen_cli.engine.context import TrainContext
+from medgen_cli.engine.metric_names import shares
 from medgen_cli.families.gan2d import losses
 from medgen_cli.families.gan2d.family import GAN2DFamily
 from medgen_cli.families.stylegan2.config import StyleGAN2Config
@@ -27,8 +29,8 @@ class StyleGAN2Family(GAN2DFamily):
         self.pl_mean = 0.0
         # Last values of the lazy regularizers, reported on every step (not only when computed)
         # so that every log line carries them; saved so a resume reports the same.
-        self.last_reg: dict[str, float] = {"r1/penalty": 0.0, "loss/r1": 0.0, "pl/penalty": 0.0,
-                                           "loss/pl": 0.0, "pl/length": 0.0}
+        self.last_reg: dict[str, float] = {"stats/r1_penalty": 0.0, "loss/r1": 0.0, "stats/pl_penalty": 0.0,
+                                           "loss/pl": 0.0, "stats/pl_length": 0.0}
 
     @property
     def latent_dim(self) -> int:
@@ -74,20 +76,16 @@ class StyleGAN2Family(GAN2DFamily):
         cutoff = int(torch.randint(1, num_ws, ()))
         return {"mix_z": torch.randn(n, self.latent_dim, device=device), "mix_cutoff": cutoff}
 
-    def train_step(self, batch: Any, ctx: Any) -> dict[str, float]:
-        """One D update (with lazy R1 every ``r1_interval`` steps), then one G update (with lazy
-        path-length regularization every ``pl_interval`` steps)."""
-        real = self._real(batch)
-        out = self._d_step(real, ctx)
-        out.update(self._g_step(real.shape[0], real.device, ctx))
-        out.update(self.last_reg)
-        out.update(losses.shares({"d_real": out["loss/d_real"], "d_fake": out["loss/d_fake"],
-                                  "r1": self.last_reg["loss/r1"] / self.cfg.loss.r1_interval}))
-        out.update(losses.shares({"g_adv": out["loss/g"], "pl": self.last_reg["loss/pl"] / self.cfg.loss.pl_interval}))
-        out.update(self.augment.metrics())
+    def step_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """The lazy regularizers' latest values and every term's share (regularizers per step)."""
+        out = {**metrics, **self.last_reg}
+        out.update(shares({"d_real": out["loss/d_real"], "d_fake": out["loss/d_fake"],
+                           "r1": self.last_reg["loss/r1"] / self.cfg.loss.r1_interval}))
+        out.update(shares({"g_adv": out["loss/g"], "pl": self.last_reg["loss/pl"] / self.cfg.loss.pl_interval}))
         return out
 
-    def _d_step(self, real: torch.Tensor, ctx: Any) -> dict[str, float]:
+    def d_step(self, real: torch.Tensor, ctx: TrainContext) -> dict[str, float]:
+        """One D update (with lazy R1 every ``r1_interval`` steps)."""
         gen, disc = ctx.net("generator"), ctx.net("discriminator")
         n = real.shape[0]
         do_r1 = self.r1_gamma > 0 and ctx.global_step % self.cfg.loss.r1_interval == 0
@@ -106,7 +104,7 @@ class StyleGAN2Family(GAN2DFamily):
             penalty = losses.r1_penalty(d_real, real_in)
             l_r1 = penalty * (self.r1_gamma / 2) * self.cfg.loss.r1_interval
             loss = loss + l_r1
-            self.last_reg.update({"r1/penalty": float(penalty.detach()), "loss/r1": float(l_r1.detach())})
+            self.last_reg.update({"stats/r1_penalty": float(penalty.detach()), "loss/r1": float(l_r1.detach())})
         ctx.backward(loss, "d")
         grad_norm = ctx.step("d")
         self.augment.observe_real(d_real)
@@ -115,7 +113,8 @@ class StyleGAN2Family(GAN2DFamily):
                 "d/real": float(d_real.detach().float().mean()), "d/fake": float(d_fake.detach().float().mean()),
                 "grad_norm/d": grad_norm}
 
-    def _g_step(self, n: int, device: torch.device, ctx: Any) -> dict[str, float]:
+    def g_step(self, n: int, device: torch.device, ctx: TrainContext) -> dict[str, float]:
+        """One G update (with lazy path-length regularization every ``pl_interval`` steps)."""
         gen, disc = ctx.net("generator"), ctx.net("discriminator")
         loss_cfg = self.cfg.loss
         with self._frozen_discriminator(ctx):
@@ -139,8 +138,8 @@ class StyleGAN2Family(GAN2DFamily):
         self.pl_mean = self.pl_mean + (float(lengths.detach().mean()) - self.pl_mean) * loss_cfg.pl_decay
         penalty = (lengths - self.pl_mean).square().mean()
         weighted = penalty * loss_cfg.pl_weight * loss_cfg.pl_interval
-        self.last_reg.update({"pl/penalty": float(penalty.detach()), "loss/pl": float(weighted.detach()),
-                              "pl/length": float(lengths.detach().mean())})
+        self.last_reg.update({"stats/pl_penalty": float(penalty.detach()), "loss/pl": float(weighted.detach()),
+                              "stats/pl_length": float(lengths.detach().mean())})
         return weighted
 
     # ---- state -----------------------------------------------------------------------------------
@@ -150,7 +149,8 @@ class StyleGAN2Family(GAN2DFamily):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.pl_mean = float(state.get("pl_mean", 0.0))
-        self.last_reg.update({k: float(v) for k, v in state.get("last_reg", {}).items()})
+        # Only the current names: a checkpoint from before the metric-name scheme has others.
+        self.last_reg.update({k: float(v) for k, v in state.get("last_reg", {}).items() if k in self.last_reg})
 
     # ---- inference -------------------------------------------------------------------------------
     def generate(self, generator: torch.nn.Module, z: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
