@@ -16,13 +16,13 @@ from medgen_cli.errors import MedgenError
 from medgen_cli.families.autoencoder import common
 from medgen_cli.families.autoencoder.config import AutoencoderConfig
 from medgen_cli.families.base import Family
-
-
 from medgen_cli.families.inference import PointsThreshold, ReconOptions, Samples
 
 
 class AutoencoderReconOptions(PointsThreshold, ReconOptions):
     """Reconstructing one volume (or 2D image) file: ``medgen sample AE_RUN --input FILE``."""
+
+
 def build_autoencoder(cfg: AutoencoderConfig) -> torch.nn.Module:
     """The MONAI ``AutoencoderKL`` described by ``cfg`` (also used by the diffusion family)."""
     from monai.networks.nets import AutoencoderKL
@@ -48,9 +48,9 @@ class AutoencoderFamily(Family):
 
     name = "autoencoder"
     ema_modules = ("autoencoder",)
+    recon_options = AutoencoderReconOptions
 
     def __init__(self, cfg: AutoencoderConfig) -> None:
-    recon_options = AutoencoderReconOptions
         super().__init__(cfg)
         self.cfg: AutoencoderConfig = cfg
         self.key_metric = cfg.val.key_metric

@@ -12,19 +12,19 @@ from medgen_cli.engine.context import TrainContext
 from medgen_cli.engine.metric_names import shares
 from medgen_cli.families.gan2d import losses
 from medgen_cli.families.gan2d.family import GAN2DFamily
+from medgen_cli.families.gan2d.outputs import StyleGAN2InterpolateOptions, StyleGAN2SampleOptions
 from medgen_cli.families.stylegan2.config import StyleGAN2Config
 from medgen_cli.families.stylegan2.networks import Discriminator, Generator
-from medgen_cli.families.gan2d.outputs import StyleGAN2InterpolateOptions, StyleGAN2SampleOptions
 
 
 class StyleGAN2Family(GAN2DFamily):
     """StyleGAN2 for small 2D image sets; see :class:`~medgen_cli.families.stylegan2.config.StyleGAN2Config`."""
 
     name = "stylegan2"
-
-    def __init__(self, cfg: StyleGAN2Config) -> None:
     sample_options = StyleGAN2SampleOptions
     interpolate_options = StyleGAN2InterpolateOptions
+
+    def __init__(self, cfg: StyleGAN2Config) -> None:
         super().__init__(cfg)
         self.pl_mean = 0.0
         # Last values of the lazy regularizers, reported on every step (not only when computed)
