@@ -113,6 +113,19 @@ def augment_batch(x: torch.Tensor, flip: bool, rotate: bool) -> torch.Tensor:
     return torch.stack(out)
 
 
+def random_crop(x: torch.Tensor, size: Sequence[int] | None) -> torch.Tensor:
+    """A random crop of ``size`` (spatial) from each sample of ``x`` ``[B, C, *spatial]``; corners
+    come from torch's global CPU generator (restored on resume). ``None`` returns ``x``."""
+    if size is None or list(size) == list(x.shape[2:]):
+        return x
+    out = []
+    for sample in x:
+        corner = [int(torch.randint(0, s - p + 1, ())) for s, p in zip(sample.shape[1:], size)]
+        idx = tuple(slice(c, c + p) for c, p in zip(corner, size))
+        out.append(sample[(slice(None), *idx)])
+    return torch.stack(out)
+
+
 def num_classes(cfg: ImageDataConfig) -> int:
     """Number of classes in the manifest (max label + 1)."""
     labels = labels_for(cfg)

@@ -25,6 +25,7 @@ class ImageDataConfig(StrictModel):
     flip: bool = Field(True, description="Random flips along each axis.")
     rotate: bool = Field(False, description="Random 90 degree rotations (3D).")
     cache_rate: float = Field(0.25, ge=0.0, le=1.0, description="Fraction of volumes cached in memory after the deterministic transforms.")
+    patch_size: list[int] | None = Field(None, description="Autoencoder training on random crops of this size (spatial_dims entries; validation and inference use whole volumes). The network is convolutional, so small patches buy many more steps per CPU minute.")
     use_labels: bool = Field(False, description="Attach class labels from ROOT/manifest.json to each item.")
 
     @model_validator(mode="after")
@@ -33,6 +34,9 @@ class ImageDataConfig(StrictModel):
             raise ValueError(f"data.size needs {self.spatial_dims} entries for spatial_dims={self.spatial_dims}, got {self.size}")
         if self.spatial_dims == 2 and self.size[0] != self.size[1]:
             raise ValueError("2D images are square: data.size must be [N, N]")
+        if self.patch_size is not None and (len(self.patch_size) != self.spatial_dims
+                                            or any(not 0 < p <= s for p, s in zip(self.patch_size, self.size))):
+            raise ValueError(f"data.patch_size needs {self.spatial_dims} entries in (0, data.size], got {self.patch_size}")
         return self
 
 

@@ -117,6 +117,7 @@ class AutoencoderFamily(Family):
         """One autoencoder update (L1 + KL [+ perceptual] [+ adversarial once ``adv_start_step``
         is reached]), then, with the adversarial term on, one patch-discriminator update."""
         x = common.augment_batch(batch["image"], self.cfg.data.flip, self.cfg.data.rotate)
+        x = common.random_crop(x, self.cfg.data.patch_size)
         lc = self.cfg.loss
         adv_on = "discriminator" in self.modules and ctx.global_step >= lc.adv_start_step
         with ctx.autocast():

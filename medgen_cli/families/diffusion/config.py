@@ -43,8 +43,11 @@ class UNetConfig(StrictModel):
 
 
 class NoiseScheduleConfig(StrictModel):
-    """The DDPM forward process (shared by the DDPM and DDIM samplers)."""
+    """The training objective and forward process: DDPM (sampled with DDPM or DDIM) or rectified
+    flow (MONAI's ``RFlowScheduler``, as MAISI v2; sampled with ``rflow`` in ~30 steps)."""
 
+    objective: Literal["ddpm", "rflow"] = Field("ddpm", description="ddpm: noise schedule below, UNet predicts prediction_type; rflow: straight noise-to-data paths, UNet predicts the velocity (prediction_type and the beta schedule are unused).")
+    timestep_sampling: Literal["uniform", "logit-normal"] = Field("logit-normal", description="rflow: distribution of training times (logit-normal favours the middle, as MAISI).")
     num_train_timesteps: int = Field(1000, ge=2, description="Diffusion steps of the forward process.")
     schedule: Literal["linear_beta", "scaled_linear_beta", "cosine"] = Field("scaled_linear_beta", description="Beta schedule (MONAI names).")
     beta_start: float = Field(0.0015, gt=0.0, description="First beta (linear schedules).")
@@ -63,7 +66,7 @@ class ConditioningConfig(StrictModel):
 
 
 class DiffusionSampleConfig(StrictModel):
-    scheduler: Literal["ddpm", "ddim"] = Field("ddim", description="Default sampler.")
+    scheduler: Literal["auto", "ddpm", "ddim", "rflow"] = Field("auto", description="Default sampler (auto: ddim for noise.objective=ddpm, rflow for rflow).")
     steps: int = Field(50, ge=1, description="Default sampling steps (DDPM: num_train_timesteps is the classic choice).")
     num_images: int = Field(2, ge=1, description="Samples decoded for TensorBoard at each image step.")
 
@@ -91,3 +94,11 @@ class DiffusionConfig(FamilyConfig):
     conditioning: ConditioningConfig = Field(default_factory=ConditioningConfig)
     sample: DiffusionSampleConfig = Field(default_factory=DiffusionSampleConfig)
     optimizer: DiffusionOptimizerConfig = Field(default_factory=DiffusionOptimizerConfig)
+
+    @model_validator(mode="after")
+    def _sampler_fits_objective(self) -> "DiffusionConfig":
+        ok = {"ddpm": ("auto", "ddpm", "ddim"), "rflow": ("auto", "rflow")}[self.noise.objective]
+        if self.sample.scheduler not in ok:
+            raise ValueError(f"sample.scheduler={self.sample.scheduler} cannot sample noise.objective="
+                             f"{self.noise.objective}; use {' or '.join(ok)}")
+        return self

@@ -97,7 +97,7 @@ class DiffusionFamily(Family):
         # autoencoder run's weights changing later.
         self.modules = {"unet": unet, "autoencoder": ae}
         self.optimizers = {"unet": torch.optim.Adam(unet.parameters(), lr=self.cfg.optimizer.lr)}
-        self.scheduler = sampling.make_scheduler(self.cfg.noise, "ddpm")
+        self.scheduler = sampling.make_scheduler(self.cfg.noise, "rflow" if self.cfg.noise.objective == "rflow" else "ddpm")
 
     def check_data(self) -> None:
         # Only an explicit data.root: the autoencoder's own root is read when it is built, and
@@ -153,13 +153,23 @@ class DiffusionFamily(Family):
 
     def _loss(self, unet: torch.nn.Module, z: torch.Tensor, labels: torch.Tensor | None, ctx: TrainContext,
               gen: torch.Generator | None = None) -> torch.Tensor:
+        """MSE of the UNet's prediction: the noise / v (DDPM) or the velocity ``z - noise`` (rflow)."""
+        n = self.cfg.noise
         T = self.scheduler.num_train_timesteps
         noise = torch.randn(z.shape, generator=gen, device=z.device if gen is None else gen.device).to(z.device)
-        t = torch.randint(0, T, (z.shape[0],), generator=gen, device=z.device if gen is None else gen.device).to(z.device)
+        if n.objective == "rflow":
+            t = sampling.rflow_timesteps(z.shape[0], T, n.timestep_sampling, gen, z.device)
+        else:
+            t = torch.randint(0, T, (z.shape[0],), generator=gen, device=z.device if gen is None else gen.device).to(z.device)
         noisy = self.scheduler.add_noise(original_samples=z, noise=noise, timesteps=t)
         with ctx.autocast():
             pred = unet(noisy, t, class_labels=labels)
-        target = noise if self.cfg.noise.prediction_type == "epsilon" else self.scheduler.get_velocity(z, noise, t)
+        if n.objective == "rflow":
+            target = z - noise  # x_t = (1 - t/T) z + (t/T) noise moves towards z at this velocity as t falls
+        elif n.prediction_type == "epsilon":
+            target = noise
+        else:
+            target = self.scheduler.get_velocity(z, noise, t)
         return F.mse_loss(pred.float(), target)
 
     def train_step(self, batch: Any, ctx: TrainContext) -> dict[str, float]:
@@ -184,7 +194,7 @@ class DiffusionFamily(Family):
     def log_images(self, ctx: TrainContext) -> None:
         s = self.cfg.sample
         vols = self.generate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, s.num_images, 0,
-                             "ddim", s.steps)
+                             None, s.steps)
         ctx.add_image("samples/slices", common.grid_tensor(list(vols)))
 
     # ---- state -----------------------------------------------------------------------------------
@@ -199,8 +209,13 @@ class DiffusionFamily(Family):
 
     # ---- sampling --------------------------------------------------------------------------------
     def _sampler(self, kind: str | None, steps: int | None) -> Any:
-        kind = kind or self.cfg.sample.scheduler
-        steps = steps or (self.cfg.sample.steps if kind == self.cfg.sample.scheduler else self.cfg.noise.num_train_timesteps)
+        default = sampling.default_sampler(self.cfg.noise, self.cfg.sample.scheduler)
+        kind = kind or default
+        problem = sampling.sampler_error(self.cfg.noise, kind)
+        if problem is not None:
+            raise MedgenError(problem)
+        # sample.steps belongs to the default sampler; DDPM otherwise walks every training step
+        steps = steps or (self.cfg.noise.num_train_timesteps if kind == "ddpm" and kind != default else self.cfg.sample.steps)
         if steps > self.cfg.noise.num_train_timesteps:
             raise MedgenError(f"--steps {steps} exceeds the {self.cfg.noise.num_train_timesteps} training timesteps")
         sched = sampling.make_scheduler(self.cfg.noise, kind)
@@ -252,7 +267,7 @@ class DiffusionFamily(Family):
         self._require_ready()
         if method not in ("slerp", "lerp"):
             raise MedgenError(f"--method must be slerp or lerp, not {method!r}")
-        sched = self._sampler(scheduler or "ddim", sample_steps)
+        sched = self._sampler(scheduler or sampling.default_sampler(self.cfg.noise), sample_steps)
         a, b = seeded_normal(self.latent_shape(), [seed_a, seed_b])
         path = interpolation_path(a, b, steps, method)
         frames = []

@@ -1,0 +1,68 @@
+"""Helpers shared by the quality benchmarks: training for a wall-clock budget, trilinear baselines."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+def train_for_minutes(cfg: Any, minutes: float) -> tuple[Path, int, float]:
+    """Train ``cfg`` (its ``trainer.max_steps`` is an upper bound) until ``minutes`` have passed.
+
+    The budget ends with the same SIGINT a user's Ctrl-C sends: the trainer finishes its step,
+    writes ``latest.pt`` and stops, so the run is an ordinary, resumable medgen run.
+
+    Returns:
+        (run directory, steps trained, minutes spent).
+    """
+    from medgen_cli.engine.launch import train_from_config
+    from medgen_cli.engine.trainer import TrainingInterrupted
+
+    t0 = time.perf_counter()
+    timer = threading.Timer(minutes * 60.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.daemon = True
+    timer.start()
+    try:
+        run = train_from_config(cfg)
+        assert run is not None
+    except TrainingInterrupted as stop:
+        assert stop.run_dir is not None
+        run = stop.run_dir
+    finally:
+        timer.cancel()
+    import torch
+
+    step = int(torch.load(run / "checkpoints" / "latest.pt", weights_only=True, map_location="cpu")["step"])
+    return run, step, (time.perf_counter() - t0) / 60.0
+
+
+def trilinear_baseline(vol: Any, values: int) -> Any:
+    """``vol`` resized trilinearly to a cube of ~``values`` voxels and back (the trivial code of the
+    same size as a latent holding ``values`` numbers)."""
+    import torch
+    import torch.nn.functional as F
+
+    n = max(1, round(values ** (1.0 / vol.ndim)))
+    x = torch.as_tensor(vol, dtype=torch.float32)[None, None]
+    mode = "trilinear" if vol.ndim == 3 else "bilinear"
+    small = F.interpolate(x, size=(n,) * vol.ndim, mode=mode, align_corners=False)
+    return F.interpolate(small, size=tuple(vol.shape), mode=mode, align_corners=False)[0, 0].numpy()
+
+
+def link_split(root: Path, split: str, files: list[Path]) -> None:
+    """``root/split/`` holding symlinks to ``files`` (medgen reads ROOT/train and ROOT/val)."""
+    folder = root / split
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        (folder / f.name).symlink_to(f.resolve())
+
+
+def nifti_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in Path(folder).iterdir() if p.name.endswith((".nii.gz", ".nii")))
+    if not files:
+        raise SystemExit(f"no NIfTI volumes in {folder}")
+    return files
