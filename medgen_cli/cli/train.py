@@ -19,22 +19,25 @@ app.add_typer(train_app, name="train")
 
 
 def config_help_lines(spec: FamilySpec) -> list[str]:
-    """``key = default  description`` lines for every leaf of the family's config model."""
+    """``key = default  description`` lines for every leaf of the family's config model.
+
+    Defaults come from a default instance, so a family that overrides a shared section's
+    defaults (e.g. the autoencoder's ``trainer`` with batch size 2 and EMA on) shows its own.
+    """
     from pydantic import BaseModel
 
     lines: list[str] = []
 
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        for name, field in model.model_fields.items():
-            ann = field.annotation
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                walk(ann, f"{prefix}{name}.")
+    def walk(model: BaseModel, prefix: str) -> None:
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                walk(value, f"{prefix}{name}.")
                 continue
-            default = field.get_default(call_default_factory=True)
             desc = field.description or ""
-            lines.append(f"{prefix}{name} = {default!r}  {desc}".rstrip())
+            lines.append(f"{prefix}{name} = {value!r}  {desc}".rstrip())
 
-    walk(spec.config_class(), "")
+    walk(spec.config_class().model_validate({}), "")
     return lines
 
 

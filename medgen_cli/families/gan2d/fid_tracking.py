@@ -61,7 +61,10 @@ class FIDState:
             return True
         except MedgenError as exc:  # FIDWeightsMissing and friends: a user-fixable setup problem
             if self.require:
-                raise MedgenError(f"--require-fid: FID is not available: {exc.message}", exc.hint) from exc
+                # `medgen train` has no --weights flag (eval fid's hint names it): say what train takes.
+                raise MedgenError(f"--require-fid: FID is not available: {exc.message}",
+                                  "give the weights with --set fid.weights=FILE or MEDGEN_FID_WEIGHTS=FILE "
+                                  "(bash scripts/run.sh setup installs them), or drop --require-fid") from exc
             self.unavailable = exc.message
             warnings.warn(f"training continues without FID/KID (best.pt is not written): {exc.message}",
                           RuntimeWarning, stacklevel=2)
