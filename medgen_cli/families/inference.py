@@ -153,6 +153,10 @@ class Samples:
         """The arrays without the channel axis when it is 1 (``[N, *spatial]``)."""
         return self.arrays[:, 0] if self.arrays.shape[1] == 1 else self.arrays
 
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """``np.asarray(samples)`` is :attr:`volumes` (numpy interop for the Python API)."""
+        return self.volumes if dtype is None else self.volumes.astype(dtype)
+
     def manifest(self) -> list[dict[str, Any]]:
         """``[{"file": None, "seed": ..., "label": ..., **extra}]`` (files are set by the writer)."""
         extra = self.extra or [{} for _ in self.names]
@@ -198,7 +202,7 @@ def parse_options(model: type[O] | None, flags: dict[str, Any], family: Family, 
     if model is None:
         hint = {"sample": "use `medgen recon` for reconstruction runs" if family.recon_options else None,
                 "recon": "use `medgen sample` for generative runs" if family.sample_options else None}.get(task)
-        raise MedgenError(f"a '{name}' run cannot {task}", hint)
+        raise MedgenError(f"'{name}' runs cannot {task}", hint)
     try:
         return model.model_validate(flags, context={"family": family})
     except ValidationError as exc:

@@ -61,7 +61,8 @@ def test_train_writes_run_directory_and_sample_dispatches(tmp_path: Path, subpro
     assert r3.returncode == 0, r3.stderr
     import numpy as np
 
-    assert np.load(tmp_path / "s" / "samples.npy").shape == (5, 4)
+    files = sorted((tmp_path / "s").glob("sample_*.npy"))
+    assert np.stack([np.load(f) for f in files]).shape == (5, 1, 4)  # one file per sample, seeds 0..4
     r4 = medgen(["sample", str(run), "--num", "5", "--out", str(tmp_path / "s")], subprocess_env)
     assert r4.returncode == 2 and "--overwrite" in r4.stderr
 

@@ -159,23 +159,21 @@ def test_reconstruct_input_keeps_the_data_affine(tmp_path: Path, data: Path) -> 
     import nibabel as nib
 
     from medgen_cli.api import load_run
-    from medgen_cli.engine.inference import SampleOptions
-    from medgen_cli.engine.run_loading import load_run as engine_load
+    from medgen_cli.engine.inference import infer_to_dir
 
     run = train_ae(data, tmp_path / "runs", steps=2)
-    loaded = engine_load(run, device="cpu")
-    with pytest.raises(MedgenError, match="--input"):
-        loaded.sample_to_dir(SampleOptions(out=tmp_path / "none"))
+    with pytest.raises(MedgenError, match="cannot sample"):
+        infer_to_dir(run, "sample", {}, tmp_path / "none", device="cpu")
     src = data / "val" / "vol_000.nii.gz"
-    paths = loaded.sample_to_dir(SampleOptions(out=tmp_path / "rec", input=src))
+    paths = infer_to_dir(run, "sample", {"input": src}, tmp_path / "rec", device="cpu").written.files
     img = nib.load(str(paths[0]))
     assert img.shape == (16, 16, 16)
     np.testing.assert_allclose(img.affine, AFFINE)
     # the Python API gives the same reconstruction
     api = load_run(run)
-    np.testing.assert_allclose(api.reconstruct(src), np.asarray(img.dataobj), atol=1e-5)
-    with pytest.raises(MedgenError, match="already exists"):
-        loaded.sample_to_dir(SampleOptions(out=tmp_path / "rec", input=src))
+    np.testing.assert_allclose(api.reconstruct(src).volumes[0], np.asarray(img.dataobj), atol=1e-5)
+    with pytest.raises(MedgenError, match="already holds samples"):
+        infer_to_dir(run, "sample", {"input": src}, tmp_path / "rec", device="cpu")
 
 
 def test_trains_on_2d_images(tmp_path: Path) -> None:
@@ -196,5 +194,5 @@ def test_api_refuses_what_the_family_cannot_do(tmp_path: Path, data: Path) -> No
 
     run = load_run(train_ae(data, tmp_path / "runs", steps=1))
     assert run.family_name == "autoencoder" and run.step == 1
-    with pytest.raises(MedgenError, match="sample_arrays"):
+    with pytest.raises(MedgenError, match="'autoencoder' runs cannot sample"):
         run.sample(1)

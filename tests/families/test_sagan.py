@@ -12,10 +12,10 @@ import yaml
 from PIL import Image
 
 from medgen_cli.engine.context import TrainContext
-from medgen_cli.engine.inference import InterpolateOptions, SampleOptions
+from medgen_cli.api import load_run
+from medgen_cli.engine.inference import infer_to_dir
 from medgen_cli.config.build import build_config
 from medgen_cli.engine.launch import train_from_config
-from medgen_cli.engine.run_loading import load_run
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.gan2d.synthetic import write_blob_folder
 from medgen_cli.families.sagan.config import SAGANConfig
@@ -124,30 +124,33 @@ def test_spectral_norm_and_attention() -> None:
 
 def test_contract_sample_and_interpolate(blobs: Path, tmp_path: Path) -> None:
     run = check_family_contract("sagan", tiny_overrides("sagan", blobs), tmp_path, steps=4)
-    loaded = load_run(run, checkpoint="latest", device="cpu")
     out = tmp_path / "samples"
-    paths = loaded.sample_to_dir(SampleOptions(out=out, num=5, seed=3, format="png"))
-    assert all(p.is_file() for p in paths) and len(paths) == 7
-    arr = np.load(out / "samples.npy")
+    written = infer_to_dir(run, "sample", {"num": 5, "seed": 3, "format": "png"}, out, checkpoint="latest",
+                           device="cpu").written
+    assert all(p.is_file() for p in written.files) and len(written.files) == 5
+    arr = load_run(run, checkpoint="latest").sample(5, seed=3).arrays
     assert arr.shape == (5, 1, 16, 16) and arr.dtype == np.float32 and 0 <= arr.min() <= arr.max() <= 1
-    assert Image.open(out / "grid.png").size == (3 * 16 + 2 * 2, 2 * 16 + 2)
+    png = np.asarray(Image.open(out / "sample_00004.png"), dtype=np.float32) / 255
+    np.testing.assert_allclose(png, arr[1, 0], atol=0.5 / 255 + 1e-6)  # the PNG holds the 8-bit image
+    assert Image.open(out / "preview" / "grid.png").size == (3 * 16 + 2 * 2, 2 * 16 + 2)
     with pytest.raises(MedgenError):
-        loaded.sample_to_dir(SampleOptions(out=out, num=5, seed=3, format="png"))  # no silent overwrite
+        infer_to_dir(run, "sample", {"num": 5, "seed": 3}, out, checkpoint="latest")  # no silent overwrite
     again = tmp_path / "again"
-    loaded.sample_to_dir(SampleOptions(out=again, num=5, seed=3, batch_size=2))
-    np.testing.assert_allclose(np.load(again / "samples.npy"), arr, atol=1e-6)  # seed → same images
-    with pytest.raises(MedgenError):
-        loaded.sample_to_dir(SampleOptions(out=tmp_path / "t", truncation=0.5))
+    infer_to_dir(run, "sample", {"num": 5, "seed": 3, "batch_size": 2, "format": "npy"}, again, checkpoint="latest")
+    np.testing.assert_allclose(np.load(again / "sample_00003.npy"), arr[0, 0], atol=1e-6)  # seed → same images
+    with pytest.raises(MedgenError, match="do not take --truncation"):
+        infer_to_dir(run, "sample", {"truncation": 0.5}, tmp_path / "t", checkpoint="latest")
 
     interp = tmp_path / "interp"
-    loaded.interpolate_to_dir(InterpolateOptions(out=interp, seed_a=3, seed_b=4, steps=5, method="slerp"))
-    frames = np.load(interp / "frames.npy")
-    assert frames.shape == (5, 1, 16, 16)
+    infer_to_dir(run, "interpolate", {"seed_a": 3, "seed_b": 4, "steps": 5, "method": "slerp"}, interp,
+                 checkpoint="latest")
+    frames = load_run(run, checkpoint="latest").interpolate(3, 4, steps=5, method="slerp").arrays
+    assert frames.shape == (5, 1, 16, 16) and len(list(interp.glob("frame_*.png"))) == 5
     np.testing.assert_allclose(frames[0], arr[0], atol=1e-5)  # t = 0 is the sample of seed_a
     np.testing.assert_allclose(frames[-1], arr[1], atol=1e-5)  # t = 1: seed_b = seed_a + 1
-    gif = Image.open(interp / "interpolation.gif")
+    gif = Image.open(interp / "preview" / "interpolation.gif")
     assert gif.n_frames == 5
-    assert Image.open(interp / "strip.png").size == (5 * 16 + 4 * 2, 16)
+    assert Image.open(interp / "preview" / "strip.png").size == (5 * 16 + 4 * 2, 16)
 
 
 def _stub_tracker(monkeypatch: pytest.MonkeyPatch, calls: list[int]) -> None:
@@ -207,9 +210,9 @@ def test_cli_train_sample_interpolate(blobs: Path, tmp_path: Path) -> None:
     run = tmp_path / "sagan" / "cli"
     res = runner.invoke(app, ["sample", str(run), "--num", "3", "--out", str(tmp_path / "s"), "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    assert np.load(tmp_path / "s" / "samples.npy").shape == (3, 1, 16, 16)
+    assert len(list((tmp_path / "s").glob("sample_*.png"))) == 3
     res = runner.invoke(app, ["interpolate", str(run), "--steps", "3", "--out", str(tmp_path / "i"), "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "i" / "interpolation.gif").is_file() and (tmp_path / "i" / "strip.png").is_file()
+    assert (tmp_path / "i" / "preview" / "interpolation.gif").is_file() and (tmp_path / "i" / "preview" / "strip.png").is_file()
     res = runner.invoke(app, ["sample", str(run), "--truncation", "0.5", "--out", str(tmp_path / "t"), "--device", "cpu"])
     assert res.exit_code != 0 and isinstance(res.exception, (MedgenError, SystemExit))

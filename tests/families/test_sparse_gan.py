@@ -170,27 +170,29 @@ def test_penalty_reaches_critic_weights(volumes: Path, backend: str) -> None:
 def test_contract_and_sampling(volumes: Path, tmp_path: Path, backend: str) -> None:
     from tests.contract import check_family_contract
 
-    from medgen_cli.engine.inference import InterpolateOptions, SampleOptions
-    from medgen_cli.engine.run_loading import load_run
+    from medgen_cli.engine.inference import infer_to_dir
     from medgen_cli.io import load_nifti
 
     run = check_family_contract("sparse-gan", tiny_overrides(volumes, backend), tmp_path)
-    loaded = load_run(run, checkpoint="latest", device="cpu")
-    paths = loaded.sample_to_dir(SampleOptions(out=tmp_path / "s", num=3, batch_size=2, format="nifti,points",
-                                               threshold=0.0))
+    paths = infer_to_dir(run, "sample", {"num": 3, "batch_size": 2, "format": "nifti,points", "threshold": 0.0},
+                         tmp_path / "s", checkpoint="latest", device="cpu").written.files
     niftis = sorted(p for p in paths if p.name.endswith(".nii.gz"))
     assert len(niftis) == 3 and len(paths) == 6
     vol, affine = load_nifti(niftis[0])
     assert vol.shape == (16, 16, 16) and np.allclose(affine, AFFINE)
     assert 1 <= int((vol > 0).sum()) <= 300
-    again = loaded.sample_to_dir(SampleOptions(out=tmp_path / "s2", num=1, batch_size=2, format="nifti"))
+    again = infer_to_dir(run, "sample", {"num": 1, "batch_size": 2, "format": "nifti"}, tmp_path / "s2",
+                         checkpoint="latest", device="cpu").written.files
     assert np.array_equal(load_nifti(again[0])[0], vol)  # same seed, same sample
-    frames = loaded.interpolate_to_dir(InterpolateOptions(out=tmp_path / "i", steps=3, method="slerp"))
+    frames = infer_to_dir(run, "interpolate", {"steps": 3, "method": "slerp"}, tmp_path / "i", checkpoint="latest",
+                          device="cpu").written.files
     assert len(frames) == 3 and all(p.is_file() for p in frames)
+    assert (tmp_path / "i" / "preview" / "strip.png").is_file()
     from medgen_cli.errors import MedgenError
 
     with pytest.raises(MedgenError):
-        loaded.sample_to_dir(SampleOptions(out=tmp_path / "s", num=1, format="nifti"))  # exists, no --overwrite
+        infer_to_dir(run, "sample", {"num": 3, "format": "nifti,points"}, tmp_path / "s",
+                     checkpoint="latest")  # exists, no --overwrite
 
 
 def test_cli_sample_then_eval_shapes(volumes: Path, tmp_path: Path) -> None:
@@ -209,10 +211,12 @@ def test_cli_sample_then_eval_shapes(volumes: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["sample", str(run), "--checkpoint", "latest", "--num", "2", "--threshold", "0",
                               "--format", "nifti,points", "--out", str(tmp_path / "cli")])
     assert res.exit_code == 0, res.output
-    assert len(list((tmp_path / "cli").glob("*.ply"))) == 2 and len(list((tmp_path / "cli").glob("*.nii.gz"))) == 2
-    res = runner.invoke(app, ["eval", "shapes", str(volumes / "train"), str(tmp_path / "cli"), "--threshold", "0",
-                              "--json"])
+    # one folder per format, so each sample is counted once
+    assert len(list((tmp_path / "cli" / "points").glob("*.ply"))) == 2
+    assert len(list((tmp_path / "cli" / "nifti").glob("*.nii.gz"))) == 2
+    res = runner.invoke(app, ["eval", "shapes", str(volumes / "train"), str(tmp_path / "cli" / "points"),
+                              "--threshold", "0", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out["num_real"] == 4 and out["num_fake"] == 4  # 2 NIfTI + 2 point files
+    assert out["num_real"] == 4 and out["num_fake"] == 2
     assert math.isfinite(out["mmd_cd"]) and 0.0 <= out["1nna_cd"] <= 1.0

@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from medgen_cli.engine.context import TrainContext
-from medgen_cli.engine.inference import InterpolateOptions, SampleOptions
+from medgen_cli.engine.inference import infer_to_dir
 from medgen_cli.config.build import build_config
 from medgen_cli.engine.run_loading import load_run
 from medgen_cli.families.gan2d import losses
@@ -158,15 +158,16 @@ def test_contract_sample_and_interpolate(blobs: Path, tmp_path: Path) -> None:
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     ps = [r["train/aug/p"] for r in lines if "train/loss/d" in r]
     assert len(ps) == 4 and ps[0] == 0.5 and ps[-1] != 0.5  # p moved at step 4; the contract saw it resume
-    loaded = load_run(run, checkpoint="latest", device="cpu")
     out = tmp_path / "samples"
-    paths = loaded.sample_to_dir(SampleOptions(out=out, num=4, seed=7, truncation=0.7))
-    assert all(p.is_file() for p in paths)
-    arr = np.load(out / "samples.npy")
-    assert arr.shape == (4, 1, 16, 16) and np.isfinite(arr).all()
+    written = infer_to_dir(run, "sample", {"num": 4, "seed": 7, "truncation": 0.7, "format": "npy"}, out,
+                           checkpoint="latest", device="cpu").written
+    assert all(p.is_file() for p in written.files)
+    arr = np.stack([np.load(p) for p in written.files])
+    assert arr.shape == (4, 16, 16) and np.isfinite(arr).all()
     interp = tmp_path / "interp"
-    loaded.interpolate_to_dir(InterpolateOptions(out=interp, seed_a=7, seed_b=8, steps=4, truncation=0.7))
-    frames = np.load(interp / "frames.npy")
+    infer_to_dir(run, "interpolate", {"seed_a": 7, "seed_b": 8, "steps": 4, "truncation": 0.7, "format": "npy"},
+                 interp, checkpoint="latest", device="cpu")
+    frames = np.stack([np.load(interp / f"frame_{i:03d}.npy") for i in range(4)])
     np.testing.assert_allclose(frames[0], arr[0], atol=1e-5)   # lerp in W: endpoints are the samples
     np.testing.assert_allclose(frames[-1], arr[1], atol=1e-5)
-    assert Image.open(interp / "interpolation.gif").n_frames == 4
+    assert Image.open(interp / "preview" / "interpolation.gif").n_frames == 4
