@@ -7,6 +7,7 @@ from typing import Any
 
 from medgen_cli.config.base import FamilyConfig
 from medgen_cli.config.loading import apply_overrides, load_yaml, validate_config
+from medgen_cli.config.migrations import read_saved_config
 from medgen_cli.errors import MedgenError
 
 
@@ -37,7 +38,8 @@ def build_config(family: str, config_file: str | Path | None = None, overrides: 
     spec = get_spec(family)
     data: dict[str, Any] = dict(base or {})
     if config_file is not None:
-        data = deep_merge(data, load_yaml(config_file))
+        # A run's config.yaml is a valid --config too: its version stamp is read and older layouts migrated.
+        data = deep_merge(data, read_saved_config(load_yaml(config_file)))
     data = apply_overrides(data, overrides or [])
     file_family = data.get("family")
     if file_family is not None and get_spec(str(file_family)).name != spec.name:

@@ -14,7 +14,8 @@ from typing import Any
 
 from medgen_cli.config.base import FamilyConfig
 from medgen_cli.config.build import build_config
-from medgen_cli.config.loading import check_resume_changes, dump_config, load_yaml
+from medgen_cli.config.loading import check_resume_changes, dump_config
+from medgen_cli.config.migrations import dump_run_config, load_run_config
 from medgen_cli.engine.rundir import run_lock
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.registry import get_spec
@@ -105,7 +106,7 @@ def _fit(cfg: FamilyConfig, family: Any, run: Any, found: Any) -> None:
     try:
         if run is not None:
             with atomic_path(run.config) as tmp:
-                tmp.write_text(dump_config(cfg))
+                tmp.write_text(dump_run_config(cfg))
         Trainer(cfg, family, run, resume=None if found is None else found.ckpt).fit()
     except OSError as exc:
         if not is_disk_full(exc) or run is None:
@@ -143,7 +144,7 @@ def resume_config(run_dir: Path, family: str, config_file: Path | None, override
     from medgen_cli.engine.rundir import existing_run_dir
 
     run = existing_run_dir(run_dir)
-    saved = load_yaml(run.config)
+    saved = load_run_config(run.config)
     saved_family = saved.get("family")
     if saved_family is not None and get_spec(str(saved_family)).name != get_spec(family).name:
         raise MedgenError(f"{run.root} is a '{saved_family}' run, not '{family}'",

@@ -13,7 +13,6 @@ from typing import Any, Iterator
 
 import torch
 
-from medgen_cli.config.loading import load_yaml
 from medgen_cli.engine.context import InferenceContext
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.base import Family
@@ -63,6 +62,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto"
     """
     from medgen_cli.engine import checkpoint as ckpt_io
     from medgen_cli.config.build import build_config
+    from medgen_cli.config.migrations import load_run_config, read_saved_config
     from medgen_cli.engine.rundir import existing_run_dir
     from medgen_cli.devices import resolve_device
     from medgen_cli.families.registry import get_spec
@@ -72,7 +72,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto"
     if found is None:
         raise MedgenError(f"{run.root} has no checkpoints yet", "train it first (medgen train ...)")
     path, ck = found.path, found.ckpt
-    saved = ck.get("config") or load_yaml(run.config)
+    # Both carry the medgen version that wrote them; an older layout is migrated first.
+    saved = (read_saved_config(ck["config"], ck.get("medgen_version")) if ck.get("config")
+             else load_run_config(run.config))
     spec = get_spec(ck["family"])
     cfg = build_config(spec.name, base=saved)
     dev = resolve_device(device)

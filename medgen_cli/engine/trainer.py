@@ -18,6 +18,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from medgen_cli.config.base import FamilyConfig
+from medgen_cli.config.migrations import stamped
 from medgen_cli.engine import checkpoint as ckpt_io
 from medgen_cli.engine.context import TrainContext
 from medgen_cli.engine.distributed import (
@@ -160,7 +161,7 @@ class Trainer:
         fam = self.family
         return {
             "family": fam.name,
-            "config": self.cfg.model_dump(mode="json"),
+            "config": stamped(self.cfg),
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,

@@ -22,7 +22,8 @@ from medgen_cli.families.diffusion.config import DiffusionConfig
 
 def autoencoder_config(run: str | None) -> AutoencoderConfig:
     """The saved config of an autoencoder run, with clear errors for a missing or foreign run."""
-    from medgen_cli.config.loading import load_yaml, validate_config
+    from medgen_cli.config.loading import validate_config
+    from medgen_cli.config.migrations import load_run_config
 
     if not run:
         raise MedgenError("autoencoder_run is not set",
@@ -31,7 +32,7 @@ def autoencoder_config(run: str | None) -> AutoencoderConfig:
     if not (path / "config.yaml").is_file():
         raise MedgenError(f"autoencoder_run {path} is not a run directory (no config.yaml)",
                           "point autoencoder_run at runs/autoencoder/NAME of a trained autoencoder")
-    saved = load_yaml(path / "config.yaml")
+    saved = load_run_config(path)
     if saved.get("family") != "autoencoder":
         raise MedgenError(f"autoencoder_run {path} is a '{saved.get('family')}' run, not an autoencoder run",
                           "point autoencoder_run at runs/autoencoder/NAME")

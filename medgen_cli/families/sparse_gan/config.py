@@ -92,7 +92,7 @@ class SparseGANConfig(FamilyConfig):
     generator: SparseGenerator = Field(default_factory=SparseGenerator)
     discriminator: SparseDiscriminator = Field(default_factory=SparseDiscriminator)
     loss: SparseGANLoss = Field(default_factory=SparseGANLoss)
-    optim: SparseGANOptim = Field(default_factory=SparseGANOptim)
+    optimizer: SparseGANOptim = Field(default_factory=SparseGANOptim)
 
     @model_validator(mode="after")
     def _check_sizes(self) -> SparseGANConfig:

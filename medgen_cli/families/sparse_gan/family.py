@@ -62,10 +62,10 @@ class SparseGANFamily(Family):
                               g.occupancy_threshold, g.parent_slack, backend=self.backend).to(device)
         disc = SparseDiscriminator(d.channels, d.kernel_size, d.pooling, backend=self.backend).to(device)
         self.modules = {"generator": gen, "discriminator": disc}
-        betas = tuple(c.optim.betas)
+        betas = tuple(c.optimizer.betas)
         self.optimizers = {
-            "generator": torch.optim.Adam(gen.parameters(), lr=c.optim.lr_g, betas=betas),
-            "discriminator": torch.optim.Adam(disc.parameters(), lr=c.optim.lr_d, betas=betas),
+            "generator": torch.optim.Adam(gen.parameters(), lr=c.optimizer.lr_g, betas=betas),
+            "discriminator": torch.optim.Adam(disc.parameters(), lr=c.optimizer.lr_d, betas=betas),
         }
 
     def _files(self) -> tuple[list[Path], list[Path]]:
