@@ -220,3 +220,52 @@ def test_cli_sample_then_eval_shapes(volumes: Path, tmp_path: Path) -> None:
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["num_real"] == 4 and out["num_fake"] == 2
     assert math.isfinite(out["mmd_cd"]) and 0.0 <= out["1nna_cd"] <= 1.0
+
+
+def test_ema_warmup_follows_the_formula() -> None:
+    from medgen_cli.families.sparse_gan.validation import warmup_ema_fn
+
+    update = warmup_ema_fn(0.999)
+    ema, model = [torch.zeros(3)], [torch.ones(3)]
+    expected = 0.0
+    for n in range(1, 2001):
+        update(ema, model, torch.tensor(n))
+        d = min(0.999, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d)
+    assert math.isclose(float(ema[0][0]), expected, rel_tol=1e-5)
+    assert expected > 0.8  # a fixed 0.999 would still hold 1 - 0.999**2000 = 0.86; warm-up gets further
+    assert expected > 1 - 0.999**2000
+
+
+def test_validation_scores_shapes_and_best_is_closest_to_half(volumes: Path, tmp_path: Path) -> None:
+    """Training writes val/shape/* and best.pt by |1-NNA − 0.5|; an empty generator is fully separable."""
+    import json
+
+    from medgen_cli.engine.launch import build_config, train_from_config
+    from medgen_cli.families.sparse_gan.validation import NNA, NNA_GAP, ShapeValidator, sparse_to_points
+    from medgen_cli.sparse.tensor import SparseTensor
+
+    x = SparseTensor(torch.tensor([[0, 1, 2, 3], [0, 3, 2, 1], [2, 4, 4, 4]]), torch.ones(3, 1), 1, 3)
+    pts = sparse_to_points(x, 8, 100)
+    assert np.allclose(pts[0], [[1 / 8, 2 / 8, 3 / 8], [3 / 8, 2 / 8, 1 / 8]])
+    assert np.allclose(pts[1], 0) and pts[1].shape == (1, 3)        # empty item → one corner point
+    real = [np.random.default_rng(i).uniform(0.3, 0.7, (50, 3)) for i in range(4)]
+    val = ShapeValidator(4, 64, 16, lambda seed, n: torch.zeros(n, 2))
+    val.real = real
+
+    class Empty(torch.nn.Module):
+        def forward(self, z: torch.Tensor) -> SparseTensor:
+            return SparseTensor(torch.zeros(0, 4, dtype=torch.long), torch.zeros(0, 1), 1, len(z))
+
+    m = val(Empty(), [], torch.device("cpu"))
+    assert m[NNA] == 1.0 and m[NNA_GAP] == 0.5
+    overrides = tiny_overrides(volumes, "torch") + [
+        f"output_dir={tmp_path}", "name=v", "trainer.max_steps=4", "trainer.val_every=2", "validation.num_samples=2",
+        "validation.num_points=32"]
+    run = train_from_config(build_config("sparse-gan", overrides=overrides))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    gaps = [r[f"val/{NNA_GAP}"] for r in rows if f"val/{NNA_GAP}" in r]
+    assert len(gaps) == 2 and all(0 <= g <= 0.5 for g in gaps)
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True, map_location="cpu")
+    assert best["best"]["metric"] == NNA_GAP and best["best"]["mode"] == "min"
+    assert math.isclose(best["best"]["value"], min(gaps))

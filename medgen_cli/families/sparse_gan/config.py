@@ -67,6 +67,14 @@ class SparseGANOptim(StrictModel):
     betas: tuple[float, float] = Field((0.5, 0.9), description="Adam betas.")
 
 
+class SparseGANValidation(StrictModel):
+    """Shape metrics at each validation; best.pt keeps the step whose 1-NNA is closest to 50%."""
+
+    num_samples: int = Field(16, ge=0, description="Generated (fixed seeds) and real (first val) shapes compared; 0 = off.")
+    num_points: int = Field(512, ge=8, description="Points per shape for the Chamfer distance.")
+    ema_warmup: bool = Field(True, description="EMA decay min(decay, (1+n)/(10+n)) at update n instead of a fixed decay.")
+
+
 class SparseGANConfig(FamilyConfig):
     """`medgen train sparse-gan`: sparse 3D GAN whose generator prunes to a voxel budget."""
 
@@ -93,6 +101,7 @@ class SparseGANConfig(FamilyConfig):
     discriminator: SparseDiscriminator = Field(default_factory=SparseDiscriminator)
     loss: SparseGANLoss = Field(default_factory=SparseGANLoss)
     optimizer: SparseGANOptim = Field(default_factory=SparseGANOptim)
+    validation: SparseGANValidation = Field(default_factory=SparseGANValidation)
 
     @model_validator(mode="after")
     def _check_sizes(self) -> SparseGANConfig:

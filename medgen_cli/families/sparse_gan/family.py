@@ -19,9 +19,9 @@ from medgen_cli.engine.context import TrainContext
 from medgen_cli.engine.metric_names import shares
 from medgen_cli.families.adversarial import GeneratorMetrics, generator_due
 from medgen_cli.families.base import Family
-from medgen_cli.families.sparse_gan import sampling
-from medgen_cli.families.sparse_gan.config import SparseGANConfig
 from medgen_cli.families.inference import Samples
+from medgen_cli.families.sparse_gan import sampling, validation
+from medgen_cli.families.sparse_gan.config import SparseGANConfig
 from medgen_cli.families.sparse_gan.losses import d_loss, g_loss, gradient_penalty
 from medgen_cli.families.sparse_gan.networks import SparseDiscriminator, SparseGenerator
 from medgen_cli.sparse import resolve_backend_name
@@ -42,7 +42,8 @@ class SparseGANFamily(Family):
 
     name = "sparse-gan"
     ema_modules = ("generator",)
-    key_metric = None
+    key_metric = validation.NNA_GAP  # |1-NNA − 0.5|: 50% means real and generated are indistinguishable
+    key_mode = "min"
 
     cfg: SparseGANConfig
 
@@ -52,6 +53,10 @@ class SparseGANFamily(Family):
         self.last_g = GeneratorMetrics()
         self.backend = "torch"
         self._twin: SparseDiscriminator | None = None
+        v = cfg.validation
+        self._shapes = validation.ShapeValidator(
+            v.num_samples, v.num_points, cfg.data.voxel_size,
+            lambda seed, n: sampling.latents(seed, n, cfg.generator.latent_dim)) if v.num_samples else None
 
     # ---- building ---------------------------------------------------------------------------
     def build(self, device: torch.device) -> None:
@@ -91,8 +96,15 @@ class SparseGANFamily(Family):
         return self._dataset(train, train=True)
 
     def val_dataset(self) -> Any:
-        _, val = self._files()
-        return self._dataset(val, train=False) if val else None
+        train, val = self._files()
+        # Without a val split the shape metrics compare against the first training volumes.
+        files = val or train[: self.cfg.validation.num_samples]
+        return self._dataset(files, train=False) if files else None
+
+    def prepare(self, ctx: TrainContext) -> None:
+        if self.cfg.validation.ema_warmup:
+            for avg in ctx.ema.values():
+                avg.multi_avg_fn = validation.warmup_ema_fn(self.ema_decay(self.cfg.trainer.ema.decay))
 
     def collate_fn(self) -> Any:
         return functools.partial(collate_sparse, threshold=self.cfg.data.threshold,
@@ -169,12 +181,15 @@ class SparseGANFamily(Family):
 
     @torch.no_grad()
     def validate(self, batches: Any, ctx: TrainContext) -> dict[str, float]:
-        """Voxel count and mean value of two samples of fixed seeds (the run has no key metric)."""
+        """Shape metrics of a fixed sample vs a fixed real subset (see :mod:`.validation`), voxel counts."""
         gen = ctx.eval_module("generator")
         g = torch.Generator(device="cpu").manual_seed(0)
         z = torch.randn(2, self.cfg.generator.latent_dim, generator=g).to(ctx.device)
         fake = gen(z)
-        return {"stats/fake_voxels": fake.num_voxels / 2, "stats/fake_mean": float(fake.feats.mean())}
+        out = {"stats/fake_voxels": fake.num_voxels / 2, "stats/fake_mean": float(fake.feats.mean())}
+        if self._shapes is not None:
+            out.update(self._shapes(gen, batches, ctx.device))
+        return out
 
     def log_images(self, ctx: TrainContext) -> None:
         vol = sampling.generate_volumes(self, ctx.eval_module("generator"), sampling.latents(0, 1, self.cfg.generator.latent_dim),
