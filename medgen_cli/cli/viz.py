@@ -42,8 +42,24 @@ def slices(
     vols = [v for _p, v, _a in items]
     titles = [_short(p) for p, _v, _a in items]
     save_slice_grid(vols, out, axes=planes, n_slices=n_slices, mip=mip, titles=titles)
+    _cap_note(len(vols), len(planes) * (n_slices + int(mip)) if any(v.ndim == 3 for v in vols) else 1)
     stats = [volume_stats(str(p), v, a, threshold) for p, v, a in items]
     _report(stats, out, as_json)
+
+
+def _cap_note(n_rows: int, n_cols: int) -> None:
+    """Say when the PNG size cap shrank the panels or dropped rows."""
+    from rich.console import Console
+
+    from medgen_cli.viz.slices import MAX_PIXELS, fit_panels
+
+    inches, shown = fit_panels(n_rows, n_cols)
+    if shown < n_rows:
+        Console(stderr=True).print(f"[yellow]note:[/] showing the first {shown} of {n_rows} volumes: the PNG is capped "
+                                   f"at {MAX_PIXELS} px per side (pass fewer files or --max {shown})", highlight=False)
+    elif inches < 2.0:
+        Console(stderr=True).print(f"[yellow]note:[/] {n_rows} volumes drawn at {round(inches * 100)} px per panel to keep "
+                                   f"the PNG within {MAX_PIXELS} px per side", highlight=False)
 
 
 def _short(p: Path) -> str:

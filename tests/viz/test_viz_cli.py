@@ -34,14 +34,14 @@ def test_slices_of_nifti_and_npy_with_json_stats(tmp_path, capsys):
     assert stats[0]["occupancy"] == pytest.approx((4 * 8 * 12) / 16**3)
     assert stats[0]["mean"] == pytest.approx(2.0 * (4 * 8 * 12) / 16**3)
     assert stats[1]["shape"] == [16, 12, 8] and stats[1]["spacing"] == [1.0, 1.0, 1.0]
-    with Image.open(png) as im:  # 3 planes x (2 slices + MIP) columns, 2 rows of 200 px panels
-        assert im.size == (9 * 200, 2 * 200)
+    with Image.open(png) as im:  # 3 planes x (2 slices + MIP) columns + colour bars, 2 rows of 200 px panels
+        assert im.size == (int(9.5 * 200), 2 * 200)
     code, _, err = medgen(["viz", "slices", tmp_path / "a.nii.gz", "--out", png], capsys)
     assert code == 2 and "already exists" in err
     code, out, _ = medgen(["viz", "slices", tmp_path, "--out", tmp_path / "dir.png", "--axes", "axial"], capsys)
     assert code == 0 and "a.nii.gz" in out and "b.npy" in out
     with Image.open(tmp_path / "dir.png") as im:
-        assert im.size == (200, 400)
+        assert im.size == (int(1.5 * 200), 400)
 
 
 def test_slices_of_an_image_folder(tmp_path, capsys):
