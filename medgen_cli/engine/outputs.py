@@ -177,15 +177,17 @@ def write_previews(samples: Samples, folder: Path) -> list[Path]:
     if samples.preview == "strip":
         return _strip(arrays, folder, samples.value_range)
     if samples.preview == "compare" and samples.references is not None:
-        pairs = [v for pair in zip(samples.references, arrays) for v in pair][: 2 * PREVIEW_CAP]
-        titles = [t for name in samples.names for t in (f"{name}: input", f"{name}: output")][: len(pairs)]
-        return [_volume_grid(pairs, folder / "compare.png", titles)]
+        from medgen_cli.viz.slices import save_comparison_grid
+
+        # input, output (titled with its PSNR) and the |error| map of the first 8 pairs
+        return [save_comparison_grid(list(samples.references[:8]), list(arrays[:8]), folder / "compare.png",
+                                     names=list(samples.names[:8]))]
     shown = arrays[:PREVIEW_CAP]
     if samples.spatial_dims == 2:
         from medgen_cli.viz.slices import save_image_grid
 
         unit = np.stack([_unit(a, samples.value_range or (0.0, 1.0)) for a in shown])
-        return [save_image_grid(unit, folder / "grid.png")]
+        return [save_image_grid(unit, folder / "grid.png", min_tile=128)]  # 16x16 samples: 8x zoom
     titles = [_title(s, lab) for s, lab in zip(samples.seeds, samples.labels)][: len(shown)]
     return [_volume_grid(list(shown[:16]), folder / "grid.png", titles[:16])]
 
