@@ -132,7 +132,8 @@ def test_contract_sample_and_interpolate(blobs: Path, tmp_path: Path) -> None:
     assert arr.shape == (5, 1, 16, 16) and arr.dtype == np.float32 and 0 <= arr.min() <= arr.max() <= 1
     png = np.asarray(Image.open(out / "sample_00004.png"), dtype=np.float32) / 255
     np.testing.assert_allclose(png, arr[1, 0], atol=0.5 / 255 + 1e-6)  # the PNG holds the 8-bit image
-    assert Image.open(out / "preview" / "grid.png").size == (3 * 16 + 2 * 2, 2 * 16 + 2)
+    # 16x16 samples are zoomed 8x in the preview (readable at a glance); the sample PNGs stay 16x16
+    assert Image.open(out / "preview" / "grid.png").size == (3 * 128 + 2 * 2, 2 * 128 + 2)
     with pytest.raises(MedgenError):
         infer_to_dir(run, "sample", {"num": 5, "seed": 3}, out, checkpoint="latest")  # no silent overwrite
     again = tmp_path / "again"
