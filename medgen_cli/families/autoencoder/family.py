@@ -195,8 +195,13 @@ class AutoencoderFamily(Family):
             x = torch.stack([ds[i]["image"] for i in range(min(len(ds), self.cfg.val.num_images))])
             self._log_batch = x
         recon = self.reconstruct_tensor(ctx.eval_module("autoencoder"), x.to(ctx.device)).cpu()
-        vols = [v for pair in zip(x[:, 0].numpy(), recon[:, 0].numpy()) for v in pair]
-        ctx.add_image("reconstruction/input_vs_recon", common.grid_tensor(vols))
+        from medgen_cli.viz.slices import psnr
+
+        # Rows per image: input, reconstruction, |error| (each row on its own scale), and the PSNR.
+        pairs = list(zip(x[:, 0].numpy(), recon[:, 0].numpy()))
+        vols = [v for a, b in pairs for v in (a, b, np.abs(a - b))]
+        ctx.add_image("reconstruction/input_recon_error", common.grid_tensor(vols))
+        ctx.add_scalar("reconstruction/psnr_logged_images", float(np.mean([psnr(a, b) for a, b in pairs])))
 
     # ---- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
