@@ -136,6 +136,9 @@ def fid(
                       kid=kid_ and fake is not None, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
                       center_fraction=center_fraction, window=_parse_window(window), use_cache=not no_cache,
                       sqrtm=sqrtm)
+    from medgen_cli.metrics.fid_inputs import check_inputs
+
+    check_inputs(real, fake)  # both inputs, before the first (minutes-long) feature pass
     extractor = _LazyExtractor(opts)
     with _Bars(enabled=True) as bars:
         real_stats = set_stats(real, opts, extractor, bars.factory, "REAL", cache=not no_cache)

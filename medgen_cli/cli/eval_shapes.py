@@ -31,8 +31,9 @@ def eval_shapes(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
-    from medgen_cli.metrics.shapes import load_shapes, shape_metrics
+    from medgen_cli.metrics.shapes import check_shape_inputs, load_shapes, shape_metrics
 
+    check_shape_inputs(real, fake)  # both, before loading either
     real_shapes = load_shapes(real, threshold, num_points, normalize)
     fake_shapes = load_shapes(fake, threshold, num_points, normalize)
     n_r, n_g = len(real_shapes), len(fake_shapes)

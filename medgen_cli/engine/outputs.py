@@ -78,6 +78,22 @@ def check_folders(out: Path, formats: Sequence[str], overwrite: bool) -> dict[st
     return folders
 
 
+def check_against_manifest(folder: Path, files: Sequence[Path], what: str) -> None:
+    """A sample folder (one holding ``manifest.json``) must hold exactly the files it lists, so an
+    evaluation counts each sample once; other folders pass unchecked.
+
+    Raises:
+        MedgenError: files missing from the folder, or files the manifest does not list.
+    """
+    if not (Path(folder) / MANIFEST).is_file():
+        return
+    listed, found = set(_old_manifest(Path(folder))), {Path(f).name for f in files}
+    if listed != found:
+        raise MedgenError(f"{folder} holds {len(found)} {what} but its {MANIFEST} lists {len(listed)} samples "
+                          f"({len(found - listed)} not listed, {len(listed - found)} missing)",
+                          "evaluate a folder written by one `medgen sample` call (one format per folder)")
+
+
 def _plan(samples: Samples, out: Path, formats: Sequence[str], overwrite: bool) -> dict[str, Path]:
     """Check every target before anything is written (and that the formats fit the arrays)."""
     if "points" in formats and samples.spatial_dims != 3:

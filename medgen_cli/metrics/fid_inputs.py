@@ -80,6 +80,35 @@ def detect_kind(path: Path) -> str:
                       f"expected *.{{{','.join(IMAGE_EXTENSIONS)}}} (lower case, as pytorch-fid) or *.nii[.gz]")
 
 
+def check_inputs(real: Path, fake: Path | None) -> tuple[str, str | None]:
+    """Validate REAL and FAKE before anything is computed: each exists and holds one kind of
+    input, both hold the same kind (statistics match either), and a sample folder holds exactly
+    the files its ``manifest.json`` lists (see :mod:`medgen_cli.engine.outputs`).
+
+    Returns:
+        The kinds of REAL and FAKE (``None`` without FAKE).
+
+    Raises:
+        MedgenError: one line naming the input at fault.
+    """
+    from medgen_cli.engine.outputs import check_against_manifest
+
+    kinds = {}
+    for role, path in (("REAL", real), ("FAKE", fake)):
+        if path is None:
+            continue
+        kind = detect_kind(Path(path))
+        if kind != "stats":
+            files = list_images(Path(path)) if kind == "images" else list_niftis(Path(path))
+            check_against_manifest(Path(path), files, "images" if kind == "images" else "NIfTI volumes")
+        kinds[role] = kind
+    real_kind, fake_kind = kinds["REAL"], kinds.get("FAKE")
+    if fake_kind is not None and "stats" not in (real_kind, fake_kind) and real_kind != fake_kind:
+        raise MedgenError(f"REAL holds {real_kind} but FAKE holds {fake_kind}",
+                          "compare images with images or NIfTI volumes with NIfTI volumes")
+    return real_kind, fake_kind
+
+
 class _ImageFiles:
     """Map-style dataset returning (tensor or None, error text, PIL mode) — errors travel as text
     so a DataLoader worker does not wrap them in its own traceback."""

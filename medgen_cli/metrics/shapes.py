@@ -124,7 +124,21 @@ def _shape_files(path: Path) -> list[Path]:
                    and any(p.name.lower().endswith(s) for s in SHAPE_SUFFIXES))
     if not files:
         raise MedgenError(f"no shapes in {path}", f"expected files ending in {', '.join(SHAPE_SUFFIXES)}")
+    volumes = [f for f in files if f.name.lower().endswith((".nii", ".nii.gz"))]
+    if volumes and len(volumes) != len(files):
+        raise MedgenError(f"{path} holds both NIfTI volumes ({len(volumes)}) and point files "
+                          f"({len(files) - len(volumes)}): each shape would count twice",
+                          "evaluate one kind per folder (medgen sample writes OUT/<format>/ for several formats)")
+    from medgen_cli.engine.outputs import check_against_manifest
+
+    check_against_manifest(path, files, "shape files")
     return files
+
+
+def check_shape_inputs(*paths: str | Path) -> None:
+    """Validate every input folder (exists, one kind, matches its manifest) before any is loaded."""
+    for p in paths:
+        _shape_files(Path(p))
 
 
 def load_shapes(path: str | Path, threshold: float = 0.5, num_points: int = 2048,

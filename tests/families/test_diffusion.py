@@ -134,7 +134,7 @@ def test_ddim_is_reproducible_and_batch_independent(cond_run: Path) -> None:
     a = run.sample(3, seed=7, scheduler="ddim", steps=3, batch_size=2)
     b = run.sample(3, seed=7, scheduler="ddim", steps=3, batch_size=3)
     c = run.sample(3, seed=8, scheduler="ddim", steps=3)
-    assert a.shape == (3, 16, 16, 16)
+    assert a.arrays.shape == (3, 1, 16, 16, 16) and a.seeds == [7, 8, 9] and a.labels == [0, 1, 0]
     np.testing.assert_allclose(a, b, atol=1e-5)
     assert not np.allclose(a, c)
     # guidance changes a conditional sample; the class label is honoured
@@ -163,19 +163,19 @@ def test_sample_and_interpolate_write_nifti_with_the_data_affine(tmp_path: Path,
         img = nib.load(str(f))
         assert img.shape == (16, 16, 16)
         np.testing.assert_allclose(img.affine, AFFINE)
-    assert (tmp_path / "s" / "grid.png").is_file()
+    assert (tmp_path / "s" / "preview" / "grid.png").is_file()
 
     res = runner.invoke(app, ["interpolate", str(cond_run), "--out", str(tmp_path / "i"), "--seed-a", "0",
                               "--seed-b", "1", "--steps", "3", "--sample-steps", "2", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     frames = sorted((tmp_path / "i").glob("frame_*.nii.gz"))
-    assert len(frames) == 3 and (tmp_path / "i" / "strip.png").is_file()
+    assert len(frames) == 3 and (tmp_path / "i" / "preview" / "strip.png").is_file()
     np.testing.assert_allclose(nib.load(str(frames[0])).affine, AFFINE)
 
     from medgen_cli.api import load_run
 
     run = load_run(cond_run)
-    ends = run.interpolate(0, 1, steps=3, sample_steps=2)
+    ends = np.asarray(run.interpolate(0, 1, steps=3, sample_steps=2))
     np.testing.assert_allclose(ends[0], np.asarray(nib.load(str(frames[0])).dataobj), atol=1e-5)
     out = run.save_nifti(ends[1], tmp_path / "mid.nii.gz")
     np.testing.assert_allclose(nib.load(str(out)).affine, AFFINE)
@@ -183,11 +183,10 @@ def test_sample_and_interpolate_write_nifti_with_the_data_affine(tmp_path: Path,
 
 @pytest.mark.parametrize("fmt, suffix", [("npy", ".npy"), ("png", ".png"), ("points", ".ply")])
 def test_other_formats(tmp_path: Path, cond_run: Path, fmt: str, suffix: str) -> None:
-    from medgen_cli.engine.inference import SampleOptions
-    from medgen_cli.engine.run_loading import load_run
+    from medgen_cli.engine.inference import infer_to_dir
 
-    loaded = load_run(cond_run, device="cpu")
-    paths = loaded.sample_to_dir(SampleOptions(out=tmp_path, num=1, steps=2, format=fmt, threshold=-1e9))
+    flags = {"num": 1, "steps": 2, "format": fmt, **({"threshold": -1e9} if fmt == "points" else {})}
+    paths = infer_to_dir(cond_run, "sample", flags, tmp_path, device="cpu").written.files
     assert paths[0].suffix == suffix and paths[0].stat().st_size > 0
     if fmt == "npy":
         assert np.load(paths[0]).shape == (16, 16, 16)
@@ -240,20 +239,18 @@ def test_2d_latent_diffusion(tmp_path: Path) -> None:
     ae = train_ae(tmp_path / "img", tmp_path / "runs", steps=2, extra=["data.spatial_dims=2", "data.size=[16, 16]"])
     run = train_df(ae, tmp_path / "runs", "trainer.max_steps=2", "trainer.val_every=2")
     out = load_run(run).sample(2, seed=0, steps=2)
-    assert out.shape == (2, 16, 16) and np.isfinite(out).all()
+    assert out.arrays.shape == (2, 1, 16, 16) and np.isfinite(out.arrays).all()
 
 
 @pytest.mark.parametrize("opts, message", [
-    ({"scheduler": "rflow"}, "unknown --scheduler"),
+    ({"scheduler": "euler"}, "unknown --scheduler"),
     ({"steps": 5000}, "exceeds the 1000 training timesteps"),
-    ({"input": Path("x.nii.gz")}, "--input is for autoencoder runs"),
-    ({"format": "gif"}, "--format 'gif' is not supported"),
+    ({"input": Path("x.nii.gz")}, "diffusion runs do not take --input"),
+    ({"format": "gif"}, "--format gif is not available here"),
 ])
 def test_sample_option_errors(tmp_path: Path, cond_run: Path, opts: dict, message: str) -> None:
-    from medgen_cli.engine.inference import SampleOptions
-    from medgen_cli.engine.run_loading import load_run
+    from medgen_cli.engine.inference import infer_to_dir
 
-    loaded = load_run(cond_run, device="cpu")
     with pytest.raises(MedgenError, match=message):
-        loaded.sample_to_dir(SampleOptions(out=tmp_path, num=1, **opts))
+        infer_to_dir(cond_run, "sample", {"num": 1, **opts}, tmp_path / "s", device="cpu")
     assert not list(tmp_path.iterdir())

@@ -161,11 +161,16 @@ def test_several_formats_get_a_folder_each_and_overwrite_drops_stale_files(runs:
                                                                            tmp_path: Path) -> None:
     from medgen_cli.data.points import load_points
 
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["sparse-gan"], run)
+    (run / "checkpoints" / "best.pt").unlink(missing_ok=True)
     out = tmp_path / "s"
-    code, text = cli("sample", runs["sparse-gan"], "--num", "2", "--format", "nifti,points", "--threshold", "0",
+    code, text = cli("sample", run, "--num", "2", "--format", "nifti,points", "--threshold", "0",
                      "--out", out, "--device", "cpu")
     assert code == 0, text
-    assert "latest.pt" in text  # sparse-gan keeps no best.pt: the checkpoint used is named
+    assert "latest.pt" in text  # a run without best.pt: the checkpoint used is named
     assert sorted(p.name for p in out.iterdir()) == ["nifti", "points", "preview"]
     assert sorted(p.name for p in (out / "points").iterdir()) == ["manifest.json", "sample_00000.ply", "sample_00001.ply"]
     assert len(load_points(out / "points" / "sample_00000.ply")) > 0
@@ -199,3 +204,29 @@ def test_autoencoder_reconstructs_input_with_the_same_layout(runs: dict[str, Pat
                                load_run(runs["autoencoder"]).reconstruct(runs["volume"]).volumes[0], atol=1e-5)
     code, text = cli("sample", runs["autoencoder"], "--out", tmp_path / "none")
     assert code == 2 and "cannot sample" in text
+
+
+def test_eval_counts_exactly_the_samples_and_validates_both_inputs_first(runs: dict[str, Path], tmp_path: Path,
+                                                                         cli: Any) -> None:
+    from PIL import Image
+    from pytorch_fid.fid_score import IMAGE_EXTENSIONS
+
+    out = tmp_path / "s"
+    assert cli("sample", runs["sagan"], "--num", "3", "--out", out, "--device", "cpu")[0] == 0
+    # pytorch-fid's own file rule (its extensions, not recursive) finds exactly the 3 samples
+    assert len([f for ext in IMAGE_EXTENSIONS for f in out.glob(f"*.{ext}")]) == 3
+    real = runs["sagan"].parents[2] / "img"
+    # a stray image in a sample folder is refused before any feature is computed (no weights needed)
+    Image.new("L", (16, 16)).save(out / "stray.png")
+    code, text = cli("eval", "fid", real, out, "--weights", tmp_path / "missing.pth")
+    assert code == 2 and "holds 4 images but its manifest.json lists 3 samples" in text, text
+    code, text = cli("eval", "fid", real, runs["volume"].parent, "--weights", tmp_path / "missing.pth")
+    assert code == 2 and "REAL holds images but FAKE holds volumes" in text, text
+    # eval shapes: a folder mixing volumes and point files would count each shape twice
+    mixed = tmp_path / "mixed"
+    assert cli("sample", runs["sparse-gan"], "--num", "2", "--format", "nifti,points", "--threshold", "0",
+               "--out", mixed, "--device", "cpu")[0] == 0
+    for f in (mixed / "points").glob("*.ply"):
+        (mixed / "nifti" / f.name).write_bytes(f.read_bytes())
+    code, text = cli("eval", "shapes", runs["volume"].parent, mixed / "nifti")
+    assert code == 2 and "holds both NIfTI volumes (2) and point files (2)" in text, text
