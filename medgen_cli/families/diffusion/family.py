@@ -18,6 +18,8 @@ from medgen_cli.families.autoencoder.config import AutoencoderConfig, ImageDataC
 from medgen_cli.families.base import Family
 from medgen_cli.families.diffusion import sampling
 from medgen_cli.families.diffusion.config import DiffusionConfig
+from medgen_cli.families.diffusion.options import DiffusionInterpolateOptions, DiffusionSampleOptions
+from medgen_cli.families.inference import Samples, frame_samples, seeded_samples
 
 
 def autoencoder_config(run: str | None) -> AutoencoderConfig:
@@ -39,6 +41,25 @@ def autoencoder_config(run: str | None) -> AutoencoderConfig:
     return validate_config(AutoencoderConfig, saved)
 
 
+def stored_autoencoder_config(cfg: DiffusionConfig) -> AutoencoderConfig:
+    """The autoencoder config this diffusion run was trained with: the copy in its own config
+    (``autoencoder``), or, for runs made before that copy existed, the autoencoder run's."""
+    from medgen_cli.config.loading import validate_config
+
+    if cfg.autoencoder is not None:
+        return validate_config(AutoencoderConfig, cfg.autoencoder)
+    return autoencoder_config(cfg.autoencoder_run)
+
+
+def latent_data_config(ae_cfg: AutoencoderConfig, cfg: DiffusionConfig) -> ImageDataConfig:
+    """The autoencoder's data settings with this run's root, flips, caching and labels."""
+    d = ae_cfg.data
+    return d.model_copy(update={
+        "root": cfg.data.root or d.root, "flip": cfg.data.flip, "rotate": False,
+        "cache_rate": cfg.data.cache_rate, "use_labels": cfg.conditioning.enabled,
+    })
+
+
 class DiffusionFamily(Family):
     """Latent DDPM with optional class conditioning (classifier-free guidance)."""
 
@@ -46,6 +67,8 @@ class DiffusionFamily(Family):
     ema_modules = ("unet",)
     key_metric = "loss"
     key_mode = "min"
+    sample_options = DiffusionSampleOptions
+    interpolate_options = DiffusionInterpolateOptions
 
     def __init__(self, cfg: DiffusionConfig) -> None:
         super().__init__(cfg)
@@ -57,13 +80,22 @@ class DiffusionFamily(Family):
         self._val_ds: Any = False
 
     # ---- building ------------------------------------------------------------------------------
+    @classmethod
+    def resolve_config(cls, cfg: DiffusionConfig) -> DiffusionConfig:  # type: ignore[override]
+        """Copy the autoencoder run's config in and count the classes, before the run folder is
+        written: the run then rebuilds from itself (the autoencoder's weights are in every
+        checkpoint) and ``config.yaml`` equals the config its checkpoints store."""
+        ae_cfg = stored_autoencoder_config(cfg)
+        values = cfg.model_dump(mode="json")
+        values["autoencoder"] = ae_cfg.model_dump(mode="json")
+        cond = cfg.conditioning
+        if cond.enabled and cond.num_classes is None:
+            values["conditioning"]["num_classes"] = common.num_classes(latent_data_config(ae_cfg, cfg))
+        return type(cfg).model_validate(values)
+
     def data_config(self) -> ImageDataConfig:
         """The autoencoder's data settings with this run's root, flips, caching and labels."""
-        d = self.ae_cfg.data
-        return d.model_copy(update={
-            "root": self.cfg.data.root or d.root, "flip": self.cfg.data.flip, "rotate": False,
-            "cache_rate": self.cfg.data.cache_rate, "use_labels": self.cfg.conditioning.enabled,
-        })
+        return latent_data_config(self.ae_cfg, self.cfg)
 
     def latent_shape(self) -> tuple[int, ...]:
         """``(C, *spatial)`` of the autoencoder's latent (each level halves the size)."""
@@ -77,13 +109,11 @@ class DiffusionFamily(Family):
 
         from medgen_cli.families.autoencoder.family import build_autoencoder
 
-        self.ae_cfg = autoencoder_config(self.cfg.autoencoder_run)
+        self.ae_cfg = stored_autoencoder_config(self.cfg)
         cond = self.cfg.conditioning
         if cond.enabled:
+            # resolve_config fixed num_classes for runs it started; the config is not changed here.
             self.num_classes = cond.num_classes or common.num_classes(self.data_config())
-            # Record the manifest-derived count in the config that checkpoints store, so a run
-            # can be loaded for sampling without its data folder.
-            cond.num_classes = self.num_classes
         u = self.cfg.unet
         latent_c = self.ae_cfg.model.latent_channels
         unet = DiffusionModelUNet(
@@ -119,14 +149,18 @@ class DiffusionFamily(Family):
         return self._val_ds
 
     def prepare(self, ctx: TrainContext) -> None:
-        """Load the autoencoder run's weights, then fix the latent scale factor once."""
+        """Load the autoencoder run's weights, then fix the latent scale factor once. On resume the
+        checkpoint holds all three (autoencoder weights, scale factor, affine): the autoencoder
+        run is not read, so it may have been moved or deleted."""
         from medgen_cli.engine.run_loading import load_run
 
+        if ctx.resuming:
+            return
         ae_run = load_run(self.cfg.autoencoder_run, checkpoint=self.cfg.autoencoder_checkpoint, device=str(ctx.device))
         if ae_run.family.name != "autoencoder":
             raise MedgenError(f"autoencoder_run {self.cfg.autoencoder_run} is not an autoencoder run")
         self.modules["autoencoder"].load_state_dict(ae_run.ctx.eval_module("autoencoder").state_dict())
-        self.affine = getattr(ae_run.family, "affine", None) or common.data_affine(self.data_config())
+        self.affine = ae_run.family.affine or common.data_affine(self.data_config())
         if self.cfg.scale_factor is not None:
             self.scale_factor = float(self.cfg.scale_factor)
         else:
@@ -223,15 +257,36 @@ class DiffusionFamily(Family):
         sched.set_timesteps(steps)
         return sched
 
-    def _class_labels(self, n: int, class_label: int | None, device: torch.device) -> torch.Tensor | None:
+    def check_request(self, scheduler: str | None, steps: int | None, guidance_scale: float | None,
+                      class_label: int | None) -> None:
+        """Refuse sampling options this run cannot honour (the options models call it).
+
+        Raises:
+            ValueError: one sentence naming the flag (turned into a MedgenError line).
+        """
+        problem = None if scheduler is None else sampling.sampler_error(self.cfg.noise, scheduler)
+        if problem is not None:
+            raise ValueError(problem)
+        if steps is not None and steps > self.cfg.noise.num_train_timesteps:
+            raise ValueError(f"--steps {steps} exceeds the {self.cfg.noise.num_train_timesteps} training timesteps")
         if not self.cfg.conditioning.enabled:
-            if class_label is not None:
-                raise MedgenError("this run is not class-conditional", "drop --class-label")
+            for flag, value in (("--guidance-scale", guidance_scale), ("--class-label", class_label)):
+                if value is not None:
+                    raise ValueError(f"{flag} needs a class-conditional run; this one was trained with "
+                                     "conditioning.enabled=false")
+        elif class_label is not None and class_label >= self.num_classes:
+            raise ValueError(f"--class-label must be in [0, {self.num_classes - 1}]")
+
+    def _label_list(self, n: int, class_label: int | None) -> list[int] | None:
+        """The class of each of ``n`` samples: ``class_label``, else cycling 0, 1, ... (``None``:
+        an unconditional run)."""
+        if not self.cfg.conditioning.enabled:
             return None
-        if class_label is not None and not 0 <= class_label < self.num_classes:
-            raise MedgenError(f"--class-label must be in [0, {self.num_classes - 1}]")
-        labels = [class_label if class_label is not None else i % self.num_classes for i in range(n)]
-        return torch.tensor(labels, dtype=torch.long, device=device)
+        return [class_label if class_label is not None else i % self.num_classes for i in range(n)]
+
+    def _class_labels(self, n: int, class_label: int | None, device: torch.device) -> torch.Tensor | None:
+        labels = self._label_list(n, class_label)
+        return None if labels is None else torch.tensor(labels, dtype=torch.long, device=device)
 
     def _require_ready(self) -> None:
         if self.scale_factor is None:
@@ -260,14 +315,12 @@ class DiffusionFamily(Family):
             out.append(self.decode(ae, z))
         return np.concatenate(out)
 
-    def interpolate(self, unet: torch.nn.Module, ae: torch.nn.Module, device: torch.device, seed_a: int, seed_b: int,
-                    steps: int, method: str = "slerp", scheduler: str | None = "ddim", sample_steps: int | None = None,
-                    track: Any = None) -> np.ndarray:
+    def interpolate_volumes(self, unet: torch.nn.Module, ae: torch.nn.Module, device: torch.device, seed_a: int,
+                            seed_b: int, steps: int, method: str = "slerp", scheduler: str | None = "ddim",
+                            sample_steps: int | None = None, track: Any = None) -> np.ndarray:
         """Frames ``[steps, *size]`` decoded from slerp/lerp mixes of two seeds' noise (DDIM:
         deterministic). Conditional runs are sampled unconditionally (the "no class" label)."""
         self._require_ready()
-        if method not in ("slerp", "lerp"):
-            raise MedgenError(f"--method must be slerp or lerp, not {method!r}")
         sched = self._sampler(scheduler or sampling.default_sampler(self.cfg.noise), sample_steps)
         a, b = seeded_normal(self.latent_shape(), [seed_a, seed_b])
         path = interpolation_path(a, b, steps, method)
@@ -282,44 +335,19 @@ class DiffusionFamily(Family):
             frames.append(self.decode(ae, z))
         return np.concatenate(frames)
 
-    # ---- array API (medgen_cli.api) -------------------------------------------------------------
-    def sample_arrays(self, ctx: Any, n: int, seed: int, **kwargs: Any) -> np.ndarray:
-        """:meth:`generate` with the run's inference modules (``kwargs``: scheduler, steps,
-        guidance_scale, class_label, batch_size)."""
-        return self.generate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, n, seed, **kwargs)
+    # ---- the inference contract (medgen sample / interpolate, medgen_cli.api) --------------------
+    def _affine(self) -> np.ndarray:
+        return np.asarray(self.affine if self.affine is not None else np.eye(4))
 
-    def interpolate_arrays(self, ctx: Any, seed_a: int, seed_b: int, steps: int, **kwargs: Any) -> np.ndarray:
-        """:meth:`interpolate` with the run's inference modules (``kwargs``: method, scheduler, sample_steps)."""
-        return self.interpolate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, seed_a, seed_b,
-                                steps, **kwargs)
-
-    def sample_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
-        if opts.input is not None:
-            raise MedgenError("--input is for autoencoder runs", "diffusion runs generate from noise; drop --input")
-        out = Path(opts.out)
-        stems = [out / f"sample_{opts.seed + i:05d}" for i in range(opts.num)]
-        common.check_outputs([*(common.output_path(p, opts.format) for p in stems), out / "grid.png"], opts.overwrite)
+    def sample(self, opts: DiffusionSampleOptions, ctx: Any) -> Samples:  # type: ignore[override]
+        """:meth:`generate` with the run's (EMA) modules; labels recorded per sample."""
         vols = self.generate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, opts.num, opts.seed,
                              opts.scheduler, opts.steps, opts.guidance_scale, opts.class_label, opts.batch_size,
                              ctx.track)
-        out.mkdir(parents=True, exist_ok=True)
-        affine = np.asarray(self.affine if self.affine is not None else np.eye(4))
-        paths = [common.write_volume(v, stem, opts.format, affine, opts.threshold, opts.overwrite)
-                 for v, stem in zip(vols, stems)]
-        paths.append(common.save_grid_png(list(vols[:16]), out / "grid.png", opts.overwrite))
-        return paths
+        return seeded_samples(vols[:, None], opts.seed, self._label_list(opts.num, opts.class_label), self._affine())
 
-    def interpolate_to_dir(self, opts: Any, ctx: Any) -> list[Path]:
-        common.check_format(opts.format, ("nifti", "npy", "png"))
-        out = Path(opts.out)
-        stems = [out / f"frame_{i:03d}" for i in range(opts.steps)]
-        common.check_outputs([*(common.output_path(p, opts.format) for p in stems), out / "strip.png"], opts.overwrite)
-        frames = self.interpolate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, opts.seed_a,
-                                  opts.seed_b, opts.steps, opts.method, opts.scheduler, opts.sample_steps, ctx.track)
-        out.mkdir(parents=True, exist_ok=True)
-        affine = np.asarray(self.affine if self.affine is not None else np.eye(4))
-        paths = [common.write_volume(f, stem, opts.format, affine, 0.5, opts.overwrite)
-                 for f, stem in zip(frames, stems)]
-        paths.append(common.save_strip_png(list(frames), out / "strip.png", opts.overwrite))
-        return paths
-
+    def interpolate(self, opts: DiffusionInterpolateOptions, ctx: Any) -> Samples:  # type: ignore[override]
+        frames = self.interpolate_volumes(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device,
+                                          opts.seed_a, opts.seed_b, opts.steps, opts.method, opts.scheduler,
+                                          opts.sample_steps, ctx.track)
+        return frame_samples(frames[:, None], self._affine())
