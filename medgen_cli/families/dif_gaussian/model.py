@@ -151,7 +151,7 @@ class DIFGaussianNet(nn.Module):
             # FBPConvNet's lesson: a CNN over the analytic reconstruction removes sparse-view streaks
             # and, being local and physics-anchored, transfers to anatomy it was not trained on.
             self.fdk_net = UNet(3, 1, cfg.fdk_features, channels=list(cfg.fdk_channels),
-                                strides=[2] * (len(cfg.fdk_channels) - 1), num_res_units=1, norm="instance")
+                                strides=[2] * (len(cfg.fdk_channels) - 1), num_res_units=0, norm="instance")
             cin += 1 + cfg.fdk_features
         widths = list(cfg.decoder_channels)
         self.decoder = nn.ModuleList(
