@@ -58,7 +58,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--size", type=int, default=32, help="crop edge in voxels (1 mm)")
-    ap.add_argument("--stride", type=int, default=8, help="stride between training crops")
+    ap.add_argument("--stride", type=int, default=12, help="stride between training crops")
     ap.add_argument("--min-brain", type=float, default=0.6, help="minimum brain fraction of a crop")
     args = ap.parse_args()
 

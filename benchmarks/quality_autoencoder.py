@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -89,15 +90,16 @@ def main() -> None:
             f"output_dir={out}", f"name=qae-{time.strftime('%Y%m%d-%H%M%S')}", f"data.root={root}",
             f"data.size={shape}", "data.intensity=none", "trainer.max_steps=100000000",
             *([] if args.val else ["trainer.val_every=100000000"]), *args.overrides])
-        run, steps, minutes = train_for_minutes(cfg, args.minutes)
+        run, steps, minutes, cpu_minutes = train_for_minutes(cfg, args.minutes)
         values = latent_values(cfg)
         res = evaluate(run, test, values, "best" if args.val else "latest")
-    res.update({"steps": steps, "minutes": round(minutes, 2), "latent_values": values, "threads": args.threads,
+    res.update({"steps": steps, "minutes": round(minutes, 2), "cpu_minutes": round(cpu_minutes, 2),
+                "load_average": os.getloadavg()[0], "latent_values": values, "threads": args.threads,
                 "config": str(args.config), "overrides": args.overrides, "run": str(run) if args.out else None,
                 "test_volumes": len(test), "train_volumes": len(train)})
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"steps {steps} in {minutes:.1f} min: PSNR {res['psnr']:.2f} (baseline {res['baseline_psnr']:.2f}), "
+    print(f"steps {steps} in {minutes:.1f} min ({cpu_minutes:.1f} CPU min): PSNR {res['psnr']:.2f} (baseline {res['baseline_psnr']:.2f}), "
           f"SSIM {res['ssim']:.4f} (baseline {res['baseline_ssim']:.4f})")
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from medgen_cli.cli.app import app
 from medgen_cli.errors import MedgenError
 
-TINY = ["--size", "16", "--ae-steps", "2", "--diffusion-steps", "2", "--num-samples", "2", "--sample-steps", "2",
+TINY = ["--size", "16", "--ae-steps", "2", "--diffusion-steps", "2", "--num-samples", "2", "--sample-steps", "2", "--no-fid",
         "--num-volumes", "6", "--device", "cpu"]
 
 
