@@ -8,6 +8,9 @@ with code 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 
+_WORKER_MARK = "in DataLoader worker process"
+
+
 class MedgenError(Exception):
     """A problem the user can fix.
 
@@ -19,6 +22,11 @@ class MedgenError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        if _WORKER_MARK in message and "Original Traceback" in message:
+            # torch re-raises a DataLoader worker's exception as MedgenError(<its traceback text>):
+            # keep the one line the worker raised, so the user still sees one line.
+            last = [line for line in message.splitlines() if line.strip()][-1].strip()
+            message = last.split(": ", 1)[1] if last.split(": ", 1)[0].endswith("MedgenError") else last
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -171,3 +171,16 @@ def test_reconstruct_input_truncated_is_named(tmp_path: Path) -> None:
     _truncate(trunc)
     with pytest.raises(MedgenError, match=f"NIfTI file {trunc} is truncated"):
         make_volume_dataset([trunc], (16, 16, 16))
+
+
+def test_failure_in_a_dataloader_worker_stays_one_line(tmp_path: Path) -> None:
+    import torch
+
+    root = _volumes(tmp_path / "d")
+    bad = root / "train" / "v1.nii.gz"
+    ds = make_volume_dataset([bad], (16, 16, 16))
+    _truncate(bad)
+    with pytest.raises(MedgenError) as info:
+        next(iter(torch.utils.data.DataLoader(ds, batch_size=1, num_workers=1)))
+    text = str(info.value)
+    assert text.startswith(f"cannot load {bad}") and "\n" not in text and "Traceback" not in text, text
