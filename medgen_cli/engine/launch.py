@@ -111,8 +111,9 @@ def _fit(cfg: FamilyConfig, family: Any, run: Any, found: Any) -> None:
     except OSError as exc:
         if not is_disk_full(exc) or run is None:
             raise
-        kept = any(run.checkpoints.glob("*.pt"))
-        then = (f"the last good checkpoint is kept: then resume with medgen train {cfg.family} --resume {run.root}"
+        kept = sorted(run.checkpoints.glob("*.pt"), key=lambda p: p.stat().st_mtime)
+        need = f" (a checkpoint takes {kept[-1].stat().st_size / 1e6:.1f} MB)" if kept else ""
+        then = (f"the last good checkpoint is kept{need}: then resume with medgen train {cfg.family} --resume {run.root}"
                 if kept else "then start the run again")
         raise disk_full_error(exc, run.root, then) from exc
 
