@@ -58,6 +58,63 @@ class FamilyCommand(TyperCommand):
         pass
 
 
+def run_train(req: Any) -> None:
+    """Call :func:`medgen_cli.engine.launch.train` and report: the dry-run config on stdout,
+    torchrun for ``--nproc``, the run folder, or how to resume after SIGINT (exit 130) / SIGTERM
+    (exit 143)."""
+    import os
+    import sys
+
+    from rich.console import Console
+
+    from medgen_cli.engine.launch import train
+    from medgen_cli.engine.trainer import TrainingInterrupted
+
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    try:
+        outcome = train(req, notify=console.print)
+    except TrainingInterrupted as exc:
+        where = exc.run_dir or req.resume
+        console.print(f"[yellow]stopped by {signal_name(exc.signum)} at step {exc.step}; latest.pt saved.[/] "
+                      f"Resume with: medgen train {req.family} --resume {where}")
+        raise SystemExit(exc.exit_code) from None
+    if outcome.config_text is not None:
+        sys.stdout.write(outcome.config_text)
+    elif outcome.processes > 1:
+        raise SystemExit(spawn_torchrun(outcome.processes, sys.argv[1:]))
+    elif outcome.run_dir is not None and int(os.environ.get("RANK", 0)) == 0:
+        console.print(f"[green]done:[/] {outcome.run_dir}")
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
+def spawn_torchrun(nproc: int, argv: list[str]) -> int:
+    """Run ``medgen ARGV`` (without ``--nproc``) under ``torch.distributed.run`` with ``nproc``
+    processes; its exit code."""
+    import subprocess
+    import sys
+
+    cleaned: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        cleaned.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "medgen_cli", *cleaned]
+    return subprocess.call(cmd)
+
+
 def _make_command(spec: FamilySpec) -> None:
     def command(
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file (see configs/)."),
@@ -69,21 +126,11 @@ def _make_command(spec: FamilySpec) -> None:
         nproc: int = typer.Option(1, "--nproc", min=1, help="Launch N processes with torchrun (DDP)."),
         require_fid: bool = typer.Option(False, "--require-fid", help="GAN families: fail instead of training without FID weights."),
     ) -> None:
-        from medgen_cli.engine.launch import TrainRequest, launch
+        from medgen_cli.engine.launch import TrainRequest
 
-        launch(
-            TrainRequest(
-                family=spec.name,
-                config_file=config,
-                overrides=list(overrides),
-                name=name,
-                output_dir=output_dir,
-                resume=resume,
-                dry_run=dry_run,
-                nproc=nproc,
-                require_fid=require_fid,
-            )
-        )
+        run_train(TrainRequest(family=spec.name, config_file=config, overrides=list(overrides), name=name,
+                               output_dir=output_dir, resume=resume, dry_run=dry_run, nproc=nproc,
+                               require_fid=require_fid))
 
     cls = type(f"{spec.name.title()}Command", (FamilyCommand,), {"spec": spec})
     train_app.command(spec.name, help=spec.help, short_help=spec.help, cls=cls)(command)

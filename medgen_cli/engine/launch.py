@@ -1,16 +1,20 @@
-"""From a CLI request to a running trainer: config resolution, run directory, resume, torchrun."""
+"""From a training request to a running trainer: config resolution, run directory, resume.
+
+:func:`train` is the one library call behind ``medgen train <family>``; it reports through a
+``notify`` callback and returns a :class:`TrainOutcome`, and the CLI prints, starts torchrun
+processes and picks the exit code.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from medgen_cli.config.base import FamilyConfig
 from medgen_cli.config.build import build_config
@@ -34,6 +38,26 @@ class TrainRequest:
     dry_run: bool = False
     nproc: int = 1
     require_fid: bool = False
+
+
+@dataclass
+class TrainOutcome:
+    """What :func:`train` did.
+
+    Attributes:
+        run_dir: the run directory (``None``: a dry run, a ``fast_dev_run`` or a non-zero rank).
+        config_text: a dry run's resolved config (nothing was trained).
+        processes: more than 1: nothing was trained; the caller must start this many processes
+            under torchrun, each running the same request.
+    """
+
+    run_dir: Path | None = None
+    config_text: str | None = None
+    processes: int = 1
+
+
+def _stderr(message: str) -> None:
+    sys.stderr.write(message + "\n")
 
 
 def _console() -> Any:
@@ -156,9 +180,20 @@ def resume_config(run_dir: Path, family: str, config_file: Path | None, override
     return cfg, changed
 
 
-def launch(req: TrainRequest) -> None:
-    """Entry point of ``medgen train <family>``."""
-    console = _console()
+def train(req: TrainRequest, notify: Callable[[str], None] = _stderr) -> TrainOutcome:
+    """Resolve the config of ``req`` (a fresh run or a resume) and train it in this process.
+
+    Args:
+        req: what ``medgen train <family>`` was asked to do.
+        notify: receives one-line messages for the user (e.g. which keys a resume changes).
+
+    Returns:
+        What was done (see :class:`TrainOutcome`).
+
+    Raises:
+        MedgenError: anything the user can fix (config, data, devices, run folders).
+        TrainingInterrupted: SIGINT/SIGTERM stopped training after saving ``latest.pt``.
+    """
     overrides = list(req.overrides)
     if req.name is not None:
         overrides.append(f"name={req.name}")
@@ -174,26 +209,15 @@ def launch(req: TrainRequest) -> None:
 
         cfg, changed = resume_config(split_checkpoint_path(req.resume)[0], req.family, req.config_file, overrides)
         if changed:
-            console.print("resume: changed " + ", ".join(changed), highlight=False)
+            notify("resume: changed " + ", ".join(changed))
     else:
         cfg = build_config(req.family, req.config_file, overrides)
     if req.dry_run:
-        sys.stdout.write(dump_config(cfg))
-        return
+        return TrainOutcome(config_text=dump_config(cfg))
     if req.nproc > 1 and "LOCAL_RANK" not in os.environ:
-        _spawn_torchrun(req.nproc)
-        return
-    from medgen_cli.engine.trainer import TrainingInterrupted
-
-    try:
-        run_dir = train_from_config(cfg, resume=req.resume)
-    except TrainingInterrupted as exc:
-        where = exc.run_dir or req.resume
-        console.print(f"[yellow]interrupted at step {exc.step}; latest.pt saved.[/] "
-                      f"Resume with: medgen train {req.family} --resume {where}", highlight=False)
-        raise SystemExit(130) from None
-    if run_dir is not None and int(os.environ.get("RANK", 0)) == 0:
-        console.print(f"[green]done:[/] {run_dir}", highlight=False)
+        return TrainOutcome(processes=req.nproc)
+    run_dir = train_from_config(cfg, resume=req.resume)
+    return TrainOutcome(run_dir=run_dir if int(os.environ.get("RANK", 0)) == 0 else None)
 
 
 def _already_finished(found: Any, cfg: FamilyConfig, run_root: Path) -> bool:
@@ -206,22 +230,3 @@ def _already_finished(found: Any, cfg: FamilyConfig, run_root: Path) -> bool:
         return True
     return False
 
-
-def _spawn_torchrun(nproc: int) -> None:
-    """Re-run this exact command under ``torch.distributed.run`` with ``nproc`` processes."""
-    argv = [a for a in sys.argv[1:]]
-    cleaned: list[str] = []
-    skip = False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == "--nproc":
-            skip = True
-            continue
-        if a.startswith("--nproc="):
-            continue
-        cleaned.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "medgen_cli", *cleaned]
-    raise SystemExit(subprocess.call(cmd))

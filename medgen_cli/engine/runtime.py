@@ -41,10 +41,12 @@ def move_to(batch: Any, device: torch.device) -> Any:
 
 
 class StopFlag:
-    """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step; ``signum`` remembers
+    which signal asked, so the process can exit with the conventional ``128 + signum``."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum: int | None = None
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopFlag:
@@ -56,9 +58,12 @@ class StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:  # a second Ctrl-C stops immediately
-            raise KeyboardInterrupt
+        if self.requested:  # a second signal stops immediately
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
         self.requested = True
+        self.signum = signum
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._previous.items():

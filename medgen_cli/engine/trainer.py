@@ -8,6 +8,7 @@ resume, logging (rich progress, TensorBoard, metrics.jsonl, log.txt) and signal 
 from __future__ import annotations
 
 import math
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +46,22 @@ from medgen_cli.families.base import Family
 
 
 class TrainingInterrupted(Exception):
-    """SIGINT/SIGTERM arrived; ``latest.pt`` was saved at ``step``."""
+    """SIGINT/SIGTERM arrived; ``latest.pt`` was saved at ``step``.
 
-    def __init__(self, step: int, run_dir: Path | None) -> None:
-        super().__init__(f"interrupted at step {step}")
+    Attributes:
+        signum: the signal that stopped training.
+        exit_code: ``128 + signum`` (130 for SIGINT, 143 for SIGTERM), what a shell expects.
+    """
+
+    def __init__(self, step: int, run_dir: Path | None, signum: int = signal.SIGINT) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}")
         self.step = step
         self.run_dir = run_dir
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 @dataclass
@@ -340,7 +351,8 @@ class Trainer:
             logger.info(f"{'stopped' if interrupted else 'finished'} at step {self.step} "
                         f"(epoch {self.epoch}) in {time.perf_counter() - t0:.1f}s")
         if interrupted:
-            raise TrainingInterrupted(self.step, self.run.root if self.run else None)
+            # Another rank's signal stops this one too; torchrun forwards SIGTERM to every rank.
+            raise TrainingInterrupted(self.step, self.run.root if self.run else None, stop.signum or signal.SIGTERM)
         return TrainResult(self.run.root if self.run else None, self.step, self.epoch, self.best_value, last)
 
     def _stop_requested(self, stop: StopFlag) -> bool:

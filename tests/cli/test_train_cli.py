@@ -125,7 +125,7 @@ def _final_weights(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["modules"]["net"]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_kill_and_resume_match_uninterrupted(sig: signal.Signals, tmp_path: Path, subprocess_env: dict[str, str]) -> None:
     out = tmp_path / "runs"
     common = ["--set", "data.sleep=0.02", "--set", "trainer.ckpt_every=5", "--set", "trainer.ema.enabled=true",
@@ -137,9 +137,9 @@ def test_kill_and_resume_match_uninterrupted(sig: signal.Signals, tmp_path: Path
     _wait_for_step(run / "checkpoints" / "latest.pt", 10, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    if sig == signal.SIGINT:
-        assert proc.returncode == 130
-        assert f"--resume {run}" in err
+    if sig in (signal.SIGINT, signal.SIGTERM):
+        assert proc.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig], err  # 128 + signal number
+        assert f"stopped by {sig.name}" in err and f"--resume {run}" in err and "Traceback" not in err
     else:
         assert proc.returncode == -9
     stopped_at = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["step"]
