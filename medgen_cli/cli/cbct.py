@@ -97,10 +97,9 @@ def _load_model(run: Optional[Path], method: str, checkpoint: str, device: str) 
 def _reconstruct(loaded: Any, method: str, case: Any, views: int, iterations: int, chunk: int,
                  points: Any = None, track: Callable[..., Iterable[Any]] | None = None) -> Any:
     """Volume ``(z, y, x)`` on the case grid (or values at normalised ``points``) as numpy."""
-    import numpy as np
     import torch
 
-    from medgen_cli.data.cbct import classical_recon
+    from medgen_cli.families.dif_gaussian.recon import classical_values
 
     if method == "model":
         fam = loaded.family
@@ -108,42 +107,7 @@ def _reconstruct(loaded: Any, method: str, case: Any, views: int, iterations: in
         pts = None if points is None else torch.as_tensor(points, dtype=torch.float32)
         return fam.reconstruct_case(net, case, views, resolution=case.geometry.volume_size, points=pts,
                                     chunk=chunk, track=track).cpu().numpy()
-    vol = classical_recon(case, views, method, iterations)
-    if points is None:
-        return vol
-    grid = torch.as_tensor(points, dtype=torch.float32).reshape(1, -1, 1, 1, 3)
-    out = torch.nn.functional.grid_sample(torch.from_numpy(vol)[None, None], grid, mode="bilinear",
-                                          padding_mode="zeros", align_corners=False)
-    return np.clip(out.reshape(-1).numpy(), 0.0, 1.0)
-
-
-def _nifti_case(path: Path, geometry: Any, views: int) -> tuple[Any, Any, Any, tuple[int, ...]]:
-    """A NIfTI CT volume → (case with simulated views, input affine, query points, input shape)."""
-    import numpy as np
-
-    from medgen_cli.data import cbct
-    from medgen_cli.io import load_nifti
-
-    arr, affine = load_nifti(path)
-    if arr.ndim == 4 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 3:
-        raise MedgenError(f"{path} is not a 3D volume (shape {tuple(arr.shape)})")
-    vol, _ = cbct.resample_to_grid(arr, affine, geometry)
-    geometry.check_field_of_view(vol)
-    full = geometry.angles()
-    idx = cbct.view_indices(len(full), views)
-    # Only the views used are simulated; stored as a "case" holding exactly those views.
-    case = cbct.CBCTCase(path.name, vol, cbct.simulate(vol, geometry, full[idx]), full[idx], geometry, affine)
-    # Input voxel i ↦ grid index (n-1)/2 + (i - c_in) / factor ↦ normalised (2j + 1) / n - 1.
-    n = geometry.volume_size
-    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
-    factor = geometry.voxel_spacing / np.where(spacing > 0, spacing, 1.0)
-    axes = [((n - 1) / 2 + (np.arange(s) - (s - 1) / 2) / factor[a]) * 2 / n + 1 / n - 1
-            for a, s in enumerate(arr.shape)]
-    gx, gy, gz = np.meshgrid(*axes, indexing="ij")                   # NIfTI (x, y, z) raster order
-    points = np.stack((gx, gy, gz), -1).reshape(-1, 3).astype(np.float32)
-    return case, affine, points, tuple(arr.shape)
+    return classical_values(case, views, method, iterations, points)
 
 
 @app.command("recon")
@@ -155,8 +119,8 @@ def recon_cmd(
     method: str = typer.Option("model", "--method", "-m", help="model (the run), or a diffct baseline: fdk, sirt."),
     geometry: Optional[Path] = typer.Option(None, "--geometry", help="Geometry YAML for a NIfTI input with fdk/sirt (a run uses its own)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best, latest, or a checkpoint file."),
-    iterations: int = typer.Option(50, "--iterations", min=1, help="SIRT iterations."),
-    chunk: int = typer.Option(32768, "--chunk", min=1, help="Points per model forward pass (lower it if memory runs out)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="--method sirt: iterations (default 50)."),
+    chunk: Optional[int] = typer.Option(None, "--chunk", min=1, help="--method model: points per forward pass (default 32768; lower it if memory runs out)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
@@ -168,36 +132,17 @@ def recon_cmd(
     """
     from rich.console import Console
 
-    from medgen_cli.data import cbct
-    from medgen_cli.data.geometry import load_geometry
+    from medgen_cli.families.dif_gaussian.recon import reconstruct
     from medgen_cli.io import check_writable, save_nifti
-    from medgen_cli.metrics.recon import recon_metrics
 
     check_writable(out, overwrite)
-    loaded = _load_model(run, method, checkpoint, device)
-    if views is None:
-        views = loaded.family.cfg.data.num_views[-1] if loaded else 10
-    if loaded is not None:
-        loaded.family.check_views(views)
     t0 = time.perf_counter()
-    name = input.name.lower()
-    if name.endswith((".nii", ".nii.gz")):
-        geo = loaded.family.geometry if loaded else load_geometry(str(geometry) if geometry else None)
-        case, affine, points, shape = _nifti_case(input, geo, views)
-        values = _reconstruct(loaded, method, case, views, iterations, chunk, points=points, track=_track)
-        vol_xyz = values.reshape(shape)
-        metrics = None
-    elif name.endswith((".h5", ".hdf5")):
-        case = cbct.read_case(input)
-        vol = _reconstruct(loaded, method, case, views, iterations, chunk, track=_track)
-        vol_xyz, affine = vol.transpose(2, 1, 0), case.affine
-        metrics = recon_metrics(vol, case.volume)
-    else:
-        raise MedgenError(f"unsupported input {input}", "give a case .h5 from make-cbct or a .nii/.nii.gz volume")
-    save_nifti(vol_xyz, out, affine=affine, overwrite=overwrite)
-    msg = f"[green]wrote[/] {out} ({method}, {views} views, {time.perf_counter() - t0:.2f}s)"
-    if metrics:
-        msg += f"  PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} vs the case volume"
+    result = reconstruct(run, input, method, views, checkpoint, device, geometry, iterations, chunk)
+    save_nifti(result.volumes[0], out, affine=result.affine, overwrite=overwrite)
+    info = (result.extra or [{}])[0]
+    msg = f"[green]wrote[/] {out} ({method}, {info.get('views', '?')} views, {time.perf_counter() - t0:.2f}s)"
+    if "psnr" in info:
+        msg += f"  PSNR {info['psnr']:.2f} dB, SSIM {info['ssim']:.4f} vs the case volume"
     Console(stderr=True).print(msg, highlight=False)
 
 

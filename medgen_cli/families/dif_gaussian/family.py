@@ -12,9 +12,10 @@ from torch.utils.data import Dataset
 from medgen_cli.data.cbct import CBCTCase, list_cases, read_case, view_indices
 from medgen_cli.data.geometry import CBCTGeometry
 from medgen_cli.engine.context import TrainContext
-from medgen_cli.engine.context import TrainContext
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.base import Family
+from medgen_cli.families.dif_gaussian import recon as recon_mod
+from medgen_cli.families.inference import Samples
 from medgen_cli.families.dif_gaussian.config import DIFGaussianConfig
 from medgen_cli.families.dif_gaussian.model import DIFGaussianNet, fdk_volumes
 from medgen_cli.metrics.recon import psnr
@@ -187,6 +188,13 @@ class DIFGaussianFamily(Family):
         out = torch.cat([net.query(enc, pts[s:s + chunk][None], self.geometry)[0] for s in starts])
         out = out.clamp(0, 1)
         return out.reshape((resolution,) * 3) if points is None else out
+
+    # ---- the recon contract (medgen recon, medgen_cli.api) -----------------------------------------
+    recon_options = recon_mod.DIFReconOptions
+
+    def recon(self, opts: recon_mod.DIFReconOptions, ctx: Any) -> Samples:  # type: ignore[override]
+        """``opts.input`` (a case .h5 or a CT .nii.gz) reconstructed from ``opts.views`` views."""
+        return recon_mod.recon(self, opts, ctx)
 
     def check_views(self, num_views: int) -> None:
         """One-line error for a view count this run was not trained for."""
