@@ -72,7 +72,7 @@ class PointsThreshold(InferenceOptions):
 
     @model_validator(mode="after")
     def _threshold_needs_points(self) -> "PointsThreshold":
-        if "threshold" in self.model_fields_set and "points" not in getattr(self, "format", ()):
+        if "threshold" in self.model_fields_set and "points" not in self.format:
             raise ValueError("--threshold only applies to --format points")
         return self
 

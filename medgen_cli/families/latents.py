@@ -1,7 +1,9 @@
 """Seeded starting noise and interpolation paths, shared by every family that samples.
 
-Noise is drawn on the CPU with one generator per seed, so a sample depends only on its own seed —
-not on the device, the batch size or how many samples were asked for.
+The one seed rule of every family: sample ``i`` of a request with seed ``s`` starts from the noise
+(latent) of seed ``s + i``, drawn on the CPU with its own generator (:func:`seeded_normal`), so a
+sample depends only on its own seed — not on the device, the batch size or how many samples were
+asked for. (A sampler that draws noise at every step, DDPM, seeds that per batch.)
 """
 
 from __future__ import annotations
