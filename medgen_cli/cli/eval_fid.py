@@ -114,48 +114,18 @@ def fid(
 
     REAL's statistics are cached by content (names, sizes, mtimes, dims, weights), so evaluating again against the same reference does not recompute them.
     """
-    from medgen_cli.io import check_writable
-    from medgen_cli.metrics.fid import SUPPORTED_DIMS
-    from medgen_cli.metrics.fid_eval import FIDOptions, _LazyExtractor, compare, sample_warnings, set_stats
-    from medgen_cli.metrics.fid_inputs import save_stats_npz
+    from medgen_cli.metrics.fid_eval import FIDOptions, evaluate_fid
 
-    from medgen_cli.devices import resolve_device
-
-    resolve_device(device)  # a device this machine lacks fails now, not after reading REAL
-    if fake is None and save_stats is None:
-        raise MedgenError("give FAKE to compare with, or --save-stats OUT.npz to save REAL's statistics")
-    if dims not in SUPPORTED_DIMS:
-        raise MedgenError(f"--dims {dims} is not supported", f"choose one of {SUPPORTED_DIMS}")
-    if sqrtm not in ("scipy", "eigh"):
-        raise MedgenError(f"--sqrtm {sqrtm!r} is not supported", "use scipy or eigh")
-    if save_stats is not None:
-        if save_stats.suffix != ".npz":
-            raise MedgenError(f"--save-stats {save_stats} must end in .npz")
-        check_writable(save_stats, overwrite)
     opts = FIDOptions(dims=dims, device=device, batch_size=batch_size, workers=workers, weights=weights,
-                      kid=kid_ and fake is not None, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
+                      kid=kid_, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
                       center_fraction=center_fraction, window=_parse_window(window), use_cache=not no_cache,
                       sqrtm=sqrtm)
-    from medgen_cli.metrics.fid_inputs import check_inputs
-
-    check_inputs(real, fake)  # both inputs, before the first (minutes-long) feature pass
-    extractor = _LazyExtractor(opts)
     with _Bars(enabled=True) as bars:
-        real_stats = set_stats(real, opts, extractor, bars.factory, "REAL", cache=not no_cache)
-        warnings = sample_warnings(real_stats, dims, f"REAL ({real})")
-        if save_stats is not None:
-            save_stats_npz(save_stats, real_stats.arrays())
-        fake_stats = None
-        if fake is not None:
-            fake_stats = set_stats(fake, opts, extractor, bars.factory, "FAKE", cache=False)
-            warnings += sample_warnings(fake_stats, dims, f"FAKE ({fake})")
+        result, warnings = evaluate_fid(real, fake, opts, save_stats, overwrite, bars.factory)
     _warn(warnings)
-    if fake_stats is None:
-        typer.echo(json.dumps({"saved": str(save_stats)}) if json_out else f"saved statistics of {real} to {save_stats}")
+    if fake is None:
+        typer.echo(json.dumps(result) if json_out else f"saved statistics of {real} to {save_stats}")
         return
-    result = compare(real_stats, fake_stats, opts)
-    if save_stats is not None:
-        result["saved"] = str(save_stats)
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -224,6 +224,59 @@ def describe(s: SetStats) -> dict[str, Any]:
     return {"path": str(s.path), "kind": s.kind, "source": s.source, "n": s.n, "samples": s.n_features}
 
 
+def evaluate_fid(real: str | Path, fake: str | Path | None, opts: FIDOptions, save_stats: str | Path | None = None,
+                 overwrite: bool = False, progress: ProgressFactory | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The library side of ``medgen eval fid``: check the request, compute REAL's statistics
+    (cached by content), optionally save them, then FAKE's and the FID/KID.
+
+    Args:
+        real: the reference input (image folder, NIfTI folder or ``.npz``).
+        fake: the generated input, or ``None`` to only save REAL's statistics.
+        opts: evaluation options (``opts.kid`` is ignored without ``fake``).
+        save_stats: write REAL's statistics to this ``.npz``.
+        overwrite: replace an existing ``save_stats`` file.
+        progress: progress-bar factory.
+
+    Returns:
+        The result (see :func:`compare`; ``{"saved": path}`` alone without ``fake``) and the
+        warnings about the inputs.
+
+    Raises:
+        MedgenError: a bad request (options, paths, device) or unreadable inputs.
+    """
+    from medgen_cli.devices import resolve_device
+    from medgen_cli.io import check_writable
+    from medgen_cli.metrics.fid import SUPPORTED_DIMS
+
+    if fake is None and save_stats is None:
+        raise MedgenError("give FAKE to compare with, or --save-stats OUT.npz to save REAL's statistics")
+    if opts.dims not in SUPPORTED_DIMS:
+        raise MedgenError(f"--dims {opts.dims} is not supported", f"choose one of {SUPPORTED_DIMS}")
+    if opts.sqrtm not in ("scipy", "eigh"):
+        raise MedgenError(f"--sqrtm {opts.sqrtm!r} is not supported", "use scipy or eigh")
+    resolve_device(opts.device)  # a device this machine lacks fails now, not after reading REAL
+    if save_stats is not None:
+        if Path(save_stats).suffix != ".npz":
+            raise MedgenError(f"--save-stats {save_stats} must end in .npz")
+        check_writable(save_stats, overwrite)
+    if fake is None:
+        opts = FIDOptions(**{**opts.__dict__, "kid": False})
+    fi.check_inputs(real, fake)  # both inputs, before the first (minutes-long) feature pass
+    extractor = _LazyExtractor(opts)
+    real_stats = set_stats(real, opts, extractor, progress, "REAL", cache=opts.use_cache)
+    warnings = sample_warnings(real_stats, opts.dims, f"REAL ({real})")
+    if save_stats is not None:
+        fi.save_stats_npz(Path(save_stats), real_stats.arrays())
+    if fake is None:
+        return {"saved": str(save_stats)}, warnings
+    fake_stats = set_stats(fake, opts, extractor, progress, "FAKE", cache=False)
+    warnings += sample_warnings(fake_stats, opts.dims, f"FAKE ({fake})")
+    result = compare(real_stats, fake_stats, opts)
+    if save_stats is not None:
+        result["saved"] = str(save_stats)
+    return result, warnings
+
+
 def sample_warnings(s: SetStats, dims: int, label: str) -> list[str]:
     """Warnings about an input, including the N < dims bias warning."""
     out = list(s.warnings)
