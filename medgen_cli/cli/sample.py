@@ -74,7 +74,7 @@ def interpolate(
     steps: Optional[int] = typer.Option(None, "--steps", "-k", min=2, help="Number of frames including both endpoints (default 8)."),
     method: Optional[str] = typer.Option(None, "--method", help="slerp | lerp (default slerp; StyleGAN2: lerp in W only)."),
     fmt: Optional[str] = typer.Option(None, "--format", help=_FORMAT_HELP),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Diffusion: sampler (default ddim, deterministic)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Diffusion: sampler (default: ddim, or rflow for rflow runs; both deterministic)."),
     sample_steps: Optional[int] = typer.Option(None, "--sample-steps", min=1, help="Diffusion: sampling steps per frame (default: the run's sample.steps)."),
     truncation: Optional[float] = typer.Option(None, "--truncation", help="StyleGAN2: truncation psi (default 1)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="--format points: voxels above this become points (default 0.5)."),

@@ -26,9 +26,9 @@ class DiffusionSampleOptions(VolumeSampleOptions):
 
 class DiffusionInterpolateOptions(VolumeInterpolateOptions):
     """Interpolating a diffusion run: slerp/lerp of two seeds' starting noise, decoded with a
-    deterministic sampler (default DDIM); conditional runs use the "no class" label."""
+    deterministic sampler (default: DDIM, or rflow for rflow runs); conditional runs use the "no class" label."""
 
-    scheduler: str | None = Field(None, description="Sampler (default: ddim, deterministic).")
+    scheduler: str | None = Field(None, description="Sampler (default: the deterministic one of the run's objective, ddim or rflow).")
     sample_steps: int | None = Field(None, ge=1, description="Sampling steps per frame.")
 
     @model_validator(mode="after")
