@@ -2,8 +2,8 @@
 
 Same coordinates (64³ grid, ~5% occupancy, batch 2), same weights; each timing builds the sparse
 tensor afresh (so both backends compute their kernel maps), then runs a same-coordinate conv
-(kernel 3) and a strided conv (kernel 3, stride 2), forward and backward. Goal (issue 7): the
-torch backend within 2× of MinkowskiEngine's time.
+(kernel 3) and a strided conv (kernel 3, stride 2), forward and backward. Goal (issue 15): the
+torch backend no slower than MinkowskiEngine (ratio ≤ 1.0); outputs and gradients are compared too.
 
     python benchmarks/bench_sparse_conv.py [--size 64] [--occupancy 0.05] [--channels 32] [--repeats 5]
 """
@@ -45,7 +45,10 @@ def time_backend(name: str, x, args, state: dict | None) -> tuple[float, dict]:
         (y1.feats.square().sum() + y2.feats.square().sum()).backward()
         if i:  # the first run warms up allocators and thread pools
             times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2], {"same": same.state_dict(), "strided": strided.state_dict()}
+    result = {"same": same.state_dict(), "strided": strided.state_dict(),
+              "outputs": [y.sorted().feats.detach() for y in (y1, y2)],
+              "grads": [p.grad.detach().clone() for p in (same.kernel, strided.kernel)]}
+    return sorted(times)[len(times) // 2], result
 
 
 def main() -> None:
@@ -64,9 +67,13 @@ def main() -> None:
     if not ok:
         print(f"minkowski: skipped — {why}")
         return
-    t_me, _ = time_backend("minkowski", x, args, state)
+    t_me, ref = time_backend("minkowski", x, args, state)
     print(f"MinkowskiEngine:   {1e3 * t_me:.1f} ms")
-    print(f"torch/minkowski time ratio: {t_torch / t_me:.2f}  (goal ≤ 2)")
+    same_out = all(torch.allclose(a, b, rtol=1e-4, atol=1e-4) for a, b in zip(state["outputs"], ref["outputs"]))
+    # Kernel gradients accumulate over all repeats in both backends: compare them relative to their size.
+    same_grad = all(float((a - b).abs().max()) <= 1e-4 * float(b.abs().max()) for a, b in zip(state["grads"], ref["grads"]))
+    print(f"same outputs: {same_out}, same kernel gradients: {same_grad}")
+    print(f"torch/minkowski time ratio: {t_torch / t_me:.2f}  (goal ≤ 1.0)")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""Pure-PyTorch sparse backend: sorted-key coordinate hashing and gather–matmul–scatter.
+"""Pure-PyTorch sparse backend: sorted-key coordinate hashing and per-offset gather–GEMM–scatter.
 
-A convolution gathers, for every output voxel, its input neighbours at each kernel offset (an
-im2col over the neighbour table; absent neighbours read a zero row), multiplies by the kernel
-flattened to ``[K·in, out]`` in one GEMM, and its backward scatter-adds into the input rows. One
-large GEMM beats one small GEMM per offset on CPU (the per-offset gather/cat/scatter traffic
-dominated there).
+A convolution's kernel map lists, for each kernel offset, the (input row, output row) pairs it
+connects — found with one indexing op into a dense grid over the bounding box (a sorted-key
+binary search when the box is too large). The convolution then loops over the offsets like
+MinkowskiEngine: gather the connected input rows, one GEMM with that offset's ``[in, out]``
+slice, add into the output rows. Absent neighbours (most of a sparse neighbourhood) cost nothing
+and the per-offset buffers stay small and cache-resident; an earlier single-GEMM im2col over all
+``K`` offsets spent most of its time allocating and filling its ``[M, K·in]`` buffer (3× slower on
+the benchmark, ``benchmarks/bench_sparse_conv.py``).
 
 Parameters have MinkowskiEngine's names and layouts (``kernel [K, in, out]`` with kernel
 offsets in its order, ``bias [1, out]``, ``linear``/``bn`` sub-modules), so a state dict moves
@@ -17,7 +20,6 @@ import math
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from medgen_cli.sparse import common
 from medgen_cli.sparse.tensor import CoordIndex, SparseTensor, kernel_offsets, unique_coords
@@ -30,32 +32,79 @@ def _strided_coords(coords: torch.Tensor, stride: int) -> torch.Tensor:
     return unique_coords(c)[0]
 
 
-def _kernel_map(x: SparseTensor, kernel_size: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Output coordinates and the neighbour table ``[M, K]``: the input row of output ``m`` at
-    kernel offset ``k`` (MinkowskiEngine's offset order), or ``N`` (a zero row) when that
-    neighbour is absent. Memoised on ``x`` so layers on the same coordinates share it."""
+#: Largest dense lookup grid (cells) for kernel maps; beyond it the sorted-key index is used.
+DENSE_LOOKUP_CELLS = 1 << 25
+
+
+def _dense_lookup(x: SparseTensor, out_coords: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor | None:
+    """Neighbour table through a dense grid over the bounding box (``-1`` = absent), or ``None``
+    when the box is too large. A query's grid cell is the output's cell plus a constant per
+    offset, so the whole table is one add and one indexing op (no per-query binary search)."""
+    c = x.coords.long()
+    if c.shape[0] == 0:
+        return None
+    s = x.stride
+    pad = int(offsets.abs().max()) // s + 1   # strided outputs lie up to one cell below the inputs
+    lo = c[:, 1:].amin(0) - pad * s
+    shape = torch.div(c[:, 1:].amax(0) + pad * s - lo, s, rounding_mode="floor") + 1
+    batch = int(c[:, 0].max()) + 1
+    if batch * int(shape.prod()) > DENSE_LOOKUP_CELLS:
+        return None
+    steps = torch.stack([shape[1] * shape[2], shape[2], torch.ones_like(shape[2])])
+
+    def flat(q: torch.Tensor) -> torch.Tensor:
+        ijk = torch.div(q[:, 1:] - lo, s, rounding_mode="floor")
+        return q[:, 0] * int(shape.prod()) + ijk @ steps
+
+    grid = torch.full((batch * int(shape.prod()),), -1, dtype=torch.long, device=c.device)
+    grid[flat(c)] = torch.arange(c.shape[0], device=c.device)
+    return grid[flat(out_coords)[:, None] + torch.div(offsets, s, rounding_mode="floor") @ steps]
+
+
+def _kernel_map(x: SparseTensor, kernel_size: int, stride: int) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Output coordinates and, per kernel offset (MinkowskiEngine's order), the pairs
+    ``(input rows, output rows)`` it connects — only neighbours that exist, so absent ones cost
+    nothing. Memoised on ``x`` so layers on the same coordinates share it."""
     key = ("conv", kernel_size, stride)
     if key in x.cache:
         return x.cache[key]
     out_coords = x.coords.long() if stride == 1 else _strided_coords(x.coords, x.stride * stride)
-    index = x.cache.get("index")
-    if index is None:
-        index = x.cache["index"] = CoordIndex(x.coords)
     offsets = kernel_offsets(kernel_size, x.coords.device) * x.stride
-    query = out_coords[:, None, :].repeat(1, offsets.shape[0], 1)  # [M, K, 4]
-    query[:, :, 1:] += offsets[None]
-    found, rows = index.lookup(query.view(-1, 4))
-    table = torch.where(found, rows, torch.full_like(rows, x.coords.shape[0])).view(-1, offsets.shape[0])
-    x.cache[key] = (out_coords, table)
+    table = _dense_lookup(x, out_coords, offsets)
+    if table is None:
+        index = x.cache.get("index")
+        if index is None:
+            index = x.cache["index"] = CoordIndex(x.coords)
+        query = out_coords[:, None, :].repeat(1, offsets.shape[0], 1)  # [M, K, 4]
+        query[:, :, 1:] += offsets[None]
+        found, rows = index.lookup(query.view(-1, 4))
+        table = torch.where(found, rows, torch.full_like(rows, -1)).view(-1, offsets.shape[0])
+    pairs = []
+    for col in table.t():
+        out_rows = (col >= 0).nonzero().squeeze(1)
+        pairs.append((col[out_rows], out_rows))
+    x.cache[key] = (out_coords, pairs)
     return x.cache[key]
 
 
-def _gather_matmul(feats: torch.Tensor, kernel: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """Gather each output's K neighbours (zeros where absent) and do one matmul; autograd's
-    backward of the gather is the scatter-add into the input rows."""
-    padded = torch.cat([feats, feats.new_zeros(1, feats.shape[1])])
-    cols = padded[table.view(-1)].view(table.shape[0], -1)
-    return cols @ kernel.reshape(cols.shape[1], -1).to(cols.dtype)
+def _conv(feats: torch.Tensor, kernel: torch.Tensor, pairs: list[tuple[torch.Tensor, torch.Tensor]],
+          num_out: int) -> torch.Tensor:
+    """Per offset: gather the input rows it connects, one GEMM, add into the output rows.
+
+    The per-offset buffers are small and reused (cache-resident), unlike a full ``[M, K·C]``
+    im2col, whose allocation and memory traffic dominated on a loaded CPU; absent neighbours
+    (most of a sparse neighbourhood) cost nothing. Autograd differentiates the index ops (their
+    backward is the mirrored gather/scatter), and twice where the WGAN-GP penalty needs it.
+    """
+    out = feats.new_zeros(num_out, kernel.shape[-1])
+    for k, (rows_in, rows_out) in enumerate(pairs):
+        if rows_in.numel() == 0:
+            continue
+        if rows_in.numel() == num_out == feats.shape[0] and torch.equal(rows_in, rows_out):
+            out.add_(feats @ kernel[k])  # the centre of a same-coordinate conv: no indexing
+            continue
+        out.index_add_(0, rows_out, feats.index_select(0, rows_in) @ kernel[k])
+    return out
 
 
 class Conv(nn.Module):
@@ -80,13 +129,11 @@ class Conv(nn.Module):
         if self.kernel.dim() == 2 and self.stride == 1:
             feats = x.feats @ self.kernel
             return x.with_feats(feats if self.bias is None else feats + self.bias)
-        out_coords, table = _kernel_map(x, self.kernel_size, self.stride)
-        if torch.is_grad_enabled() and (x.feats.requires_grad or self.kernel.requires_grad):
-            # Recompute the [M, K·in] gather in backward instead of keeping it: it is K times
-            # the size of the input features, and it dominated a training step's peak memory.
-            out = checkpoint(_gather_matmul, x.feats, self.kernel, table, use_reentrant=False)
-        else:
-            out = _gather_matmul(x.feats, self.kernel, table)
+        out_coords, pairs = _kernel_map(x, self.kernel_size, self.stride)
+        kernel = self.kernel.to(x.feats.dtype)
+        if kernel.dim() == 2:  # 1³ kernel with a stride: one offset
+            kernel = kernel[None]
+        out = _conv(x.feats, kernel, pairs, out_coords.shape[0])
         if self.bias is not None:
             out = out + self.bias
         stride_out = x.stride * self.stride
