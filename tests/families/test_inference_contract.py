@@ -140,6 +140,9 @@ def test_same_files_for_the_same_format(runs: dict[str, Path], name: str, tmp_pa
     assert ref.seeds == [5, 6, 7] and ref.labels == labels
     for i, f in enumerate(files):
         np.testing.assert_allclose(np.load(out / f), ref.volumes[i], atol=1e-5)
+    # the API writes the same files as the command
+    assert [p.name for p in api.write(ref, tmp_path / "w", "npy")] == files
+    assert json.loads((tmp_path / "w" / "manifest.json").read_text()) == manifest
     one = api.sample(1, seed=6, batch_size=1, **opts)
     np.testing.assert_allclose(one.volumes[0], ref.volumes[1], atol=1e-5)
 
