@@ -154,7 +154,7 @@ def _run_pipeline(out: Path, num_volumes: int, size: int, ae_steps: int, diffusi
 
 def _real_volumes(root: Path, split: str, size: int) -> tuple[list, list[int]]:
     """The real volumes of a split as the models saw them, with their manifest labels."""
-    from medgen_cli.families.autoencoder.common import make_dataset
+    from medgen_cli.data.datasets import make_dataset
     from medgen_cli.families.autoencoder.config import ImageDataConfig
 
     cfg = ImageDataConfig(root=str(root), size=[size] * 3, intensity="none", flip=False, cache_rate=0.0, use_labels=True)

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from medgen_cli.engine.context import TrainContext
 from medgen_cli.engine.metric_names import shares
 from medgen_cli.errors import MedgenError
-from medgen_cli.families.autoencoder import common
+from medgen_cli.data import datasets
+from medgen_cli.viz import montage
 from medgen_cli.families.autoencoder.config import AutoencoderConfig
 from medgen_cli.families.base import Family
 from medgen_cli.families.inference import PointsThreshold, ReconOptions, Samples
@@ -96,28 +97,28 @@ class AutoencoderFamily(Family):
         return loss.to(device).eval().requires_grad_(False)
 
     def check_data(self) -> None:
-        common.check_files(self.cfg.data)
+        datasets.check_files(self.cfg.data)
 
     def train_dataset(self) -> Any:
         if self._train_ds is None:
-            self._train_ds = common.make_dataset(self.cfg.data, "train")
+            self._train_ds = datasets.make_dataset(self.cfg.data, "train")
         return self._train_ds
 
     def val_dataset(self) -> Any:
         if self._val_ds is False:
-            self._val_ds = common.make_dataset(self.cfg.data, "val")
+            self._val_ds = datasets.make_dataset(self.cfg.data, "val")
         return self._val_ds
 
     def prepare(self, ctx: TrainContext) -> None:
         if self.affine is None:
-            self.affine = common.data_affine(self.cfg.data)
+            self.affine = datasets.data_affine(self.cfg.data)
 
     # ---- training ------------------------------------------------------------------------------
     def train_step(self, batch: Any, ctx: TrainContext) -> dict[str, float]:
         """One autoencoder update (L1 + KL [+ perceptual] [+ adversarial once ``adv_start_step``
         is reached]), then, with the adversarial term on, one patch-discriminator update."""
-        x = common.augment_batch(batch["image"], self.cfg.data.flip, self.cfg.data.rotate)
-        x = common.random_crop(x, self.cfg.data.patch_size)
+        x = datasets.augment_batch(batch["image"], self.cfg.data.flip, self.cfg.data.rotate)
+        x = datasets.random_crop(x, self.cfg.data.patch_size)
         lc = self.cfg.loss
         adv_on = "discriminator" in self.modules and ctx.global_step >= lc.adv_start_step
         with ctx.autocast():
@@ -200,7 +201,7 @@ class AutoencoderFamily(Family):
         # Rows per image: input, reconstruction, |error| (each row on its own scale), and the PSNR.
         pairs = list(zip(x[:, 0].numpy(), recon[:, 0].numpy()))
         vols = [v for a, b in pairs for v in (a, b, np.abs(a - b))]
-        ctx.add_image("reconstruction/input_recon_error", common.grid_tensor(vols))
+        ctx.add_image("reconstruction/input_recon_error", montage.grid_tensor(vols))
         ctx.add_scalar("reconstruction/psnr_logged_images", float(np.mean([psnr(a, b) for a, b in pairs])))
 
     # ---- state -----------------------------------------------------------------------------------
@@ -224,7 +225,7 @@ class AutoencoderFamily(Family):
 
             x = make_volume_dataset([p], tuple(data.size), intensity=data.intensity)[0]["image"]
             img = nib.load(str(p))
-            affine = common.resized_affine(img.affine, img.shape[:3], data.size)
+            affine = datasets.resized_affine(img.affine, img.shape[:3], data.size)
         else:
             from medgen_cli.data.images import load_image
 

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from medgen_cli.families.latents import interpolation_path, seeded_normal
 from medgen_cli.engine.context import TrainContext
 from medgen_cli.errors import MedgenError
-from medgen_cli.families.autoencoder import common
+from medgen_cli.data import datasets
+from medgen_cli.viz import montage
 from medgen_cli.families.autoencoder.config import AutoencoderConfig, ImageDataConfig
 from medgen_cli.families.base import Family
 from medgen_cli.families.diffusion import sampling
@@ -90,7 +91,7 @@ class DiffusionFamily(Family):
         values["autoencoder"] = ae_cfg.model_dump(mode="json")
         cond = cfg.conditioning
         if cond.enabled and cond.num_classes is None:
-            values["conditioning"]["num_classes"] = common.num_classes(latent_data_config(ae_cfg, cfg))
+            values["conditioning"]["num_classes"] = datasets.num_classes(latent_data_config(ae_cfg, cfg))
         return type(cfg).model_validate(values)
 
     def data_config(self) -> ImageDataConfig:
@@ -113,7 +114,7 @@ class DiffusionFamily(Family):
         cond = self.cfg.conditioning
         if cond.enabled:
             # resolve_config fixed num_classes for runs it started; the config is not changed here.
-            self.num_classes = cond.num_classes or common.num_classes(self.data_config())
+            self.num_classes = cond.num_classes or datasets.num_classes(self.data_config())
         u = self.cfg.unet
         latent_c = self.ae_cfg.model.latent_channels
         unet = DiffusionModelUNet(
@@ -140,12 +141,12 @@ class DiffusionFamily(Family):
 
     def train_dataset(self) -> Any:
         if self._train_ds is None:
-            self._train_ds = common.make_dataset(self.data_config(), "train")
+            self._train_ds = datasets.make_dataset(self.data_config(), "train")
         return self._train_ds
 
     def val_dataset(self) -> Any:
         if self._val_ds is False:
-            self._val_ds = common.make_dataset(self.data_config(), "val")
+            self._val_ds = datasets.make_dataset(self.data_config(), "val")
         return self._val_ds
 
     def prepare(self, ctx: TrainContext) -> None:
@@ -160,7 +161,7 @@ class DiffusionFamily(Family):
         if ae_run.family.name != "autoencoder":
             raise MedgenError(f"autoencoder_run {self.cfg.autoencoder_run} is not an autoencoder run")
         self.modules["autoencoder"].load_state_dict(ae_run.ctx.eval_module("autoencoder").state_dict())
-        self.affine = ae_run.family.affine or common.data_affine(self.data_config())
+        self.affine = ae_run.family.affine or datasets.data_affine(self.data_config())
         if self.cfg.scale_factor is not None:
             self.scale_factor = float(self.cfg.scale_factor)
         else:
@@ -208,7 +209,7 @@ class DiffusionFamily(Family):
         return F.mse_loss(pred.float(), target)
 
     def train_step(self, batch: Any, ctx: TrainContext) -> dict[str, float]:
-        z = self._latents(common.augment_batch(batch["image"], self.cfg.data.flip, False), ctx)
+        z = self._latents(datasets.augment_batch(batch["image"], self.cfg.data.flip, False), ctx)
         labels = self._labels(batch, self.cfg.conditioning.label_dropout)
         loss = self._loss(ctx.net("unet"), z, labels, ctx)
         ctx.backward(loss, "unet")
@@ -230,7 +231,7 @@ class DiffusionFamily(Family):
         s = self.cfg.sample
         vols = self.generate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, s.num_images, 0,
                              None, s.steps)
-        ctx.add_image("samples/slices", common.grid_tensor(list(vols)))
+        ctx.add_image("samples/slices", montage.grid_tensor(list(vols)))
 
     # ---- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Helpers shared by the ``autoencoder`` and ``diffusion`` families: datasets (2D/3D), the
-output affine and slice images for TensorBoard (sample files: :mod:`medgen_cli.engine.outputs`)."""
+"""Training data of the image/volume families (``autoencoder``, ``diffusion``): the train/val
+files of a data config (NIfTI volumes in 3D, images in 2D), manifest labels, the datasets, batch
+augmentation that draws from the checkpointed torch RNG, and the data's affine at the model's size."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from medgen_cli.errors import MedgenError
 if TYPE_CHECKING:
     from medgen_cli.families.autoencoder.config import ImageDataConfig
 
-# ---- data -------------------------------------------------------------------------------------
 class _ImageItems(torch.utils.data.Dataset):
     """2D images as ``{"image": Tensor[1, N, N], "path": str[, "label"]}`` (the 3D item shape)."""
 
@@ -156,31 +156,3 @@ def data_affine(cfg: ImageDataConfig) -> list[list[float]]:
     first = split_files(cfg)[0][0]
     img = nib.load(str(first))
     return resized_affine(img.affine, img.shape[:3], cfg.size).tolist()
-
-
-# ---- images -----------------------------------------------------------------------------------
-def mid_slices(vol: np.ndarray) -> list[np.ndarray]:
-    """The three orthogonal middle slices of a 3D array (the array itself in 2D), each in [0, 1]."""
-    v = np.asarray(vol, dtype=np.float32)
-    lo, hi = float(v.min()), float(v.max())
-    v = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
-    if v.ndim == 2:
-        return [v]
-    return [v[v.shape[0] // 2], v[:, v.shape[1] // 2], v[:, :, v.shape[2] // 2]]
-
-
-def slice_grid(volumes: Sequence[np.ndarray]) -> np.ndarray:
-    """One row of middle slices per volume, as a float array ``[H, W]`` in [0, 1]."""
-    rows = []
-    for vol in volumes:
-        tiles = mid_slices(vol)
-        h = max(t.shape[0] for t in tiles)
-        tiles = [np.pad(t, ((0, h - t.shape[0]), (0, 1))) for t in tiles]
-        rows.append(np.pad(np.concatenate(tiles, axis=1), ((0, 1), (0, 0))))
-    w = max(r.shape[1] for r in rows)
-    return np.concatenate([np.pad(r, ((0, 0), (0, w - r.shape[1]))) for r in rows], axis=0)
-
-
-def grid_tensor(volumes: Sequence[np.ndarray]) -> torch.Tensor:
-    """:func:`slice_grid` as a ``[1, H, W]`` tensor for ``ctx.add_image``."""
-    return torch.from_numpy(slice_grid(volumes))[None]
