@@ -121,7 +121,8 @@ def _make_command(spec: FamilySpec) -> None:
         overrides: list[str] = typer.Option([], "--set", "-s", help="Override a config key: --set trainer.max_steps=200 (repeatable)."),
         name: Optional[str] = typer.Option(None, "--name", help="Run name (default: auto-numbered)."),
         output_dir: Optional[str] = typer.Option(None, "--output-dir", help="Parent of runs/<family>/<name> (default: runs)."),
-        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from checkpoints/latest.pt with its saved config."),
+        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR with its saved config from its newest readable checkpoint "
+                                              "(latest.pt, else the newest step_N.pt), or from a given RUN_DIR/checkpoints/FILE.pt."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
         nproc: int = typer.Option(1, "--nproc", min=1, help="Launch N processes with torchrun (DDP)."),
         require_fid: bool = typer.Option(False, "--require-fid", help="GAN families: fail instead of training without FID weights."),
