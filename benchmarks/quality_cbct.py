@@ -42,15 +42,17 @@ def make_data(args: argparse.Namespace, work: Path, geo: object) -> tuple[Path, 
     return train, test / "test"
 
 
-def overrides(args: argparse.Namespace, data: Path, runs: Path, name: str, steps: int) -> list[str]:
+def overrides(args: argparse.Namespace, data: Path, runs: Path, name: str, steps: int,
+              every: int | None = None) -> list[str]:
     c = args.width
+    every = every or max(steps // 8, 1)
     views = sorted(int(v) for v in args.views.split(","))
     return [
         f"data.root={data}", f"output_dir={runs}", f"name={name}", "trainer.device=cpu",
         f"data.num_views={json.dumps(list(range(views[0], views[-1] + 1)))}", "data.view_sampling=even",
         f"data.points_per_case={args.points}", f"data.val_resolution={args.size}",
-        f"trainer.batch_size={args.batch}", f"trainer.max_steps={steps}", f"trainer.val_every={max(steps // 8, 1)}",
-        f"trainer.ckpt_every={max(steps // 8, 1)}", "trainer.log_every=25", "trainer.image_every=1000000",
+        f"trainer.batch_size={args.batch}", f"trainer.max_steps={steps}", f"trainer.val_every={every}",
+        f"trainer.ckpt_every={every}", "trainer.log_every=25", "trainer.image_every=1000000",
         "trainer.optim.schedule=cosine", "trainer.optim.min_lr_ratio=0.02", "trainer.grad_clip=1.0",
         f"model.encoder_channels=[{c}, {2 * c}, {4 * c}]", f"model.view_feature_dim={2 * c}", "model.grid_size=8",
         f"model.gaussian_feature_dim={2 * c}", f"model.head_hidden={4 * c}",
@@ -71,9 +73,10 @@ def train(args: argparse.Namespace, data: Path, work: Path) -> tuple[Path, dict[
         return run, json.loads((work / "training.json").read_text())
     steps = args.steps
     if steps is None:  # measure the step rate on this (possibly loaded) machine, then size the run
-        calib = 12
+        calib = 10
         t = time.perf_counter()
-        train_from_config(build_config("dif-gaussian", overrides=overrides(args, data, runs, "calibration", calib)))
+        train_from_config(build_config("dif-gaussian", overrides=overrides(args, data, runs, "calibration", calib,
+                                                                            every=10**6)))
         rate = calib / (time.perf_counter() - t)
         shutil.rmtree(runs / "dif-gaussian" / "calibration", ignore_errors=True)
         steps = max(int(rate * args.minutes * 60 * 0.9), 10)  # 10% for validation and checkpoints
@@ -105,8 +108,8 @@ def main() -> None:
     ap.add_argument("--fdk-channels", default="8,16,32", help="FDK UNet channels ('' = the paper's model)")
     ap.add_argument("--output", default="sigmoid", choices=["sigmoid", "linear"])
     ap.add_argument("--carve", type=float, default=1e-3, help="visual-hull threshold (0 = off)")
-    ap.add_argument("--points", type=int, default=3000, help="query points per case per step")
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--points", type=int, default=2000, help="query points per case per step")
+    ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--sirt-iterations", type=int, default=50)
     args = ap.parse_args()

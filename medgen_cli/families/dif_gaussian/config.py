@@ -55,7 +55,9 @@ class DIFGaussianModel(StrictModel):
         default_factory=lambda: [16, 32, 64],
         description="A MONAI 3D UNet over the FDK reconstruction from the same views; its features (and the FDK "
                     "value) at each point join the decoder input. [] = off (the paper's model).")
-    fdk_features: int = Field(16, ge=1, description="Channels of that UNet's output feature volume.")
+    fdk_features: int = Field(16, ge=2, description="Channels of that UNet's output feature volume.")
+    fdk_aux_weight: float = Field(
+        1.0, ge=0.0, description="Weight of a dense MSE on FDK + the UNet's first channel against the whole volume.")
     carve_threshold: float = Field(
         1e-3, ge=0.0, description="Points whose ray in some view has a normalised line integral below this are "
                                   "air (visual hull): predicted 0. 0 = off.")

@@ -230,5 +230,13 @@ class DIFGaussianNet(nn.Module):
         return out
 
     def forward(self, projections: torch.Tensor, angles: torch.Tensor, points: torch.Tensor,
-                geometry: CBCTGeometry, fdk: torch.Tensor | None = None) -> torch.Tensor:
-        return self.query(self.encode(projections, angles, geometry, fdk), points, geometry)
+                geometry: CBCTGeometry, fdk: torch.Tensor | None = None,
+                return_volume: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """Values at ``points``; with ``return_volume`` also the refined FDK volume ``(B, z, y, x)``
+        (FDK + the UNet's first channel, a dense residual estimate trained by an auxiliary loss)."""
+        enc = self.encode(projections, angles, geometry, fdk)
+        out = self.query(enc, points, geometry)
+        if not return_volume:
+            return out
+        vf = enc.volume_features
+        return out, None if vf is None else vf[:, 0] + vf[:, 1]
