@@ -200,8 +200,15 @@ def test_other_formats(tmp_path: Path, cond_run: Path, fmt: str, suffix: str) ->
 
 
 def test_v_prediction_trains(tmp_path: Path, ae_run: Path) -> None:
-    run = train_df(ae_run, tmp_path, "trainer.max_steps=2", "noise.prediction_type=v_prediction", "trainer.val_every=2")
-    assert len(metrics(run, "train/loss")) == 2 and metrics(run, "val/loss")
+    # All four training volumes in one batch without flips: the same batch every step, so the
+    # v-prediction MSE (near 1 for an untrained UNet) must fall, as the epsilon one does above.
+    # (v's targets keep more irreducible error than epsilon's on these latents: it levels off near 0.87.)
+    run = train_df(ae_run, tmp_path, "trainer.max_steps=60", "noise.prediction_type=v_prediction",
+                   "trainer.batch_size=4", "trainer.val_every=60", "trainer.image_every=1000",
+                   "optimizer.lr=0.003", "data.flip=false")
+    loss = metrics(run, "train/loss")
+    assert len(loss) == 60 and metrics(run, "val/loss")
+    assert np.mean(loss[-15:]) < 0.92 * np.mean(loss[:5]), loss
 
 
 def test_resume_through_the_cli(tmp_path: Path, ae_run: Path) -> None:
