@@ -74,7 +74,7 @@ def main() -> None:
 
     import torch
 
-    from medgen_cli.engine.launch import build_config
+    from medgen_cli.config.build import build_config
     from medgen_cli.io import load_nifti
 
     torch.set_num_threads(args.threads)
