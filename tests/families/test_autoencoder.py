@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -13,52 +14,9 @@ from medgen_cli.errors import MedgenError
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_AE = REPO / "configs" / "tiny" / "autoencoder.yaml"
-#: A non-trivial voxel-to-world matrix, so "the data's affine" is distinguishable from identity.
-AFFINE = np.array([[2.0, 0, 0, -10.0], [0, 2.0, 0, 5.0], [0, 0, 3.0, 7.0], [0, 0, 0, 1.0]])
-
-
-def make_volumes(root: Path, n_train: int = 4, n_val: int = 2, size: int = 16, seed: int = 0) -> Path:
-    """Balls of two radii (label 0: small, 1: large) as NIfTI under root/{train,val} + manifest.json."""
-    from medgen_cli.io import save_nifti
-
-    rng = np.random.default_rng(seed)
-    grid = np.stack(np.meshgrid(*[np.arange(size)] * 3, indexing="ij"), -1)
-    records = []
-    for split, n in (("train", n_train), ("val", n_val)):
-        for i in range(n):
-            label = i % 2
-            centre = rng.uniform(size * 0.35, size * 0.65, 3)
-            vol = (np.linalg.norm(grid - centre, axis=-1) < size * (0.18 + 0.12 * label)).astype(np.float32)
-            rel = f"{split}/vol_{i:03d}.nii.gz"
-            save_nifti(vol, root / rel, affine=AFFINE, overwrite=True)
-            records.append({"file": rel, "split": split, "label": label})
-    (root / "manifest.json").write_text(json.dumps(records))
-    return root
-
-
-def tiny_overrides(data: Path, out: Path, **extra: object) -> list[str]:
-    over = [f"data.root={data}", f"output_dir={out}", "trainer.log_every=1"]
-    return over + [f"{k}={v}" for k, v in extra.items()]
-
-
-def train_ae(data: Path, out: Path, name: str = "ae", steps: int = 6, extra: list[str] | None = None) -> Path:
-    from medgen_cli.config.build import build_config
-    from medgen_cli.engine.launch import train_from_config
-
-    cfg = build_config("autoencoder", TINY_AE, [*tiny_overrides(data, out), f"name={name}",
-                                                  f"trainer.max_steps={steps}", *(extra or [])])
-    run = train_from_config(cfg)
-    assert run is not None
-    return run
-
-
-def metrics(run: Path, key: str) -> list[float]:
-    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [rec[key] for rec in sorted(lines, key=lambda r: r["step"]) if key in rec]
-
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def data(tmp_path_factory: pytest.TempPathFactory, make_volumes: Callable[..., Path]) -> Path:
     return make_volumes(tmp_path_factory.mktemp("vols"))
 
 
@@ -79,7 +37,8 @@ def test_bad_size_is_a_config_error() -> None:
         build_config("autoencoder", overrides=["data.size=[16, 16]"])
 
 
-def test_recon_loss_falls_on_a_fixed_batch(tmp_path: Path) -> None:
+def test_recon_loss_falls_on_a_fixed_batch(tmp_path: Path, make_volumes: Callable[..., Path],
+                                           train_ae: Callable[..., Path], metrics: Callable[..., list]) -> None:
     # Two training volumes, batch 2, no augmentation and no adversarial term: every step sees
     # the same batch, so the L1 reconstruction loss must fall.
     data = make_volumes(tmp_path / "d", n_train=2, n_val=1)
@@ -90,7 +49,7 @@ def test_recon_loss_falls_on_a_fixed_batch(tmp_path: Path) -> None:
     assert np.mean(l1[-5:]) < 0.6 * np.mean(l1[:5]), l1
 
 
-def test_adversarial_warmup_and_metrics(tmp_path: Path, data: Path) -> None:
+def test_adversarial_warmup_and_metrics(tmp_path: Path, data: Path, train_ae: Callable[..., Path]) -> None:
     run = train_ae(data, tmp_path / "runs", steps=4, extra=["loss.adv_start_step=2", "trainer.val_every=4"])
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     by_step = {r["step"]: r for r in lines if "train/loss/g" in r}
@@ -138,7 +97,8 @@ def test_missing_perceptual_weights_is_a_clear_error(tmp_path: Path, data: Path)
     from medgen_cli.config.build import build_config
     from medgen_cli.engine.launch import train_from_config
 
-    cfg = build_config("autoencoder", TINY_AE, [*tiny_overrides(data, tmp_path), f"loss.perceptual_weights_path={tmp_path / 'nope.pt'}"])
+    cfg = build_config("autoencoder", TINY_AE, [f"data.root={data}", f"output_dir={tmp_path}",
+                                                  f"loss.perceptual_weights_path={tmp_path / 'nope.pt'}"])
     with pytest.raises(MedgenError, match="perceptual weights not found"):
         train_from_config(cfg)
 
@@ -155,7 +115,8 @@ def _tiny_model() -> list[str]:
     return [f"model.{k}={json.dumps(v)}" for k, v in cfg["model"].items()]
 
 
-def test_reconstruct_input_keeps_the_data_affine(tmp_path: Path, data: Path) -> None:
+def test_reconstruct_input_keeps_the_data_affine(tmp_path: Path, data: Path, train_ae: Callable[..., Path],
+                                                 volume_affine: np.ndarray) -> None:
     import nibabel as nib
 
     from medgen_cli.api import load_run
@@ -168,7 +129,7 @@ def test_reconstruct_input_keeps_the_data_affine(tmp_path: Path, data: Path) -> 
     paths = infer_to_dir(run, "sample", {"input": src}, tmp_path / "rec", device="cpu").written.files
     img = nib.load(str(paths[0]))
     assert img.shape == (16, 16, 16)
-    np.testing.assert_allclose(img.affine, AFFINE)
+    np.testing.assert_allclose(img.affine, volume_affine)
     # the Python API gives the same reconstruction
     api = load_run(run)
     np.testing.assert_allclose(api.reconstruct(src).volumes[0], np.asarray(img.dataobj), atol=1e-5)
@@ -176,7 +137,7 @@ def test_reconstruct_input_keeps_the_data_affine(tmp_path: Path, data: Path) -> 
         infer_to_dir(run, "sample", {"input": src}, tmp_path / "rec", device="cpu")
 
 
-def test_trains_on_2d_images(tmp_path: Path) -> None:
+def test_trains_on_2d_images(tmp_path: Path, train_ae: Callable[..., Path], metrics: Callable[..., list]) -> None:
     # Two smooth 2D images, batch 2, no flips and no adversarial term: every step sees the same
     # batch, so a 2D model that learns must bring its L1 reconstruction loss down (and validate).
     from PIL import Image
@@ -196,7 +157,7 @@ def test_trains_on_2d_images(tmp_path: Path) -> None:
     assert metrics(run, "val/psnr")
 
 
-def test_api_refuses_what_the_family_cannot_do(tmp_path: Path, data: Path) -> None:
+def test_api_refuses_what_the_family_cannot_do(tmp_path: Path, data: Path, train_ae: Callable[..., Path]) -> None:
     from medgen_cli.api import load_run
 
     run = load_run(train_ae(data, tmp_path / "runs", steps=1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -12,14 +13,14 @@ import yaml
 
 from medgen_cli.families.latents import seeded_normal
 from medgen_cli.errors import MedgenError
-from tests.families.test_autoencoder import AFFINE, make_volumes, metrics, train_ae
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_DF = REPO / "configs" / "tiny" / "diffusion.yaml"
 
 
 @pytest.fixture(scope="module")
-def ae_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ae_run(tmp_path_factory: pytest.TempPathFactory, make_volumes: Callable[..., Path],
+           train_ae: Callable[..., Path]) -> Path:
     root = tmp_path_factory.mktemp("ldm")
     data = make_volumes(root / "data")
     return train_ae(data, root / "runs", steps=4, extra=["trainer.val_every=4"])
@@ -72,7 +73,7 @@ def test_wrong_family_autoencoder_run_is_a_clear_error(tmp_path: Path, cond_run:
         train_from_config(build_config("diffusion", TINY_DF, df_overrides(cond_run, tmp_path)))
 
 
-def test_diffusion_loss_falls(tmp_path: Path, ae_run: Path) -> None:
+def test_diffusion_loss_falls(tmp_path: Path, ae_run: Path, metrics: Callable[..., list]) -> None:
     run = train_df(ae_run, tmp_path, "trainer.max_steps=60", "trainer.val_every=1000", "trainer.image_every=1000",
                    "optimizer.lr=0.003", "data.flip=false")
     loss = metrics(run, "train/loss")
@@ -147,7 +148,8 @@ def test_ddim_is_reproducible_and_batch_independent(cond_run: Path) -> None:
     np.testing.assert_allclose(ddpm, run.sample(1, seed=7, scheduler="ddpm", steps=4), atol=1e-5)
 
 
-def test_sample_and_interpolate_write_nifti_with_the_data_affine(tmp_path: Path, cond_run: Path) -> None:
+def test_sample_and_interpolate_write_nifti_with_the_data_affine(tmp_path: Path, cond_run: Path,
+                                                                 volume_affine: np.ndarray) -> None:
     import nibabel as nib
     from typer.testing import CliRunner
 
@@ -162,7 +164,7 @@ def test_sample_and_interpolate_write_nifti_with_the_data_affine(tmp_path: Path,
     for f in files:
         img = nib.load(str(f))
         assert img.shape == (16, 16, 16)
-        np.testing.assert_allclose(img.affine, AFFINE)
+        np.testing.assert_allclose(img.affine, volume_affine)
     assert (tmp_path / "s" / "preview" / "grid.png").is_file()
 
     res = runner.invoke(app, ["interpolate", str(cond_run), "--out", str(tmp_path / "i"), "--seed-a", "0",
@@ -170,7 +172,7 @@ def test_sample_and_interpolate_write_nifti_with_the_data_affine(tmp_path: Path,
     assert res.exit_code == 0, res.output
     frames = sorted((tmp_path / "i").glob("frame_*.nii.gz"))
     assert len(frames) == 3 and (tmp_path / "i" / "preview" / "strip.png").is_file()
-    np.testing.assert_allclose(nib.load(str(frames[0])).affine, AFFINE)
+    np.testing.assert_allclose(nib.load(str(frames[0])).affine, volume_affine)
 
     from medgen_cli.api import load_run
 
@@ -178,11 +180,11 @@ def test_sample_and_interpolate_write_nifti_with_the_data_affine(tmp_path: Path,
     ends = np.asarray(run.interpolate(0, 1, steps=3, sample_steps=2))
     np.testing.assert_allclose(ends[0], np.asarray(nib.load(str(frames[0])).dataobj), atol=1e-5)
     out = run.save_nifti(ends[1], tmp_path / "mid.nii.gz")
-    np.testing.assert_allclose(nib.load(str(out)).affine, AFFINE)
+    np.testing.assert_allclose(nib.load(str(out)).affine, volume_affine)
 
 
 @pytest.mark.parametrize("fmt, suffix", [("npy", ".npy"), ("png", ".png"), ("points", ".ply")])
-def test_other_formats(tmp_path: Path, cond_run: Path, fmt: str, suffix: str) -> None:
+def test_other_formats(tmp_path: Path, cond_run: Path, fmt: str, suffix: str, volume_affine: np.ndarray) -> None:
     from medgen_cli.engine.inference import infer_to_dir
 
     flags = {"num": 1, "steps": 2, "format": fmt, **({"threshold": -1e9} if fmt == "points" else {})}
@@ -195,11 +197,11 @@ def test_other_formats(tmp_path: Path, cond_run: Path, fmt: str, suffix: str) ->
 
         pts = load_points(paths[0])
         assert len(pts) == 16 ** 3  # threshold below every value keeps every voxel
-        corner = AFFINE[:3, :3] @ np.array([15, 15, 15]) + AFFINE[:3, 3]
+        corner = volume_affine[:3, :3] @ np.array([15, 15, 15]) + volume_affine[:3, 3]
         np.testing.assert_allclose(pts.max(0), corner)
 
 
-def test_v_prediction_trains(tmp_path: Path, ae_run: Path) -> None:
+def test_v_prediction_trains(tmp_path: Path, ae_run: Path, metrics: Callable[..., list]) -> None:
     # All four training volumes in one batch without flips: the same batch every step, so the
     # v-prediction MSE (near 1 for an untrained UNet) must fall, as the epsilon one does above.
     # (v's targets keep more irreducible error than epsilon's on these latents: it levels off near 0.87.)
@@ -233,7 +235,7 @@ def test_resume_through_the_cli(tmp_path: Path, ae_run: Path) -> None:
     assert "from step 2 to 4" in (run / "log.txt").read_text()
 
 
-def test_2d_latent_diffusion(tmp_path: Path) -> None:
+def test_2d_latent_diffusion(tmp_path: Path, train_ae: Callable[..., Path]) -> None:
     from PIL import Image
 
     from medgen_cli.api import load_run

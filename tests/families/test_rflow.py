@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -13,7 +14,6 @@ import torch
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.diffusion import sampling
 from medgen_cli.families.diffusion.config import NoiseScheduleConfig
-from tests.families.test_autoencoder import make_volumes, metrics, train_ae
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_DF = REPO / "configs" / "tiny" / "diffusion.yaml"
@@ -111,8 +111,10 @@ def test_rflow_unet_learns_a_two_point_distribution() -> None:
 
 
 @pytest.fixture(scope="module")
-def rflow_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from medgen_cli.engine.launch import build_config, train_from_config
+def rflow_run(tmp_path_factory: pytest.TempPathFactory, make_volumes: Callable[..., Path],
+              train_ae: Callable[..., Path]) -> Path:
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
 
     root = tmp_path_factory.mktemp("rflow")
     ae = train_ae(make_volumes(root / "data"), root / "runs", steps=4, extra=["trainer.val_every=4"])
@@ -124,7 +126,7 @@ def rflow_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
-def test_rflow_run_samples_with_cfg_and_refuses_ddim(rflow_run: Path) -> None:
+def test_rflow_run_samples_with_cfg_and_refuses_ddim(rflow_run: Path, metrics: Callable[..., list]) -> None:
     from medgen_cli.api import load_run
 
     assert metrics(rflow_run, "val/loss")

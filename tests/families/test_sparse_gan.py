@@ -241,7 +241,8 @@ def test_validation_scores_shapes_and_best_is_closest_to_half(volumes: Path, tmp
     """Training writes val/shape/* and best.pt by |1-NNA − 0.5|; an empty generator is fully separable."""
     import json
 
-    from medgen_cli.engine.launch import build_config, train_from_config
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
     from medgen_cli.families.sparse_gan.validation import NNA, NNA_GAP, ShapeValidator, sparse_to_points
     from medgen_cli.sparse.tensor import SparseTensor
 
