@@ -10,8 +10,8 @@ Lifecycle (training)::
     fam.build(device)                     # create self.modules / self.optimizers
     ds = fam.train_dataset(); val = fam.val_dataset()
     # trainer wraps modules for DDP, creates EMA copies, schedulers, scalers
-    for batch in loader: metrics = fam.train_step(batch, ctx)
-    fam.validate(ctx) -> metrics          # uses ctx.eval_module(name) (EMA when enabled)
+    for batch in loader: metrics = fam.train_step(batch, ctx)   # names: engine/metric_names.py
+    fam.validate(val_batches, ctx) -> metrics   # uses ctx.eval_module(name) (EMA when enabled)
 
 Lifecycle (inference, ``medgen sample`` / ``interpolate`` / ``recon`` / Python API)::
 
@@ -28,7 +28,7 @@ same for ``interpolate_options``/:meth:`Family.interpolate` and ``recon_options`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
 if TYPE_CHECKING:
     import torch
@@ -110,16 +110,20 @@ class Family:
 
     # ---- training -----------------------------------------------------------------------
     def train_step(self, batch: Any, ctx: TrainContext) -> dict[str, float]:
-        """One optimizer step (GANs: their D and G updates). Return float metrics.
+        """One training step on ``batch`` (GANs: one D update and, on the steps
+        :mod:`medgen_cli.families.adversarial` says, one G update). Return float metrics named
+        as :mod:`medgen_cli.engine.metric_names` describes (the contract suite checks them).
 
         Use ``ctx.net(name)`` for forward passes (DDP-wrapped when distributed), ``ctx.autocast()``
         around forward passes, ``ctx.backward(loss, opt_name)`` and ``ctx.step(opt_name)``.
         """
         raise NotImplementedError
 
-    def validate(self, batches: Any, ctx: TrainContext) -> dict[str, float]:
-        """Validation metrics over ``batches`` (an iterable of val batches, possibly empty when
-        the family has no val set). Use ``ctx.eval_module(name)`` so EMA weights are used."""
+    def validate(self, batches: Iterable[Any], ctx: TrainContext) -> dict[str, float]:
+        """Validation metrics over ``batches`` (the val set's batches on ``ctx.device``, limited by
+        ``trainer.val_batches``; empty when the family has no val set, e.g. when it validates
+        by sampling). Use ``ctx.eval_module(name)`` so EMA weights are used. Quality metrics take
+        bare names (``fid``, ``psnr``, ``loss``); the trainer prefixes ``val/``."""
         return {}
 
     def on_train_end(self, ctx: TrainContext) -> None:
