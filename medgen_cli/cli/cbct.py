@@ -8,15 +8,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import typer
 
 from medgen_cli.cli.app import app
 from medgen_cli.cli.groups import data_app, eval_app
 from medgen_cli.errors import MedgenError
-
-METHODS = ("model", "fdk", "sirt")
 
 
 def _track(it: Iterable[Any], total: int, description: str) -> Iterable[Any]:
@@ -76,40 +74,6 @@ def make_cbct_cmd(
         f"{geo.volume_size}³ voxels, {geo.num_angles} views)", highlight=False)
 
 
-# ---- shared reconstruction helpers --------------------------------------------------------------
-def _load_model(run: Optional[Path], method: str, checkpoint: str, device: str) -> Any:
-    if method not in METHODS:
-        raise MedgenError(f"unknown method '{method}'", "use model, fdk or sirt")
-    if method != "model":
-        return None
-    if run is None:
-        raise MedgenError("give a RUN directory (or --method fdk|sirt for a classical baseline)")
-    from medgen_cli.engine.run_loading import load_run
-
-    loaded = load_run(run, checkpoint=checkpoint, device=device)
-    if loaded.family.name != "dif-gaussian":
-        raise MedgenError(f"{run} is a '{loaded.family.name}' run; recon needs a dif-gaussian run")
-    if loaded.family.geometry is None:
-        raise MedgenError(f"{run} has no CBCT geometry in its checkpoint", "train it with medgen train dif-gaussian")
-    return loaded
-
-
-def _reconstruct(loaded: Any, method: str, case: Any, views: int, iterations: int, chunk: int,
-                 points: Any = None, track: Callable[..., Iterable[Any]] | None = None) -> Any:
-    """Volume ``(z, y, x)`` on the case grid (or values at normalised ``points``) as numpy."""
-    import torch
-
-    from medgen_cli.families.dif_gaussian.recon import classical_values
-
-    if method == "model":
-        fam = loaded.family
-        net = loaded.ctx.eval_module("model")
-        pts = None if points is None else torch.as_tensor(points, dtype=torch.float32)
-        return fam.reconstruct_case(net, case, views, resolution=case.geometry.volume_size, points=pts,
-                                    chunk=chunk, track=track).cpu().numpy()
-    return classical_values(case, views, method, iterations, points)
-
-
 @app.command("recon")
 def recon_cmd(
     run: Optional[Path] = typer.Argument(None, help="A dif-gaussian run directory (not needed for fdk/sirt)."),
@@ -162,7 +126,9 @@ def eval_recon_cmd(
 
     SSIM: scikit-image structural_similarity over the 3D volume (7³ uniform window).
     """
-    results = evaluate(run, data, views, method, checkpoint, iterations, chunk, device)
+    from medgen_cli.metrics.recon_eval import evaluate_recon
+
+    results = evaluate_recon(run, data, views, method, checkpoint, iterations, chunk, device, track=_track)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return
@@ -177,31 +143,3 @@ def eval_recon_cmd(
     m = results["mean"]
     table.add_row("[bold]mean[/]", f"[bold]{m['psnr']:.2f}", f"[bold]{m['ssim']:.4f}", f"{m['seconds']:.2f}")
     Console().print(table)
-
-
-def evaluate(run: Optional[Path], data: Path, views: Optional[int], method: str = "model", checkpoint: str = "best",
-             iterations: int = 50, chunk: int = 32768, device: str = "auto") -> dict[str, Any]:
-    """Reconstruct every case in ``data`` and score it (the library side of ``medgen eval recon``)."""
-    import numpy as np
-
-    from medgen_cli.data import cbct
-    from medgen_cli.metrics.recon import recon_metrics
-
-    loaded = _load_model(run, method, checkpoint, device)
-    if views is None:
-        views = loaded.family.cfg.data.num_views[-1] if loaded else 10
-    if loaded is not None:
-        loaded.family.check_views(views)
-    else:
-        import diffct  # noqa: F401  (its first import takes seconds; keep it out of the timings)
-    rows = []
-    files = cbct.list_cases(data)
-    for f in _track(files, len(files), f"{method} {views} views"):
-        case = cbct.read_case(f)
-        t0 = time.perf_counter()
-        vol = _reconstruct(loaded, method, case, views, iterations, chunk)
-        seconds = time.perf_counter() - t0
-        rows.append({"case": case.name, **recon_metrics(vol, case.volume), "seconds": seconds})
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "seconds")}
-    return {"method": method, "run": str(run) if run else None, "views": views, "data": str(data),
-            "data_range": 1.0, "cases": rows, "mean": mean}
