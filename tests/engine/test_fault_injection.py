@@ -75,6 +75,14 @@ def _alive(pid: int) -> bool:
     return False
 
 
+def _assert_all_exit(pids: list[int], message: str, timeout: float = 10) -> None:
+    # A loaded machine may take a moment to deliver the parent-death signal.
+    t = time.time()
+    while any(_alive(p) for p in pids) and time.time() - t < timeout:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids), message
+
+
 def _wait_until(cond: object, proc: subprocess.Popen[str], timeout: float = 120) -> None:
     t = time.time()
     while not cond():  # type: ignore[operator]
@@ -162,10 +170,7 @@ def test_kill9_during_convert_leaves_no_workers_and_resume_is_identical(
         proc.kill()
         proc.wait()
     assert len(workers) >= 2
-    t = time.time()
-    while any(_alive(w) for w in workers) and time.time() - t < 10:
-        time.sleep(0.05)
-    assert not any(_alive(w) for w in workers), "convert-h5 workers outlived their parent"
+    _assert_all_exit(workers, "convert-h5 workers outlived their parent")
     run_convert(_convert_opts(src, out, resume=True, workers=1))
     assert _outputs(out) == ref
 
@@ -187,10 +192,7 @@ def test_ctrl_c_in_convert_prints_how_to_resume(tmp_path: Path, subprocess_env: 
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert "Resume with: medgen data convert-h5" in err and "--resume" in err, err
-    t = time.time()  # a loaded machine may take a moment to deliver the parent-death signal
-    while any(_alive(w) for w in workers) and time.time() - t < 10:
-        time.sleep(0.05)
-    assert not any(_alive(w) for w in workers), "convert-h5 workers outlived Ctrl-C"
+    _assert_all_exit(workers, "convert-h5 workers outlived Ctrl-C")
     run_convert(_convert_opts(src, out, resume=True, workers=1))
     assert _outputs(out) == ref
 
