@@ -1,7 +1,7 @@
 """Circular cone-beam geometry, written to match diffct's projector exactly.
 
 Conventions (read from diffct 2.5 ``circular_trajectory_3d`` and its PyTorch backend, and checked
-by ``tests/cbct/test_geometry.py`` against diffct's own projections):
+by ``tests/data/test_geometry.py`` against diffct's own projections):
 
 * Volumes are tensors ``(D, H, W) = (z, y, x)``; world axes are ``(x, y, z)`` in mm with the
   volume centred on the origin. Voxel ``i`` of an axis with ``n`` voxels of pitch ``s`` has its

@@ -72,7 +72,7 @@ def _builtin_spec(module: str) -> FamilySpec:
 
 
 #: configs/*.yaml that are not a family's defaults, and the test that checks each of them.
-NOT_FAMILY_DEFAULTS = {"cbct_geometry.yaml": "tests/cbct/test_cbct_geometry.py"}
+NOT_FAMILY_DEFAULTS = {"cbct_geometry.yaml": "tests/data/test_geometry.py"}
 
 
 def test_every_default_yaml_equals_its_model_defaults() -> None:
