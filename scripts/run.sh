@@ -17,6 +17,8 @@ setup() {
     if [[ ! -f "$STAMP" || pyproject.toml -nt "$STAMP" ]]; then
         "$PY" -m pip install -q --upgrade pip
         "$PY" -m pip install -q -e '.[test]'
+        # Packages whose own requirements medgen does not need (pyproject's [tool.medgen]).
+        "$PY" -m pip install -q --no-deps $("$PY" -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["tool"]["medgen"]["no-deps-dependencies"]))')
         touch "$STAMP"
     fi
 }

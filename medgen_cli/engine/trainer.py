@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
 from medgen_cli.config.base import FamilyConfig
@@ -120,7 +120,7 @@ class Trainer:
         if self.tcfg.ema.enabled:
             decay = fam.ema_decay(self.tcfg.ema.decay)
             for name in fam.ema_modules:
-                ema[name] = AveragedModel(fam.modules[name], multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+                ema[name] = AveragedModel(fam.modules[name], multi_avg_fn=fam.ema_avg_fn(decay), use_buffers=True)
         wrapped = dict(fam.modules)
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP

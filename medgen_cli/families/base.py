@@ -61,11 +61,12 @@ class Family:
     def __init__(self, cfg: FamilyConfig) -> None:
         self.cfg = cfg
         self.run_dir: Path | None = None
+        self.modules: dict[str, torch.nn.Module] = {}
         #: Voxel-to-world matrix of the family's volumes (4x4 nested list); ``None``: images/unknown.
         self.affine: list[list[float]] | None = None
-        self.modules: dict[str, torch.nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
 
+    # ---- building -----------------------------------------------------------------------
     @classmethod
     def resolve_config(cls, cfg: FamilyConfig) -> FamilyConfig:
         """Fill the values a fresh run derives from elsewhere (another run, the data's manifest)
@@ -74,7 +75,6 @@ class Family:
         config. Not called on resume (the saved config is already resolved)."""
         return cfg
 
-    # ---- building -----------------------------------------------------------------------
     def build(self, device: torch.device) -> None:
         """Create ``self.modules`` (on ``device``) and ``self.optimizers``."""
         raise NotImplementedError
@@ -107,6 +107,13 @@ class Family:
     def ema_decay(self, configured: float) -> float:
         """Per-step EMA decay; override to derive it (e.g. from a half-life in images)."""
         return configured
+
+    def ema_avg_fn(self, decay: float) -> Any:
+        """The ``multi_avg_fn`` of the EMA copies (``AveragedModel``): a fixed ``decay`` here;
+        override for a decay that depends on the number of updates so far (a ramp-up)."""
+        from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+        return get_ema_multi_avg_fn(decay)
 
     # ---- training -----------------------------------------------------------------------
     def train_step(self, batch: Any, ctx: TrainContext) -> dict[str, float]:

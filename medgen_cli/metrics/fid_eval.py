@@ -18,8 +18,8 @@ import numpy as np
 
 from medgen_cli.errors import MedgenError
 from medgen_cli.metrics import fid_inputs as fi
-from medgen_cli.metrics.fid import (compute_stats, frechet_distance, kid, resolve_weights,
-                                    weights_fingerprint)
+from medgen_cli.metrics.fid import (DEFAULT_SQRTM, compute_stats, frechet_distance, kid, kid_subset_size,
+                                    resolve_weights, weights_fingerprint)
 from medgen_cli.metrics.fid_volumes import PLANES, volume_features
 
 IMAGE_PLANE = "image"  # the single "plane" of a 2D image set
@@ -43,7 +43,8 @@ class FIDOptions:
     center_fraction: float = 1.0
     window: tuple[float, float] | None = None
     use_cache: bool = True
-    sqrtm: str = "scipy"  # or "eigh" (faster, ~1e-7 relative from pytorch-fid)
+    sqrtm: str = DEFAULT_SQRTM  # "eigh" (fast, ~1e-8 relative from pytorch-fid) or "scipy" (equal)
+    exact: bool = False  # pytorch-fid's NCHW network (bit-identical features) instead of channels-last
 
 
 @dataclass
@@ -79,7 +80,7 @@ class _LazyExtractor:
         if self._ex is None:
             from medgen_cli.metrics.fid import FeatureExtractor
 
-            self._ex = FeatureExtractor(self.opts.dims, self.opts.device, self.opts.weights)
+            self._ex = FeatureExtractor(self.opts.dims, self.opts.device, self.opts.weights, exact=self.opts.exact)
         return self._ex
 
 
@@ -214,6 +215,9 @@ def compare(real: SetStats, fake: SetStats, opts: FIDOptions) -> dict[str, Any]:
     if opts.kid:
         result["kid"] = float(np.mean([r["kid"] for r in planes.values()]))
         result["kid_std"] = float(np.mean([r["kid_std"] for r in planes.values()]))
+        rows = [f.shape[0] for s in (real, fake) for f in (s.features or {}).values()]
+        result["kid_subset_size"] = kid_subset_size(min(rows), min(rows), opts.kid_subset_size)
+        result["kid_subsets"] = opts.kid_subsets
     if real.kind == "volumes":
         result["planes"] = planes
     return result

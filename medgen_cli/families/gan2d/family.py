@@ -10,6 +10,7 @@ to turn seeds into images (:meth:`GAN2DFamily.generate`) and how to interpolate.
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
@@ -25,6 +26,25 @@ from medgen_cli.families.gan2d.augment import Augmenter
 from medgen_cli.families.gan2d.fid_tracking import FIDState
 from medgen_cli.families.gan2d.outputs import GAN2DInterpolateOptions, GAN2DSampleOptions
 from medgen_cli.families.inference import Samples, frame_samples, seeded_samples
+
+
+def ramped_ema(decay: float, rampup: float, batch: int) -> Any:
+    """An ``AveragedModel`` ``multi_avg_fn`` whose decay ramps up with the number of updates ``n``:
+    ``0.5 ** (batch / min(h, rampup · n · batch))`` with ``h = batch · ln 0.5 / ln decay``."""
+    half_life = batch * math.log(0.5) / math.log(decay) if decay > 0 else 0.0
+
+    @torch.no_grad()
+    def update(ema: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        seen = float(n_averaged) * batch
+        h = min(half_life, rampup * seen)
+        beta = 0.5 ** (batch / h) if h > 0 else 0.0
+        if torch.is_floating_point(ema[0]):
+            torch._foreach_lerp_(ema, current, 1.0 - beta)
+        else:  # integer buffers (BatchNorm's num_batches_tracked): follow the generator
+            for e, c in zip(ema, current):
+                e.copy_(c)
+
+    return update
 
 
 class GAN2DFamily(Family):
@@ -78,6 +98,15 @@ class GAN2DFamily(Family):
         """``opts.steps`` frames ``[K, C, H, W]`` in [-1, 1] between the latents ``z_a`` and ``z_b``
         ([1, D]), endpoints included."""
         raise NotImplementedError
+
+    def ema_avg_fn(self, decay: float) -> Any:
+        """EMA with StyleGAN2-ADA's ramp-up: half-life ``min(h, rampup · images seen)`` where ``h``
+        is the half-life (in images) of ``decay``; without it, after tens of steps the EMA
+        generator is still the random initial one and ``best.pt`` would be an untrained model."""
+        rampup = self.cfg.trainer.ema.rampup
+        if rampup is None or decay >= 1.0:
+            return super().ema_avg_fn(decay)
+        return ramped_ema(decay, rampup, self.cfg.trainer.batch_size)
 
     # ---- data ------------------------------------------------------------------------------------
     def _dataset(self, flip: bool) -> Any:
@@ -148,14 +177,16 @@ class GAN2DFamily(Family):
         if self.cfg.fid.required:
             if not self.cfg.fid.enabled:
                 raise MedgenError("fid.required (--require-fid) is set but fid.enabled is false", "remove one of them")
-            self.fid.build(self._real_images, ctx.device)
+            self.fid.build(self._real_images, ctx.device, self.cfg.data.root)
 
     def validate(self, batches: Any, ctx: TrainContext) -> dict[str, float]:
         """FID/KID of the EMA generator vs the training set when the step is on the FID schedule;
         ``{}`` otherwise (or when FID is off / its weights are missing)."""
-        if not self.fid.due(ctx.global_step) or not self.fid.build(self._real_images, ctx.device):
+        if not self.fid.due(ctx.global_step) or not self.fid.build(self._real_images, ctx.device,
+                                                                   self.cfg.data.root):
             return {}
-        fakes = self._generate_many(ctx.eval_module("generator"), self.cfg.fid.num_fake, seed=12345,
+        # The seeds `medgen sample --seed fid.seed` uses, so eval fid of those samples agrees.
+        fakes = self._generate_many(ctx.eval_module("generator"), self.cfg.fid.num_fake, seed=self.cfg.fid.seed,
                                     batch_size=self.cfg.fid.batch_size, device=ctx.device)
         return self.fid.evaluate(fakes, ctx.global_step)
 

@@ -1,9 +1,17 @@
 """FID-tracked validation for the 2D GANs: a schedule (frequent early, sparser later) and a lazy
-:class:`~medgen_cli.metrics.fid.FIDTracker` that tolerates missing Inception weights."""
+:class:`~medgen_cli.metrics.fid.FIDTracker` that tolerates missing Inception weights.
+
+The in-training value equals ``medgen eval fid DATA SAMPLES`` where ``SAMPLES`` is what
+``medgen sample RUN --num fid.num_fake --seed fid.seed`` writes from the same weights: the
+reference is ``data.root`` read exactly as ``eval fid`` reads a folder (and its statistics come
+from, and go to, the same cache), the fakes come from the same per-image seeds and are quantised
+to 8 bits as the PNG writer stores them, and both use the same weights and matrix square root.
+"""
 
 from __future__ import annotations
 
-import warnings
+import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -18,6 +26,29 @@ def fid_every(schedule: list[tuple[int, int]], step: int) -> int:
         if step <= until:
             return int(every)
     return int(schedule[-1][1])
+
+
+def as_png_values(images: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] rounded to the 8-bit values a PNG stores (the writer's
+    ``floor(x·255 + 0.5)``), as pytorch-fid reads them back (``/255``)."""
+    return torch.floor(images.clamp(0.0, 1.0) * 255.0 + 0.5) / 255.0
+
+
+def readable_folder(root: str | Path | None) -> Path | None:
+    """``root`` when ``medgen eval fid`` can read it as a folder of images (not nested), else None."""
+    from medgen_cli.metrics import fid_inputs
+
+    if root is None or not Path(root).is_dir() or not fid_inputs.list_images(Path(root)):
+        return None
+    return Path(root)
+
+
+def warn_once(message: str) -> None:
+    """One yellow ``warning:`` line on stderr (not a Python ``RuntimeWarning`` with file/line)."""
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[yellow]warning:[/] {message}", markup=True)
+    sys.stderr.flush()
 
 
 class FIDState:
@@ -43,9 +74,11 @@ class FIDState:
             return step > 0
         return step - self.last_step >= fid_every(self.cfg.schedule, step)
 
-    def build(self, real_images: Callable[[], torch.Tensor], device: torch.device) -> bool:
-        """Create the tracker from the training images (once). Missing weights are reported once
-        as a warning and FID is switched off, unless ``require`` is set.
+    def build(self, real_images: Callable[[], torch.Tensor], device: torch.device,
+              root: str | Path | None = None) -> bool:
+        """Create the tracker once: reference features of the folder ``root`` (as ``eval fid``,
+        cached), else of ``real_images()``. Missing weights are reported once as a one-line
+        warning and FID is switched off, unless ``require`` is set.
 
         Raises:
             MedgenError: the weights are missing and ``require`` is set.
@@ -57,7 +90,10 @@ class FIDState:
         try:
             from medgen_cli.metrics.fid import FIDTracker
 
-            self.tracker = FIDTracker(real_images(), device=device, weights=self.cfg.weights, compute_kid=True)
+            folder = readable_folder(root)
+            images = None if folder is not None else real_images()
+            self.tracker = FIDTracker(images, device=device, weights=self.cfg.weights, compute_kid=True,
+                                      real_folder=folder)
             return True
         except MedgenError as exc:  # FIDWeightsMissing and friends: a user-fixable setup problem
             if self.require:
@@ -66,13 +102,13 @@ class FIDState:
                                   "give the weights with --set fid.weights=FILE or MEDGEN_FID_WEIGHTS=FILE "
                                   "(bash scripts/run.sh setup installs them), or drop --require-fid") from exc
             self.unavailable = exc.message
-            warnings.warn(f"training continues without FID/KID (best.pt is not written): {exc.message}",
-                          RuntimeWarning, stacklevel=2)
+            warn_once(f"training continues without FID/KID (best.pt is not written): {exc}")
             return False
 
     def evaluate(self, fake_images: torch.Tensor, step: int) -> dict[str, float]:
-        """FID/KID of ``fake_images`` ([N, C, H, W] in [0, 1]) as ``val/fid``, ``val/kid``."""
-        out = self.tracker(fake_images)
+        """FID/KID of ``fake_images`` ([N, C, H, W] in [0, 1], stored as 8-bit values first) as
+        ``val/fid``, ``val/kid``."""
+        out = self.tracker(as_png_values(fake_images))
         self.last_step = step
         return {f"val/{k}": float(v) for k, v in out.items()}
 
