@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import typer
 
@@ -31,18 +32,16 @@ def eval_shapes(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
-    from medgen_cli.metrics.shapes import check_shape_inputs, load_shapes, shape_metrics
+    from medgen_cli.metrics.shapes import evaluate_shapes
 
-    check_shape_inputs(real, fake)  # both, before loading either
-    real_shapes = load_shapes(real, threshold, num_points, normalize)
-    fake_shapes = load_shapes(fake, threshold, num_points, normalize)
-    n_r, n_g = len(real_shapes), len(fake_shapes)
-    total = n_r * n_g + n_r * n_r + n_g * n_g
-    with Progress(TextColumn("Chamfer distances"), BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=Console(stderr=True), transient=True, disable=as_json) as bar:
-        task = bar.add_task("cd", total=total)
-        result = shape_metrics(real_shapes, fake_shapes, progress=lambda n: bar.advance(task, n))
-    result = {"real": str(real), "fake": str(fake), **result}
+        def factory(description: str, total: int) -> Callable[[int], None]:
+            task = bar.add_task(description, total=total)
+            return lambda n: bar.advance(task, n)
+
+        result = evaluate_shapes(real, fake, threshold, num_points, normalize, progress=factory)
+    n_r, n_g = int(result["num_real"]), int(result["num_fake"])
     if as_json:
         typer.echo(json.dumps(result))
         return

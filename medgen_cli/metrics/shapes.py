@@ -14,7 +14,7 @@ Definitions (Achlioptas et al. 2018; Yang et al. 2019, PointFlow), for a referen
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -94,6 +94,31 @@ def shape_metrics(real: Sequence[np.ndarray], fake: Sequence[np.ndarray],
     out = metrics_from_distances(d_rg, d_rr, d_gg)
     out.update(num_real=float(len(real)), num_fake=float(len(fake)))
     return out
+
+
+def evaluate_shapes(real: str | Path, fake: str | Path, threshold: float = 0.5, num_points: int = 2048,
+                    normalize: bool = False,
+                    progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict[str, Any]:
+    """The library side of ``medgen eval shapes``: check both inputs, load them as point sets and
+    compute :func:`shape_metrics`.
+
+    Args:
+        real: reference shapes (a folder or file of point files / NIfTI volumes).
+        fake: generated shapes, same kinds.
+        threshold: volumes: voxels above it become points.
+        num_points: subsample each shape to this many points (0 = all).
+        normalize: centre each shape and scale it into the unit sphere first.
+        progress: ``progress(description, total)`` returns an ``advance(n)`` callback.
+
+    Returns:
+        ``{"real", "fake", "mmd_cd", "cov_cd", "1nna_cd", "num_real", "num_fake"}``.
+    """
+    check_shape_inputs(real, fake)  # both, before loading either
+    real_shapes = load_shapes(real, threshold, num_points, normalize)
+    fake_shapes = load_shapes(fake, threshold, num_points, normalize)
+    n_r, n_g = len(real_shapes), len(fake_shapes)
+    advance = progress("Chamfer distances", n_r * n_g + n_r * n_r + n_g * n_g) if progress else None
+    return {"real": str(real), "fake": str(fake), **shape_metrics(real_shapes, fake_shapes, progress=advance)}
 
 
 def subsample(points: np.ndarray, num: int, seed: int = 0) -> np.ndarray:
