@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from medgen_cli.families.gan2d.config import AugmentConfig
+
 
 # ---- geometric helpers --------------------------------------------------------------------------
 def _shift(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
@@ -185,7 +187,7 @@ class AdaptiveAugment:
 class Augmenter:
     """The augmentation a family applies before D, built from an :class:`AugmentConfig`."""
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: AugmentConfig) -> None:
         self.mode = cfg.mode
         self.policy = cfg.policy
         self.ada = AdaptiveAugment(cfg.ada_target, cfg.ada_interval, cfg.ada_speed_images,

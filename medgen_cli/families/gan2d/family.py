@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -26,6 +26,10 @@ from medgen_cli.families.gan2d.augment import Augmenter
 from medgen_cli.families.gan2d.fid_tracking import FIDState
 from medgen_cli.families.gan2d.outputs import GAN2DInterpolateOptions, GAN2DSampleOptions
 from medgen_cli.families.inference import Samples, frame_samples, seeded_samples
+
+if TYPE_CHECKING:
+    from medgen_cli.families.sagan.config import SAGANConfig
+    from medgen_cli.families.stylegan2.config import StyleGAN2Config
 
 
 def ramped_ema(decay: float, rampup: float, batch: int) -> Any:
@@ -56,7 +60,7 @@ class GAN2DFamily(Family):
     sample_options: ClassVar[type[GAN2DSampleOptions]] = GAN2DSampleOptions
     interpolate_options: ClassVar[type[GAN2DInterpolateOptions]] = GAN2DInterpolateOptions
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: SAGANConfig | StyleGAN2Config) -> None:
         super().__init__(cfg)
         self.augment = Augmenter(cfg.augment)
         self.fid = FIDState(cfg.fid, require=cfg.fid.required)

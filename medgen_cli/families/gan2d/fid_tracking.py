@@ -17,6 +17,7 @@ from typing import Any, Callable
 import torch
 
 from medgen_cli.errors import MedgenError
+from medgen_cli.families.gan2d.config import FIDConfig
 
 
 def fid_every(schedule: list[tuple[int, int]], step: int) -> int:
@@ -59,7 +60,7 @@ class FIDState:
         require: raise instead of continuing when the weights are missing (``--require-fid``).
     """
 
-    def __init__(self, cfg: Any, require: bool = False) -> None:
+    def __init__(self, cfg: FIDConfig, require: bool = False) -> None:
         self.cfg = cfg
         self.require = require
         self.last_step: int | None = None
