@@ -47,7 +47,8 @@ def time_backend(name: str, x, args, state: dict | None) -> tuple[float, dict]:
             times.append(time.perf_counter() - t0)
     result = {"same": same.state_dict(), "strided": strided.state_dict(),
               "outputs": [y.sorted().feats.detach() for y in (y1, y2)],
-              "grads": [p.grad.detach().clone() for p in (same.kernel, strided.kernel)]}
+              "grads": [dict(m.named_parameters())[n].grad.detach().clone() for m in (same, strided)
+                        for n in ("kernel", "op.kernel") if n in dict(m.named_parameters())]}
     return sorted(times)[len(times) // 2], result
 
 

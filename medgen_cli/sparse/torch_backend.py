@@ -4,10 +4,11 @@ A convolution's kernel map lists, for each kernel offset, the (input row, output
 connects — found with one indexing op into a dense grid over the bounding box (a sorted-key
 binary search when the box is too large). The convolution then loops over the offsets like
 MinkowskiEngine: gather the connected input rows, one GEMM with that offset's ``[in, out]``
-slice, add into the output rows. Absent neighbours (most of a sparse neighbourhood) cost nothing
-and the per-offset buffers stay small and cache-resident; an earlier single-GEMM im2col over all
-``K`` offsets spent most of its time allocating and filling its ``[M, K·in]`` buffer (3× slower on
-the benchmark, ``benchmarks/bench_sparse_conv.py``).
+slice, add into the output rows; its backward mirrors that into one gradient buffer. Absent
+neighbours (most of a sparse neighbourhood) cost nothing and the per-offset buffers stay small and
+cache-resident; an earlier single-GEMM im2col over all ``K`` offsets spent most of its time
+allocating and filling its ``[M, K·in]`` buffer (it measured 2-3× MinkowskiEngine's time; this
+one 0.5-0.7×, ``benchmarks/bench_sparse_conv.py``, one thread, loaded machine).
 
 Parameters have MinkowskiEngine's names and layouts (``kernel [K, in, out]`` with kernel
 offsets in its order, ``bias [1, out]``, ``linear``/``bn`` sub-modules), so a state dict moves
@@ -17,6 +18,7 @@ between the two backends unchanged; the equivalence tests rely on that.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -87,24 +89,62 @@ def _kernel_map(x: SparseTensor, kernel_size: int, stride: int) -> tuple[torch.T
     return x.cache[key]
 
 
-def _conv(feats: torch.Tensor, kernel: torch.Tensor, pairs: list[tuple[torch.Tensor, torch.Tensor]],
-          num_out: int) -> torch.Tensor:
+def _is_identity(pair: tuple[torch.Tensor, torch.Tensor], n_in: int, n_out: int) -> bool:
+    rows_in, rows_out = pair
+    return rows_in.numel() == n_in == n_out and torch.equal(rows_in, rows_out)
+
+
+class _SparseConv(torch.autograd.Function):
     """Per offset: gather the input rows it connects, one GEMM, add into the output rows.
 
     The per-offset buffers are small and reused (cache-resident), unlike a full ``[M, K·C]``
     im2col, whose allocation and memory traffic dominated on a loaded CPU; absent neighbours
-    (most of a sparse neighbourhood) cost nothing. Autograd differentiates the index ops (their
-    backward is the mirrored gather/scatter), and twice where the WGAN-GP penalty needs it.
+    (most of a sparse neighbourhood) cost nothing. The backward mirrors it into one input-gradient
+    buffer (autograd's own backward of ``index_select`` would allocate and sum a full ``[N, C]``
+    tensor per offset). It is written with differentiable ops, so a double backward (the WGAN-GP
+    penalty, ``create_graph=True``) works through it.
     """
-    out = feats.new_zeros(num_out, kernel.shape[-1])
-    for k, (rows_in, rows_out) in enumerate(pairs):
-        if rows_in.numel() == 0:
-            continue
-        if rows_in.numel() == num_out == feats.shape[0] and torch.equal(rows_in, rows_out):
-            out.add_(feats @ kernel[k])  # the centre of a same-coordinate conv: no indexing
-            continue
-        out.index_add_(0, rows_out, feats.index_select(0, rows_in) @ kernel[k])
-    return out
+
+    @staticmethod
+    def forward(ctx: Any, feats: torch.Tensor, kernel: torch.Tensor, pairs: list[tuple[torch.Tensor, torch.Tensor]],
+                num_out: int) -> torch.Tensor:
+        ctx.save_for_backward(feats, kernel)
+        ctx.pairs = pairs
+        out = feats.new_zeros(num_out, kernel.shape[-1])
+        for k, pair in enumerate(pairs):
+            if pair[0].numel() == 0:
+                continue
+            if _is_identity(pair, feats.shape[0], num_out):
+                out.add_(feats @ kernel[k])  # the centre of a same-coordinate conv: no indexing
+            else:
+                out.index_add_(0, pair[1], feats.index_select(0, pair[0]) @ kernel[k])
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        feats, kernel = ctx.saved_tensors
+        grad = grad.contiguous()
+        g_feats = grad.new_zeros(feats.shape) if ctx.needs_input_grad[0] else None
+        k_grads = []
+        for k, (rows_in, rows_out) in enumerate(ctx.pairs):
+            if rows_in.numel() == 0:
+                k_grads.append(kernel.new_zeros(kernel.shape[1:]))
+                continue
+            identity = _is_identity((rows_in, rows_out), feats.shape[0], grad.shape[0])
+            g = grad if identity else grad.index_select(0, rows_out)
+            if g_feats is not None:
+                part = g @ kernel[k].t()
+                if torch.is_grad_enabled():  # create_graph: out of place, so autograd can trace it
+                    g_feats = g_feats + part if identity else g_feats.index_add(0, rows_in, part)
+                elif identity:
+                    g_feats.add_(part)
+                else:
+                    g_feats.index_add_(0, rows_in, part)
+            if ctx.needs_input_grad[1]:
+                x = feats if identity else feats.index_select(0, rows_in)
+                k_grads.append(x.t() @ g)
+        g_kernel = torch.stack(k_grads) if ctx.needs_input_grad[1] else None
+        return g_feats, g_kernel, None, None
 
 
 class Conv(nn.Module):
@@ -133,7 +173,7 @@ class Conv(nn.Module):
         kernel = self.kernel.to(x.feats.dtype)
         if kernel.dim() == 2:  # 1³ kernel with a stride: one offset
             kernel = kernel[None]
-        out = _conv(x.feats, kernel, pairs, out_coords.shape[0])
+        out = _SparseConv.apply(x.feats, kernel, pairs, out_coords.shape[0])
         if self.bias is not None:
             out = out + self.bias
         stride_out = x.stride * self.stride
