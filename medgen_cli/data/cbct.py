@@ -307,7 +307,6 @@ def make_cbct(sources: list[tuple[str, Callable[[], tuple[np.ndarray, np.ndarray
     with atomic_path(out / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
     fingerprint = _fingerprint(manifest)
-    angles = geometry.angles()
     written = skipped = 0
     items: Iterable[Any] = sources if track is None else track(sources, len(sources), "make-cbct")
     try:
@@ -315,25 +314,33 @@ def make_cbct(sources: list[tuple[str, Callable[[], tuple[np.ndarray, np.ndarray
             todo = [(k, c) for k, c in enumerate(posed_names(name, poses))
                     if overwrite or not _is_current(out / split[c] / f"{c}.h5", fingerprint)]
             skipped += len(posed_names(name, poses)) - len(todo)
-            if not todo:
-                continue
-            hu, affine = load()
-            for k, case in todo:
-                vol, aff = _case_volume(hu, affine, geometry, is_hu_grid,
-                                        draw_pose(poses, name, k, seed, geometry.extent) if poses.copies else None)
-                if not allow_truncation:
-                    try:
-                        geometry.check_field_of_view(vol)
-                    except MedgenError as exc:
-                        raise MedgenError(f"case {case}: {exc.message}", exc.hint) from exc
-                write_case(out / split[case] / f"{case}.h5", vol, simulate(vol, geometry, angles), angles, geometry,
-                           aff, source=name, settings=fingerprint)
-                written += 1
+            if todo:
+                written += _write_cases(out, name, load, todo, split, geometry, is_hu_grid, allow_truncation,
+                                        poses, seed, fingerprint)
     finally:
         close = getattr(items, "close", None)
         if close is not None:  # stop the progress bar now, not at interpreter shutdown
             close()
     return {"written": written, "skipped": skipped, "removed": removed, "split": split, "out": str(out)}
+
+
+def _write_cases(out: Path, name: str, load: Callable[[], tuple[np.ndarray, np.ndarray]], todo: list[tuple[int, str]],
+                 split: dict[str, str], geometry: CBCTGeometry, is_hu_grid: bool, allow_truncation: bool,
+                 poses: PoseSpec, seed: int, fingerprint: str) -> int:
+    """Simulate and write the cases ``todo`` (pose index, case name) of one input volume."""
+    hu, affine = load()
+    angles = geometry.angles()
+    for k, case in todo:
+        vol, aff = _case_volume(hu, affine, geometry, is_hu_grid,
+                                draw_pose(poses, name, k, seed, geometry.extent) if poses.copies else None)
+        if not allow_truncation:
+            try:
+                geometry.check_field_of_view(vol)
+            except MedgenError as exc:
+                raise MedgenError(f"case {case}: {exc.message}", exc.hint) from exc
+        write_case(out / split[case] / f"{case}.h5", vol, simulate(vol, geometry, angles), angles, geometry,
+                   aff, source=name, settings=fingerprint)
+    return len(todo)
 
 
 def _case_volume(hu: np.ndarray, affine: np.ndarray, geometry: CBCTGeometry, is_hu_grid: bool,
@@ -367,35 +374,10 @@ def nifti_sources(directory: str | Path) -> list[tuple[str, Callable[[], Any]]]:
     return [(f.name.removesuffix(".gz").removesuffix(".nii"), (lambda f=f: load_nifti(f))) for f in files]
 
 
-# ---- classical baselines (diffct) ------------------------------------------------------------
+# ---- views -----------------------------------------------------------------------------------------
 def view_indices(total: int, num: int) -> list[int]:
     """``num`` of ``total`` stored views spread evenly from the first (the model uses the same)."""
     if not 1 <= num <= total:
         raise MedgenError(f"{num} views requested but the case stores {total} projections",
                           f"use --views between 1 and {total}")
     return [round(i * total / num) % total for i in range(num)]
-
-
-def classical_recon(case: CBCTCase, num_views: int, method: str = "fdk", iterations: int = 50) -> np.ndarray:
-    """FDK or SIRT reconstruction ``(z, y, x)`` of a case from ``num_views`` evenly spread views.
-
-    FDK: diffct's flat-detector FDK (ram-lak, angular weights from the actual view angles).
-    SIRT: diffct's row/column-normalised SIRT with a non-negativity constraint, ``iterations`` steps.
-    """
-    import torch
-    from diffct import fdk, sirt
-
-    geo = case.geometry
-    idx = view_indices(len(case.angles), num_views)
-    ang = torch.as_tensor(case.angles[idx], dtype=torch.float32)
-    sino = torch.as_tensor(case.projections[idx], dtype=torch.float32)
-    n = geo.volume_size
-    with torch.no_grad():
-        if method == "fdk":
-            vol = fdk(sino, geo.trajectory(ang), (n, n, n), ang, detector_spacing=geo.detector_spacing,
-                      voxel_spacing=geo.voxel_spacing, backend="torch")
-        elif method == "sirt":
-            vol = sirt(geo.projector(ang), sino, iterations=iterations).volume
-        else:
-            raise MedgenError(f"unknown reconstruction method '{method}'", "use fdk or sirt")
-    return vol.cpu().numpy().astype(np.float32)

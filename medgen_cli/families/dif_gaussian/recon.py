@@ -75,7 +75,7 @@ def classical_values(case: CBCTCase, views: int, method: str, iterations: int,
     """FDK/SIRT volume ``(z, y, x)`` on the case grid, or its values at normalised ``points``."""
     import torch
 
-    from medgen_cli.data.cbct import classical_recon
+    from medgen_cli.data.cbct_baselines import classical_recon
 
     vol = classical_recon(case, views, method, iterations)
     if points is None:
