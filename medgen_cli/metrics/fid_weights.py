@@ -309,9 +309,23 @@ def _write_record(path: Path, data: dict[str, Any]) -> None:
         pass  # an unwritable cache only costs a re-verification next time
 
 
+_MAPPED: dict[tuple[str, int, int, str], Path] = {}
+
+
 def mapped_from_torchscript(path: Path) -> Path:
     """The cached pytorch-fid-layout file mapped from a TorchScript source (made when missing or
-    when its checksum no longer matches)."""
+    when its checksum no longer matches). Checked once per process: hashing ~180 MB on every
+    extractor would cost seconds."""
+    st = path.stat()
+    memo = (str(path.resolve()), st.st_size, st.st_mtime_ns, str(weights_cache_dir()))
+    hit = _MAPPED.get(memo)
+    if hit is not None and hit.is_file():
+        return hit
+    _MAPPED[memo] = out = _mapped_from_torchscript(path)
+    return out
+
+
+def _mapped_from_torchscript(path: Path) -> Path:
     key = file_digest(path, "sha1") if path.stat().st_size < (1 << 31) else _fingerprint(path)
     folder = weights_cache_dir()
     out = folder / f"{key[:16]}-{MAPPED_NAME}"

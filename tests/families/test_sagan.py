@@ -160,7 +160,11 @@ def _stub_tracker(monkeypatch: pytest.MonkeyPatch, calls: list[int]) -> None:
     import medgen_cli.metrics.fid as fid
 
     class Stub:
-        def __init__(self, real: torch.Tensor, device: object, weights: object = None, compute_kid: bool = True) -> None:
+        def __init__(self, real: torch.Tensor | None, device: object, weights: object = None, compute_kid: bool = True,
+                     real_folder: Path | None = None) -> None:
+            if real_folder is not None:  # data.root, read as `medgen eval fid` reads it
+                real = torch.stack([torch.from_numpy(np.asarray(Image.open(p), np.float32) / 255)[None]
+                                    for p in sorted(Path(real_folder).glob("*.png"))])
             assert real.shape[1:] == (1, 16, 16) and 0 <= real.min() and real.max() <= 1
             self.mean = float(real.mean())
 
@@ -186,12 +190,18 @@ def test_fid_schedule_writes_best(blobs: Path, tmp_path: Path, monkeypatch: pyte
     assert all("val/kid" in r for r in lines if "val/fid" in r)
 
 
-def test_missing_fid_weights_warn_once_or_fail_with_require_fid(blobs: Path, tmp_path: Path) -> None:
+def test_missing_fid_weights_warn_once_or_fail_with_require_fid(blobs: Path, tmp_path: Path, capfd) -> None:
+    import warnings
+
     over = tiny_overrides("sagan", blobs) + ["fid.enabled=true", f"fid.weights={tmp_path / 'none.pth'}",
                                              "trainer.val_every=1", f"output_dir={tmp_path}"]
-    with pytest.warns(RuntimeWarning, match="without FID") as record:
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
         run = train_from_config(build_config("sagan", overrides=over + ["name=nofid"]))
-    assert len([w for w in record if "without FID" in str(w.message)]) == 1
+    assert not [w for w in record if issubclass(w.category, RuntimeWarning)]  # no raw Python warning
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if "without FID" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning:") and "none.pth" in lines[0]
     assert not (run / "checkpoints" / "best.pt").exists() and (run / "checkpoints" / "latest.pt").is_file()
     with pytest.raises(MedgenError, match="require-fid"):
         train_from_config(build_config("sagan", overrides=over + ["name=strict", "fid.required=true"]))
@@ -217,3 +227,34 @@ def test_cli_train_sample_interpolate(blobs: Path, tmp_path: Path) -> None:
     assert (tmp_path / "i" / "preview" / "interpolation.gif").is_file() and (tmp_path / "i" / "preview" / "strip.png").is_file()
     res = runner.invoke(app, ["sample", str(run), "--truncation", "0.5", "--out", str(tmp_path / "t"), "--device", "cpu"])
     assert res.exit_code != 0 and isinstance(res.exception, (MedgenError, SystemExit))
+
+
+def test_ema_ramps_up_so_early_ema_follows_the_generator(blobs: Path, tmp_path: Path) -> None:
+    """With a fixed decay of 0.999 the EMA generator after a few steps is still the initial one
+    (best.pt would be an untrained model); with StyleGAN2-ADA's ramp-up it follows G early."""
+    def distance_to_online(rampup: str) -> float:
+        over = tiny_overrides("sagan", blobs) + [f"output_dir={tmp_path}", f"name=ema{rampup}",
+                                                 f"trainer.ema.rampup={rampup}", "trainer.max_steps=4"]
+        run = train_from_config(build_config("sagan", overrides=over))
+        ck = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+        online, ema = ck["modules"]["generator"], ck["ema"]["generator"]
+        keys = [k for k in online if online[k].is_floating_point() and f"module.{k}" in ema]
+        return sum(float((online[k] - ema[f"module.{k}"]).norm()) for k in keys)
+
+    fixed, ramped = distance_to_online("null"), distance_to_online("0.05")
+    assert fixed > 0
+    assert ramped < 0.2 * fixed
+
+
+def test_ramped_ema_decay_schedule() -> None:
+    from medgen_cli.families.gan2d.family import ramped_ema
+
+    update = ramped_ema(0.999, 0.05, batch=16)
+    weights = []
+    for n in (1, 100, 100_000):
+        ema = [torch.zeros(1)]
+        update(ema, [torch.ones(1)], torch.tensor(n))
+        weights.append(float(ema[0]))  # the weight of the current generator: 1 - beta
+    assert weights[0] > 0.99  # first updates: the EMA is the generator
+    assert weights[1] == pytest.approx(1 - 0.5 ** (16 / (0.05 * 100 * 16)), rel=1e-6)
+    assert weights[2] == pytest.approx(1 - 0.999, rel=1e-3)  # ramp over: the configured decay

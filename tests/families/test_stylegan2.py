@@ -80,6 +80,23 @@ def test_modulated_conv_matches_per_sample_reference() -> None:
         torch.testing.assert_close(out[i:i + 1], F.conv2d(x[i:i + 1], weight, padding=1), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("up,demodulate", [(False, True), (True, True), (False, False)])
+def test_modulated_conv_equals_grouped_per_sample_weights_with_gradients(up: bool, demodulate: bool) -> None:
+    """The non-fused path (modulate input, one conv, demodulate output) that runs fast on CPU is
+    StyleGAN2's grouped per-sample-weight convolution, values and gradients (R1/path length)."""
+    torch.manual_seed(1)
+    conv = ModulatedConv2d(6, 4, 3, w_dim=5, demodulate=demodulate, up=up)
+    x, w = torch.randn(3, 6, 5, 5, requires_grad=True), torch.randn(3, 5, requires_grad=True)
+    ours = conv(x, w)
+    ref = conv.grouped_reference(x, w)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(ours)
+    grads = torch.autograd.grad((ours * g).sum(), [x, w, conv.weight])
+    refs = torch.autograd.grad((ref * g).sum(), [x, w, conv.weight])
+    for a, b in zip(grads, refs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_equalized_lr_and_mapping_multiplier() -> None:
     torch.manual_seed(0)
     layer = EqualLinear(256, 64, lr_mul=0.01)
