@@ -69,6 +69,19 @@ def _as_volume(v: np.ndarray) -> np.ndarray:
     return np.nan_to_num(a)
 
 
+def _check_grid_request(volumes: list[np.ndarray], axes: Sequence[str], n_slices: int,
+                        titles: Sequence[str] | None) -> None:
+    if not volumes:
+        raise MedgenError("no volumes to show")
+    bad = [a for a in axes if a not in PLANE_AXIS]
+    if bad or not axes:
+        raise MedgenError(f"unknown plane(s) {bad or axes}", "use axial, coronal and/or sagittal")
+    if n_slices < 1:
+        raise MedgenError(f"n_slices must be >= 1, not {n_slices}")
+    if titles is not None and len(titles) != len(volumes):
+        raise MedgenError(f"{len(titles)} titles for {len(volumes)} volumes")
+
+
 def save_slice_grid(volumes: list[np.ndarray], out_png: str | Path, axes: Sequence[str] = ("axial", "coronal", "sagittal"),
                     n_slices: int = 1, mip: bool = False, titles: Sequence[str] | None = None,
                     panel_inches: float = 2.0, dpi: int = 100, max_pixels: int = MAX_PIXELS,
@@ -94,15 +107,7 @@ def save_slice_grid(volumes: list[np.ndarray], out_png: str | Path, axes: Sequen
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    if not volumes:
-        raise MedgenError("no volumes to show")
-    bad = [a for a in axes if a not in PLANE_AXIS]
-    if bad or not axes:
-        raise MedgenError(f"unknown plane(s) {bad or axes}", "use axial, coronal and/or sagittal")
-    if n_slices < 1:
-        raise MedgenError(f"n_slices must be >= 1, not {n_slices}")
-    if titles is not None and len(titles) != len(volumes):
-        raise MedgenError(f"{len(titles)} titles for {len(volumes)} volumes")
+    _check_grid_request(volumes, axes, n_slices, titles)
     rows = [_panels_for(_as_volume(v), axes, n_slices, mip) for v in volumes]
     ncols = max(len(r) for r in rows)
     panel_inches, shown = fit_panels(len(rows), ncols, panel_inches, dpi, max_pixels)
