@@ -99,19 +99,12 @@ def inspect(
     from rich.console import Console
     from rich.table import Table
 
-    from medgen_cli.data import h5io
-    from medgen_cli.errors import MedgenError
+    from medgen_cli.data.h5io import inspect_h5
 
-    with h5io.open_h5(file) as f:
-        tree = h5io.describe_tree(f)
-        try:
-            layout = h5io.detect_layout(f, key, label_key)
-            plan, stats = layout.describe(), _cloud_stats(f, layout)
-        except MedgenError as exc:
-            layout, plan, stats = None, f"convert-h5 cannot read this file: {exc}", {}
+    info = inspect_h5(file, key, label_key)
+    tree, plan = info["tree"], info["plan"]
     if as_json:
-        typer.echo(json.dumps({"file": str(file), "tree": tree, "layout": None if layout is None else layout.kind,
-                               "plan": plan, **stats}, indent=1))
+        typer.echo(json.dumps(info, indent=1))
         return
     table = Table(title=str(file), title_justify="left")
     for c in ("path", "kind", "shape", "dtype", "attrs"):
@@ -122,26 +115,12 @@ def inspect(
     console = Console()
     console.print(table)
     console.print(f"[bold]convert-h5 would read:[/] {plan}")
-    if layout is not None:
-        labels = ", labels into manifest.json" if layout.label_key else ""
-        console.print(f"[bold]with the defaults it would write:[/] {layout.n} float32 .nii.gz volume(s) of 64³, "
+    if info["layout"] is not None:
+        labels = ", labels into manifest.json" if info["label_key"] else ""
+        console.print(f"[bold]with the defaults it would write:[/] {info['n']} float32 .nii.gz volume(s) of 64³, "
                       f"occupancy, each cloud fitted into the grid with a 5% margin, ~10% to val/{labels}")
-    if stats:
-        console.print(f"points per cloud (first {stats['checked']}): {stats['points_min']}–{stats['points_max']}; "
-                      f"NaN/Inf points: {stats['nonfinite_points']}; empty clouds: {stats['empty_clouds']}")
-
-
-def _cloud_stats(f: object, layout: object, limit: int = 1000) -> dict[str, int]:
-    import numpy as np
-
-    from medgen_cli.data import h5io
-
-    n = min(layout.n, limit)  # type: ignore[attr-defined]
-    clouds = h5io.read_clouds(f, layout, 0, n) if n else []  # type: ignore[arg-type]
-    counts = [len(c.points) for c in clouds]
-    return {"checked": n, "points_min": int(min(counts, default=0)), "points_max": int(max(counts, default=0)),
-            "nonfinite_points": int(sum(int((~np.isfinite(c.points).all(axis=1)).sum()) for c in clouds)),
-            "empty_clouds": int(sum(1 for k in counts if k == 0))}
+        console.print(f"points per cloud (first {info['checked']}): {info['points_min']}–{info['points_max']}; "
+                      f"NaN/Inf points: {info['nonfinite_points']}; empty clouds: {info['empty_clouds']}")
 
 
 @data_app.command("to-points")
@@ -155,20 +134,10 @@ def to_points(
     """Turn a volume back into points: the centres of voxels above a threshold, in world coordinates (the NIfTI affine)."""
     from rich.console import Console
 
-    from medgen_cli.data.points import save_points, volume_to_points
-    from medgen_cli.io import check_writable
+    from medgen_cli.data.points import volume_file_to_points
 
-    check_writable(out, overwrite)
-    from medgen_cli.viz.loading import load_any_volume
-
-    arr, affine = load_any_volume(volume)
-    pts, vals = volume_to_points(arr, affine, threshold, return_values=True)
-    if len(pts) == 0:
-        from medgen_cli.errors import MedgenError
-
-        raise MedgenError(f"no voxel of {volume} is above {threshold} (max {float(arr.max()):.4g})", "lower --threshold")
-    save_points(pts, out, values=vals if values else None, overwrite=overwrite)
-    Console().print(f"wrote {len(pts):,} points to {out}")
+    path, n = volume_file_to_points(volume, out, threshold, values, overwrite)
+    Console().print(f"wrote {n:,} points to {path}")
 
 
 @data_app.command("synth-h5")

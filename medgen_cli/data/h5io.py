@@ -283,3 +283,29 @@ def _bounds(f: Any, layout: H5Layout) -> tuple[np.ndarray, np.ndarray]:
         raise MedgenError(f"'{layout.lengths_key or layout.offsets_key}' does not split '{layout.key}' "
                           f"({total} points) into {layout.n} clouds", "lengths must sum to the point count; offsets must increase")
     return starts, ends
+
+
+def inspect_h5(path: str | Path, key: str | None = None, label_key: str | None = None,
+               limit: int = 1000) -> dict[str, Any]:
+    """The library side of ``medgen data inspect``: the file's tree and what ``convert-h5`` would
+    read from it (its layout and a check of the first ``limit`` clouds).
+
+    Returns:
+        ``{"file", "tree", "layout" (kind or None), "plan" (one sentence), "n", "label_key"}`` plus,
+        when readable, ``checked``, ``points_min``, ``points_max``, ``nonfinite_points``, ``empty_clouds``.
+    """
+    with open_h5(path) as f:
+        tree = describe_tree(f)
+        try:
+            layout = detect_layout(f, key, label_key)
+        except MedgenError as exc:
+            return {"file": str(path), "tree": tree, "layout": None, "plan": f"convert-h5 cannot read this file: {exc}",
+                    "n": 0, "label_key": None}
+        n = min(layout.n, limit)
+        clouds = read_clouds(f, layout, 0, n) if n else []
+    counts = [len(c.points) for c in clouds]
+    return {"file": str(path), "tree": tree, "layout": layout.kind, "plan": layout.describe(), "n": layout.n,
+            "label_key": layout.label_key, "checked": n, "points_min": int(min(counts, default=0)),
+            "points_max": int(max(counts, default=0)),
+            "nonfinite_points": int(sum(int((~np.isfinite(c.points).all(axis=1)).sum()) for c in clouds)),
+            "empty_clouds": int(sum(1 for k in counts if k == 0))}

@@ -160,3 +160,24 @@ def _read_ply(path: Path) -> np.ndarray:
             raise MedgenError(f"{path}: only binary_little_endian float PLY files are supported")
         rec = np.frombuffer(fh.read(n * 4 * len(props)), dtype=[(k, "<f4") for k in props], count=n)
     return np.stack([rec["x"], rec["y"], rec["z"]], axis=1)
+
+
+def volume_file_to_points(volume: str | Path, out: str | Path, threshold: float = 0.5, values: bool = False,
+                          overwrite: bool = False) -> tuple[Path, int]:
+    """The library side of ``medgen data to-points``: the centres of the voxels of a NIfTI/.npy
+    file above ``threshold``, in world coordinates, written to ``out`` (.h5, .ply or .npy).
+
+    Returns:
+        The written path and the number of points.
+
+    Raises:
+        MedgenError: ``out`` exists without ``overwrite``, or no voxel is above the threshold.
+    """
+    from medgen_cli.viz.loading import load_any_volume
+
+    check_writable(out, overwrite)
+    arr, affine = load_any_volume(Path(volume))
+    pts, vals = volume_to_points(arr, affine, threshold, return_values=True)
+    if len(pts) == 0:
+        raise MedgenError(f"no voxel of {volume} is above {threshold} (max {float(arr.max()):.4g})", "lower --threshold")
+    return save_points(pts, out, values=vals if values else None, overwrite=overwrite), len(pts)
