@@ -27,76 +27,23 @@ def slices(
 
     Also prints per-volume stats (shape, spacing, min/max/mean, occupancy) as a table or --json.
     """
-    from medgen_cli.io import check_writable
-    from medgen_cli.viz.loading import collect_inputs
+    from medgen_cli.viz.render import render_slices
 
-    check_writable(out, overwrite)
-    kind, items = collect_inputs(paths, max_items)
-    if kind == "images":
-        _image_grid(items, out, as_json)
-        return
-    from medgen_cli.viz.slices import save_slice_grid
-    from medgen_cli.viz.stats import volume_stats
-
-    planes = tuple(a.strip().lower() for a in axes.split(",") if a.strip())
-    vols = [v for _p, v, _a in items]
-    titles = [_short(p) for p, _v, _a in items]
-    save_slice_grid(vols, out, axes=planes, n_slices=n_slices, mip=mip, titles=titles)
-    _cap_note(len(vols), len(planes) * (n_slices + int(mip)) if any(v.ndim == 3 for v in vols) else 1)
-    stats = [volume_stats(str(p), v, a, threshold) for p, v, a in items]
-    _report(stats, out, as_json)
-
-
-def _cap_note(n_rows: int, n_cols: int) -> None:
-    """Say when the PNG size cap shrank the panels or dropped rows."""
-    from rich.console import Console
-
-    from medgen_cli.viz.slices import MAX_PIXELS, fit_panels
-
-    inches, shown = fit_panels(n_rows, n_cols)
-    if shown < n_rows:
-        Console(stderr=True).print(f"[yellow]note:[/] showing the first {shown} of {n_rows} volumes: the PNG is capped "
-                                   f"at {MAX_PIXELS} px per side (pass fewer files or --max {shown})", highlight=False)
-    elif inches < 2.0:
-        Console(stderr=True).print(f"[yellow]note:[/] {n_rows} volumes drawn at {round(inches * 100)} px per panel to keep "
-                                   f"the PNG within {MAX_PIXELS} px per side", highlight=False)
-
-
-def _short(p: Path) -> str:
-    name = p.name
-    return name if len(name) <= 28 else name[:25] + "..."
-
-
-def _image_grid(files: list, out: Path, as_json: bool) -> None:
-    import numpy as np
-
-    from medgen_cli.data.images import load_image
-    from medgen_cli.viz.slices import save_image_grid
-
-    first = load_image(files[0], channels=3)
-    channels = 1 if all(np.allclose(first[..., 0], first[..., c]) for c in (1, 2)) else 3  # judged on the first
-    h, w = first.shape[:2]
-    size = None if _same_size(files, h, w) else max(h, w)  # mixed sizes: all resized to one square
-    imgs = np.stack([load_image(f, channels=channels, resolution=size) for f in files])
-    save_image_grid(imgs, out)
-    stats = {"images": len(files), "size": [int(imgs.shape[1]), int(imgs.shape[2])], "channels": int(imgs.shape[-1]),
-             "min": float(imgs.min()), "max": float(imgs.max()), "mean": float(imgs.mean())}
-    if as_json:
-        typer.echo(json.dumps({"out": str(out), "grid": stats}, indent=1))
-    else:
+    result = render_slices(paths, out, axes, n_slices, mip, threshold, max_items, overwrite)
+    if result["note"]:
         from rich.console import Console
 
-        Console().print(f"wrote {out}: grid of {len(files)} image(s) {stats['size'][0]}x{stats['size'][1]}")
+        Console(stderr=True).print(f"[yellow]note:[/] {result['note']}", highlight=False)
+    if "grid" in result:
+        grid = result["grid"]
+        if as_json:
+            typer.echo(json.dumps({"out": str(out), "grid": grid}, indent=1))
+        else:
+            from rich.console import Console
 
-
-def _same_size(files: list, h: int, w: int) -> bool:
-    from PIL import Image
-
-    for f in files:
-        with Image.open(f) as im:
-            if im.size != (w, h):
-                return False
-    return True
+            Console().print(f"wrote {out}: grid of {grid['images']} image(s) {grid['size'][0]}x{grid['size'][1]}")
+        return
+    _report(result["volumes"], out, as_json)
 
 
 def _report(stats: list[dict], out: Path, as_json: bool) -> None:
