@@ -71,6 +71,7 @@ def train_ddpm_twin(rflow_run: Path) -> Path:
     from medgen_cli.config.build import build_config
 
     saved = load_yaml(rflow_run / "config.yaml")
+    saved.pop("medgen_version", None)  # written by the trainer, not a config key
     saved["noise"]["objective"] = "ddpm"
     saved["sample"]["scheduler"] = "auto"
     saved["name"] = f"{rflow_run.name}-ddpm-twin"
