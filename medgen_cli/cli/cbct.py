@@ -14,7 +14,6 @@ import typer
 
 from medgen_cli.cli.app import app
 from medgen_cli.cli.groups import data_app, eval_app
-from medgen_cli.errors import MedgenError
 
 
 def _track(it: Iterable[Any], total: int, description: str) -> Iterable[Any]:
@@ -51,27 +50,17 @@ def make_cbct_cmd(
     """
     from rich.console import Console
 
-    from medgen_cli.data import cbct
-    from medgen_cli.data.cbct_pose import PoseSpec, parse_scale_range
-    from medgen_cli.data.geometry import load_geometry
+    from medgen_cli.data.cbct_build import build_cbct_dataset
 
-    geo = load_geometry(str(geometry) if geometry else None)
-    if size is not None:
-        geo = geo.scaled(size)
-    if (volumes_dir is None) == (synthetic <= 0):
-        raise MedgenError("give either VOLUMES_DIR or --synthetic N", "e.g. medgen data make-cbct --synthetic 20 --out data/cbct --size 32")
-    sources = cbct.synthetic_sources(synthetic, geo, seed) if synthetic > 0 else cbct.nifti_sources(volumes_dir)
-    spec = PoseSpec(poses, pose_rotation, parse_scale_range(pose_scale), pose_shift,
-                    "" if pose_flip == "none" else pose_flip)
-    summary = cbct.make_cbct(sources, out, geo, (1 - val_fraction - test_fraction, val_fraction, test_fraction),
-                             seed=seed, overwrite=overwrite, allow_truncation=allow_truncation,
-                             is_hu_grid=synthetic > 0, track=_track, poses=spec)
-    counts = {s: sum(1 for v in summary["split"].values() if v == s) for s in cbct.SPLITS}
+    summary = build_cbct_dataset(out, volumes_dir, synthetic, geometry, size, val_fraction, test_fraction, seed,
+                                 allow_truncation, overwrite, poses, pose_rotation, pose_scale, pose_shift, pose_flip,
+                                 track=_track)
+    counts = summary["counts"]
     Console(stderr=True).print(
         f"[green]{summary['written']} written, {summary['skipped']} kept[/] in {out} "
         + (f"({summary['removed']} stale file(s) removed) " if summary["removed"] else "") +
         f"(train {counts['train']}, val {counts['val']}, test {counts['test']}; "
-        f"{geo.volume_size}³ voxels, {geo.num_angles} views)", highlight=False)
+        f"{summary['volume_size']}³ voxels, {summary['num_angles']} views)", highlight=False)
 
 
 @app.command("recon")
