@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medgen_cli.engine.context import TrainContext
+from medgen_cli.engine.context import InferenceContext, TrainContext
 from medgen_cli.engine.metric_names import shares
 from medgen_cli.errors import MedgenError
 from medgen_cli.data import datasets
@@ -235,7 +235,7 @@ class AutoencoderFamily(Family):
             recon = self.reconstruct_tensor(ae, x[None].to(device))[0, 0].cpu().numpy()
         return x[0].numpy(), recon, affine
 
-    def recon(self, opts: AutoencoderReconOptions, ctx: Any) -> Samples:  # type: ignore[override]
+    def recon(self, opts: AutoencoderReconOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
         """The reconstruction of ``opts.input`` at the model's size, with the input's affine
         (adapted to that size); the input is kept for the comparison preview."""
         inp, recon, affine = self.reconstruct_file(opts.input, ctx.eval_module("autoencoder"), ctx.device)

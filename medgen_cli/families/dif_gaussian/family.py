@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from medgen_cli.data.cbct import CBCTCase, list_cases, read_case, view_indices
 from medgen_cli.data.geometry import CBCTGeometry
-from medgen_cli.engine.context import TrainContext
+from medgen_cli.engine.context import InferenceContext, TrainContext
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.base import Family
 from medgen_cli.families.dif_gaussian import recon as recon_mod
@@ -201,7 +201,7 @@ class DIFGaussianFamily(Family):
     # ---- the recon contract (medgen recon, medgen_cli.api) -----------------------------------------
     recon_options = recon_mod.DIFReconOptions
 
-    def recon(self, opts: recon_mod.DIFReconOptions, ctx: Any) -> Samples:  # type: ignore[override]
+    def recon(self, opts: recon_mod.DIFReconOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
         """``opts.input`` (a case .h5 or a CT .nii.gz) reconstructed from ``opts.views`` views."""
         return recon_mod.recon(self, opts, ctx)
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from medgen_cli.families.latents import interpolation_path, seeded_normal
-from medgen_cli.engine.context import TrainContext
+from medgen_cli.engine.context import InferenceContext, TrainContext
 from medgen_cli.errors import MedgenError
 from medgen_cli.data import datasets
 from medgen_cli.viz import montage
@@ -340,14 +340,14 @@ class DiffusionFamily(Family):
     def _affine(self) -> np.ndarray:
         return np.asarray(self.affine if self.affine is not None else np.eye(4))
 
-    def sample(self, opts: DiffusionSampleOptions, ctx: Any) -> Samples:  # type: ignore[override]
+    def sample(self, opts: DiffusionSampleOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
         """:meth:`generate` with the run's (EMA) modules; labels recorded per sample."""
         vols = self.generate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, opts.num, opts.seed,
                              opts.scheduler, opts.steps, opts.guidance_scale, opts.class_label, opts.batch_size,
                              ctx.track)
         return seeded_samples(vols[:, None], opts.seed, self._label_list(opts.num, opts.class_label), self._affine())
 
-    def interpolate(self, opts: DiffusionInterpolateOptions, ctx: Any) -> Samples:  # type: ignore[override]
+    def interpolate(self, opts: DiffusionInterpolateOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
         frames = self.interpolate_volumes(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device,
                                           opts.seed_a, opts.seed_b, opts.steps, opts.method, opts.scheduler,
                                           opts.sample_steps, ctx.track)

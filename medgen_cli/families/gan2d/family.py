@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 import numpy as np
 import torch
 
-from medgen_cli.engine.context import TrainContext
+from medgen_cli.engine.context import InferenceContext, TrainContext
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.adversarial import GeneratorMetrics, generator_due
 from medgen_cli.families.base import Family
@@ -226,7 +226,7 @@ class GAN2DFamily(Family):
         self.last_g.load_state_dict(state.get("last_g", {}))
 
     # ---- inference -----------------------------------------------------------------------------------
-    def sample(self, opts: GAN2DSampleOptions, ctx: Any) -> Samples:  # type: ignore[override]
+    def sample(self, opts: GAN2DSampleOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
         """Images ``[N, C, H, W]`` in [0, 1]; sample ``i`` comes from seed ``opts.seed + i``."""
         gen = ctx.eval_module("generator")
         z_all = outputs.seed_latents(opts.seed, opts.num, self.latent_dim)
@@ -236,7 +236,7 @@ class GAN2DFamily(Family):
             chunks.append(outputs.to_unit(self.generate(gen, z.to(ctx.device), trunc)).cpu())
         return seeded_samples(torch.cat(chunks).numpy(), opts.seed, value_range=(0.0, 1.0))
 
-    def interpolate(self, opts: GAN2DInterpolateOptions, ctx: Any) -> Samples:  # type: ignore[override]
+    def interpolate(self, opts: GAN2DInterpolateOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
         """Frames between the latents of ``seed_a`` and ``seed_b`` (the subclass picks the path)."""
         z_a = outputs.seed_latents(opts.seed_a, 1, self.latent_dim).to(ctx.device)
         z_b = outputs.seed_latents(opts.seed_b, 1, self.latent_dim).to(ctx.device)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medgen_cli.engine.context import TrainContext
+from medgen_cli.engine.context import InferenceContext, TrainContext
 from medgen_cli.engine.metric_names import shares
 from medgen_cli.families.adversarial import GeneratorMetrics, generator_due
 from medgen_cli.families.base import Family
@@ -208,8 +208,8 @@ class SparseGANFamily(Family):
     sample_options = sampling.SparseGANSampleOptions
     interpolate_options = sampling.SparseGANInterpolateOptions
 
-    def sample(self, opts: sampling.SparseGANSampleOptions, ctx: Any) -> Samples:  # type: ignore[override]
+    def sample(self, opts: sampling.SparseGANSampleOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
         return sampling.sample(self, opts, ctx)
 
-    def interpolate(self, opts: sampling.SparseGANInterpolateOptions, ctx: Any) -> Samples:  # type: ignore[override]
+    def interpolate(self, opts: sampling.SparseGANInterpolateOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
         return sampling.interpolate(self, opts, ctx)
