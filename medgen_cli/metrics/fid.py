@@ -22,8 +22,10 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -124,9 +126,9 @@ class FeatureExtractor:
         device: torch device (``"auto"`` picks CUDA when available).
         weights: weights path; see :func:`resolve_weights`.
         exact: run pytorch-fid's network exactly as it does (NCHW), for bit-identical features.
-            Default: channels-last memory format, which oneDNN runs ~1.5x faster on CPU; the
-            features then differ from pytorch-fid's by ~1e-5 absolute (summation order), FID by
-            ~1e-8 relative.
+            Default: channels-last memory format, which oneDNN runs ~1.5x faster on CPU, and on
+            CPU one single-threaded batch per core in parallel; the features then differ from
+            pytorch-fid's by ~1e-5 absolute (summation order), FID by ~1e-8 relative.
     """
 
     def __init__(self, dims: int = 2048, device: str | Any = "cpu", weights: str | Path | None = None,
@@ -148,6 +150,34 @@ class FeatureExtractor:
                                      exc.hint) from exc
         self.memory_format = torch.contiguous_format if exact else torch.channels_last
         self.model = model.to(self.device, memory_format=self.memory_format).eval()
+        # CPU: batches run in parallel, one single-threaded batch per core (see map_batches);
+        # exact: pytorch-fid's threading too (oneDNN picks its kernels by thread count).
+        self.workers = torch.get_num_threads() if self.device.type == "cpu" and not exact else 1
+
+    def map_batches(self, batches: Iterable["torch.Tensor"]) -> Iterator[np.ndarray]:
+        """Features of each batch, in order. On CPU up to ``workers`` batches run at once, each
+        with one intra-op thread: Inception's many small convolutions scale poorly over intra-op
+        threads (measured here: ~1.8x less CPU time per image), and the caller's reading and
+        decoding of the next batches overlaps with the network."""
+        import torch
+
+        if self.workers <= 1:
+            for batch in batches:
+                yield self._forward(batch)
+            return
+        main_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(self.workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                pending: deque[Future[np.ndarray]] = deque()
+                for batch in batches:
+                    pending.append(pool.submit(self._forward, batch))
+                    if len(pending) > self.workers:  # bounded look-ahead: memory stays flat
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+        finally:
+            torch.set_num_threads(main_threads)
 
     def _forward(self, batch: "torch.Tensor") -> np.ndarray:
         import torch
@@ -189,19 +219,21 @@ class FeatureExtractor:
                 raise MedgenError(f"FID images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]",
                                   "map [-1, 1] outputs with (x + 1) / 2 first")
         out = np.empty((n, self.dims))
-        for start in range(0, n, max(1, batch_size)):
-            chunk = images[start:start + batch_size]
-            out[start:start + chunk.shape[0]] = self._forward(chunk)
+        chunks = [images[start:start + batch_size] for start in range(0, n, max(1, batch_size))]
+        start = 0
+        for feats in self.map_batches(chunks):
+            out[start:start + feats.shape[0]] = feats
+            start += feats.shape[0]
         return out
 
     def features_from_batches(self, batches: Iterable["torch.Tensor"],
                               on_batch: Callable[[int], None] | None = None) -> np.ndarray:
         """Features of a stream of ``[B, C, H, W]`` batches (e.g. a DataLoader), concatenated."""
         parts = []
-        for batch in batches:
-            parts.append(self._forward(batch).astype(np.float64))
+        for feats in self.map_batches(batches):
+            parts.append(feats.astype(np.float64))
             if on_batch is not None:
-                on_batch(int(batch.shape[0]))
+                on_batch(int(feats.shape[0]))
         if not parts:
             return np.empty((0, self.dims))
         return np.concatenate(parts, axis=0)

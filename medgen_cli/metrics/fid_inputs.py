@@ -161,28 +161,36 @@ def image_features(files: list[Path], get_extractor: Callable[[], Any], batch_si
     loader = torch.utils.data.DataLoader(_ImageFiles(files), batch_size=max(1, batch_size), shuffle=False,
                                          num_workers=workers, collate_fn=_collate)
     report = ImageReadReport()
+
+    def batches() -> Any:
+        """Same-size runs of each loaded batch, decoded here while the extractor's threads run
+        the previous ones."""
+        start = 0
+        for items in loader:
+            for j, (tensor, err, mode) in enumerate(items):
+                if tensor is None:
+                    raise MedgenError(f"cannot read image {files[start + j]}: {err}", "remove or replace the file")
+                report.modes[mode] = report.modes.get(mode, 0) + 1
+                report.sizes.add(tuple(tensor.shape[1:]))
+                if mode.startswith("I;16") or mode == "I":
+                    report.sixteen_bit.append(str(files[start + j]))
+            # Split the batch where the image size changes; same-size runs go through as one batch.
+            run = 0
+            while run < len(items):
+                end = run + 1
+                while end < len(items) and items[end][0].shape == items[run][0].shape:
+                    end += 1
+                yield torch.stack([t for t, _, _ in items[run:end]])
+                run = end
+            start += len(items)
+
     out = np.empty((len(files), extractor.dims))
-    start = 0
-    for items in loader:
-        for j, (tensor, err, mode) in enumerate(items):
-            if tensor is None:
-                raise MedgenError(f"cannot read image {files[start + j]}: {err}", "remove or replace the file")
-            report.modes[mode] = report.modes.get(mode, 0) + 1
-            report.sizes.add(tuple(tensor.shape[1:]))
-            if mode.startswith("I;16") or mode == "I":
-                report.sixteen_bit.append(str(files[start + j]))
-        # Split the batch where the image size changes; same-size runs go through as one batch.
-        run = 0
-        while run < len(items):
-            end = run + 1
-            while end < len(items) and items[end][0].shape == items[run][0].shape:
-                end += 1
-            batch = torch.stack([t for t, _, _ in items[run:end]])
-            out[start + run:start + end] = extractor._forward(batch)
-            run = end
-        start += len(items)
+    pos = 0
+    for feats in extractor.map_batches(batches()):
+        out[pos:pos + feats.shape[0]] = feats
+        pos += feats.shape[0]
         if on_batch is not None:
-            on_batch(len(items))
+            on_batch(int(feats.shape[0]))
     return out, report
 
 
