@@ -120,9 +120,7 @@ def main() -> None:
     ref_m = shape_metrics(real_a, real_b)
     print(f"metrics in {time.perf_counter() - t:.0f}s", flush=True)
     result = {"steps": steps, "minutes": wall, "cpu_minutes": cpu, "checkpoint": ckpt, "num": args.num,
-              "size": args.size, "generated": gen_m, "real_vs_real": ref_m,
-              "mean_voxels": {"generated": float(sum(len(f) for f in fake) / len(fake)),
-                              "real": float(sum(len(r) for r in real_a) / len(real_a))}}
+              "size": args.size, "points": args.points, "generated": gen_m, "real_vs_real": ref_m}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     print("| set vs real A | 1-NNA (%) | COV (%) | MMD-CD |")
