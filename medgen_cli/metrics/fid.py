@@ -32,7 +32,8 @@ import numpy as np
 from medgen_cli.devices import resolve_device
 from medgen_cli.errors import MedgenError
 from medgen_cli.metrics.fid_weights import (PYTORCH_FID_NAME, FIDWeightsMismatch, FIDWeightsMissing,
-                                            build_inception, default_weights, prepare_weights, source_path)
+                                            build_inception, default_weights, load_state_file, prepare_weights,
+                                            source_path)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -105,19 +106,6 @@ def weights_fingerprint(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _load_state_dict(path: Path) -> dict[str, Any]:
-    import torch
-
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise MedgenError(f"cannot read FID weights {path}: {type(exc).__name__}: {exc}".splitlines()[0],
-                          "use pytorch-fid's pt_inception-2015-12-05-6726825d.pth") from exc
-    if not isinstance(state, dict):
-        raise MedgenError(f"FID weights {path} are not a state dict", "use pytorch-fid's weights file")
-    return state
-
-
 class FeatureExtractor:
     """pytorch-fid's InceptionV3 loaded once from a local weights file.
 
@@ -141,7 +129,7 @@ class FeatureExtractor:
         self.dims = dims
         self.device = resolve_device(device)
         self.weights_path = resolve_weights(weights)
-        state = _load_state_dict(self.weights_path)
+        state = load_state_file(self.weights_path)
         # pytorch-fid's own network (its constructor would fetch weights by URL: it gets ours).
         try:
             model = build_inception(state, [pfi.InceptionV3.BLOCK_INDEX_BY_DIM[dims]])

@@ -279,17 +279,14 @@ def _fingerprint(path: Path) -> str:
     return h.hexdigest()[:24]
 
 
-def verify_state_file(path: Path) -> None:
-    """Check a pytorch-fid-layout weights file against the reference features (remembered).
+def load_state_file(path: Path) -> dict[str, Any]:
+    """A pytorch-fid-layout weights file as a state dict (``torch.load(weights_only=True)``).
 
     Raises:
-        FIDWeightsMismatch: wrong weights (e.g. random) or a different architecture.
+        MedgenError: unreadable; FIDWeightsMismatch: not a state dict.
     """
     import torch
 
-    record = weights_cache_dir() / f"verified-{_fingerprint(path)}.json"
-    if record.is_file():
-        return
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -297,6 +294,19 @@ def verify_state_file(path: Path) -> None:
                           "use pytorch-fid's pt_inception-2015-12-05-6726825d.pth") from exc
     if not isinstance(state, dict):
         raise FIDWeightsMismatch(f"FID weights {path} are not a state dict", "use pytorch-fid's weights file")
+    return state
+
+
+def verify_state_file(path: Path) -> None:
+    """Check a pytorch-fid-layout weights file against the reference features (remembered).
+
+    Raises:
+        FIDWeightsMismatch: wrong weights (e.g. random) or a different architecture.
+    """
+    record = weights_cache_dir() / f"verified-{_fingerprint(path)}.json"
+    if record.is_file():
+        return
+    state = load_state_file(path)
     _compare(pool_features(state, fixed_input()), _reference(), "the reference features", path)
     _write_record(record, {"path": str(path), "verified": True})
 
