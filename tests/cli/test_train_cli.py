@@ -82,6 +82,7 @@ def test_dry_run_prints_resolved_config(tmp_path: Path, subprocess_env: dict[str
         (["--set", "trainer.max_steps=abc"], "trainer.max_steps"),
         (["--config", "/no/such.yaml"], "config file not found"),
         (["--resume", "/no/such/run"], "not a medgen run directory"),
+        (["--require-fid"], "--require-fid applies to families that track FID"),
     ],
 )
 def test_user_errors_are_one_line_exit_2(args: list[str], needle: str, subprocess_env: dict[str, str]) -> None:
