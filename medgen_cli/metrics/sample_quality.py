@@ -23,14 +23,22 @@ def write_volumes(volumes: Sequence[np.ndarray] | np.ndarray, folder: Path) -> P
     return folder
 
 
-def volume_fid(real: Sequence[np.ndarray] | np.ndarray, fake: Sequence[np.ndarray] | np.ndarray,
-               center_fraction: float = 1.0, window: tuple[float, float] | None = (0.0, 1.0),
-               device: str = "cpu") -> float:
-    """2.5D FID (mean over the three planes of the slice-feature FIDs) of two volume sets, with
-    medgen's verified Inception weights.
+def _options(center_fraction: float, window: tuple[float, float] | None, device: str) -> Any:
+    from medgen_cli.metrics.fid_eval import FIDOptions
+
+    return FIDOptions(device=device, center_fraction=center_fraction, window=window, use_cache=False, sqrtm="eigh")
+
+
+def volume_fids(reference: Sequence[np.ndarray] | np.ndarray, others: dict[str, Sequence[np.ndarray] | np.ndarray],
+                center_fraction: float = 1.0, window: tuple[float, float] | None = (0.0, 1.0),
+                device: str = "cpu") -> dict[str, float]:
+    """2.5D FID (mean over the three planes of the slice-feature FIDs) of each set in ``others``
+    against ``reference``, with medgen's verified Inception weights; the reference's features are
+    computed once.
 
     Args:
-        real, fake: volumes ``[N, D, H, W]``.
+        reference: volumes ``[N, D, H, W]``.
+        others: name → volumes.
         center_fraction: central fraction of slice positions used per axis (fewer slices: faster).
         window: fixed intensity window (data in [0, 1]: samples outside it are clipped, as a
             viewer would show them); ``None`` scales each volume by its own min..max.
@@ -39,16 +47,19 @@ def volume_fid(real: Sequence[np.ndarray] | np.ndarray, fake: Sequence[np.ndarra
     Raises:
         MedgenError: no FID weights available (the message says how to get them).
     """
-    from medgen_cli.metrics.fid_eval import FIDOptions, compare, set_stats
+    from medgen_cli.metrics.fid_eval import compare, set_stats
 
-    opts = FIDOptions(device=device, center_fraction=center_fraction, window=window, use_cache=False,
-                      sqrtm="eigh")
+    opts = _options(center_fraction, window, device)
     with tempfile.TemporaryDirectory(prefix="medgen-fid-") as tmp:
-        a = write_volumes(real, Path(tmp) / "real")
-        b = write_volumes(fake, Path(tmp) / "fake")
-        sa = set_stats(a, opts)
-        sb = set_stats(b, opts, label="fake")
-        return float(compare(sa, sb, opts)["fid"])
+        ref = set_stats(write_volumes(reference, Path(tmp) / "reference"), opts)
+        return {name: float(compare(ref, set_stats(write_volumes(vols, Path(tmp) / name), opts, label=name), opts)["fid"])
+                for name, vols in others.items()}
+
+
+def volume_fid(real: Sequence[np.ndarray] | np.ndarray, fake: Sequence[np.ndarray] | np.ndarray,
+               **kwargs: Any) -> float:
+    """2.5D FID of two volume sets (see :func:`volume_fids`)."""
+    return volume_fids(real, {"fake": fake}, **kwargs)["fake"]
 
 
 def fid_with_floor(reference: Sequence[np.ndarray] | np.ndarray, held_out: Sequence[np.ndarray] | np.ndarray,
@@ -59,13 +70,14 @@ def fid_with_floor(reference: Sequence[np.ndarray] | np.ndarray, held_out: Seque
     if len(reference) < n:
         raise MedgenError(f"the real-vs-real floor needs {n} reference volumes, got {len(reference)}",
                           "draw fewer samples or give more real volumes")
-    return {"fid": volume_fid(held_out, samples, **kwargs), "fid_floor": volume_fid(held_out, reference[:n], **kwargs)}
+    out = volume_fids(held_out, {"fid": samples, "fid_floor": reference[:n]}, **kwargs)
+    return {"fid": out["fid"], "fid_floor": out["fid_floor"]}
 
 
 def sample_class_accuracy(train_volumes: Sequence[np.ndarray] | np.ndarray, train_labels: Sequence[int],
                           samples: Sequence[np.ndarray] | np.ndarray, sample_labels: Sequence[int],
                           check_volumes: Sequence[np.ndarray] | np.ndarray | None = None,
-                          check_labels: Sequence[int] | None = None, steps: int = 300, seed: int = 0
+                          check_labels: Sequence[int] | None = None, steps: int = 500, seed: int = 0
                           ) -> dict[str, float]:
     """Accuracy of a classifier trained on real volumes at recognising each sample's class
     (``sample_accuracy``) and, as its sanity check, held-out real volumes (``real_accuracy``)."""
