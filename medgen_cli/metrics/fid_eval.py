@@ -148,6 +148,8 @@ def _cache_key(path: Path, kind: str, opts: FIDOptions) -> str:
                              "weights": weights_fingerprint(resolve_weights(opts.weights))}
     if kind == "volumes":
         extra.update(center_fraction=opts.center_fraction, window=opts.window)
+    if opts.exact:  # features of the NCHW network differ from the default's by ~1e-5
+        extra["exact"] = True
     return fi.content_key(files, extra)
 
 
