@@ -47,7 +47,7 @@ def _diffusion_overrides(ae_run: Path, steps: int, sample_steps: int, device: st
             f"trainer.image_every={steps}", "trainer.log_every=10", f"sample.steps={sample_steps}"]
 
 
-def run_demo(out: Path, overwrite: bool = False, num_volumes: int = 96, size: int = 16, ae_steps: int = 300,
+def run_demo(out: Path, overwrite: bool = False, num_volumes: int = 48, size: int = 16, ae_steps: int = 300,
              diffusion_steps: int = 400, num_samples: int = 15, sample_steps: int = 30, fid: bool = True,
              device: str = "auto", say: Callable[[str], object] = print) -> tuple[list[tuple[str, str, str]], list[str]]:
     """Run the whole pipeline into ``out`` (a folder an earlier demo made is replaced with

@@ -34,7 +34,7 @@ def _summary(rows: list[tuple[str, str, str]], quality: list[str], seconds: floa
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Folder for everything the demo writes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier demo's folder."),
-    num_volumes: int = typer.Option(96, "--num-volumes", min=4, help="Synthetic point clouds (3 shape classes)."),
+    num_volumes: int = typer.Option(48, "--num-volumes", min=4, help="Synthetic point clouds (3 shape classes)."),
     size: int = typer.Option(16, "--size", min=8, help="Volume size (voxels per axis; a multiple of 4). Cost grows with size^3."),
     ae_steps: int = typer.Option(300, "--ae-steps", min=1, help="Autoencoder training steps."),
     diffusion_steps: int = typer.Option(400, "--diffusion-steps", min=1, help="Diffusion training steps."),
