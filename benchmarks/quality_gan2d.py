@@ -114,7 +114,8 @@ def grid(real: Path, fake: Path, out: Path, n: int = 36, scale: int = 2) -> None
     from PIL import Image
 
     def tile(folder: Path) -> np.ndarray:
-        files = sorted(folder.glob("*.png"))[:n]
+        files = sorted(folder.glob("*.png"))
+        files = [files[i] for i in np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int)]
         imgs = [np.asarray(Image.open(f).convert("L")) for f in files]
         cols = int(np.ceil(np.sqrt(len(imgs))))
         h, w = imgs[0].shape
@@ -157,6 +158,7 @@ def main() -> None:
     samples = run_dir / "quality_samples"
     medgen("sample", str(run_dir), "--checkpoint", "best", "--num", str(args.num_samples), "--seed", "0",
            "--batch-size", "50", "--out", str(samples), "--device", "cpu")
+    steps = max(steps, *(p["step"] for p in points)) if points else steps
     result: dict[str, Any] = {"family": args.family, "config": str(config), "data": str(args.data),
                               "run": str(run_dir), "minutes": round(minutes, 2), "steps": steps,
                               "seconds_per_step_at_start": round(sps, 3), "num_samples": args.num_samples}
