@@ -104,6 +104,15 @@ def curve(run_dir: Path, start: float) -> tuple[list[dict[str, float]], int]:
     return points, last_step
 
 
+def stopped_at(run_dir: Path) -> list[int]:
+    """The step the trainer reported when it stopped (metrics.jsonl only has every log_every-th)."""
+    import re
+
+    log = run_dir / "log.txt"
+    text = log.read_text() if log.is_file() else ""
+    return [int(m) for m in re.findall(r"(?:stopped|finished) at step (\d+)", text)]
+
+
 def eval_fid(real: Path, fake: Path) -> dict[str, Any]:
     return json.loads(medgen("eval", "fid", str(real), str(fake), "--kid", "--device", "cpu", "--json"))
 
@@ -158,7 +167,7 @@ def main() -> None:
     samples = run_dir / "quality_samples"
     medgen("sample", str(run_dir), "--checkpoint", "best", "--num", str(args.num_samples), "--seed", "0",
            "--batch-size", "50", "--out", str(samples), "--device", "cpu")
-    steps = max(steps, *(p["step"] for p in points)) if points else steps
+    steps = max([steps] + [p["step"] for p in points] + stopped_at(run_dir))
     result: dict[str, Any] = {"family": args.family, "config": str(config), "data": str(args.data),
                               "run": str(run_dir), "minutes": round(minutes, 2), "steps": steps,
                               "seconds_per_step_at_start": round(sps, 3), "num_samples": args.num_samples}
