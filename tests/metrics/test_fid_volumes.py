@@ -115,6 +115,6 @@ def test_volume_bad_inputs(fid_env, tmp_path, make_images) -> None:
     assert isinstance(res.exception, MedgenError) and "not a 3D volume" in str(res.exception)
     make_images(tmp_path / "imgs", 2, seed=0)
     res = invoke(str(tmp_path / "real"), str(tmp_path / "imgs"))
-    assert isinstance(res.exception, MedgenError) and "cannot compare volumes" in str(res.exception)
+    assert isinstance(res.exception, MedgenError) and "REAL holds volumes but FAKE holds images" in str(res.exception)
     res = invoke(str(tmp_path / "real"), str(tmp_path / "real"), "--window", "5,1")
     assert isinstance(res.exception, MedgenError) and "window" in str(res.exception)

@@ -85,10 +85,10 @@ class DiffusionConfig(FamilyConfig):
     family: Literal["diffusion"] = "diffusion"
     autoencoder_run: str | None = Field(None, description="The trained autoencoder run (runs/autoencoder/NAME); its best (EMA) weights are used.")
     autoencoder_checkpoint: Literal["best", "latest"] = Field("best", description="Which checkpoint of the autoencoder run (falls back to latest when best.pt is missing).")
+    autoencoder: dict[str, Any] | None = Field(None, description="The autoencoder run's resolved config, copied in when training starts (with its weights in every checkpoint), so this run samples and resumes without the autoencoder run folder.")
     scale_factor: float | None = Field(None, gt=0.0, description="Latent scale factor (default: 1/std of the first training batch's latents).")
     trainer: TrainerConfig = Field(default_factory=_trainer_defaults)
     data: LatentDataConfig = Field(default_factory=LatentDataConfig)
-    autoencoder: dict[str, Any] | None = Field(None, description="The autoencoder run's resolved config, copied in when training starts (with its weights in every checkpoint), so this run samples and resumes without the autoencoder run folder.")
     unet: UNetConfig = Field(default_factory=UNetConfig)
     noise: NoiseScheduleConfig = Field(default_factory=NoiseScheduleConfig)
     conditioning: ConditioningConfig = Field(default_factory=ConditioningConfig)

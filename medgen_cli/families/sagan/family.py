@@ -12,9 +12,9 @@ from medgen_cli.engine.metric_names import shares
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.gan2d import losses
 from medgen_cli.families.gan2d.family import GAN2DFamily
+from medgen_cli.families.gan2d.outputs import GAN2DInterpolateOptions
 from medgen_cli.families.sagan.config import SAGANConfig
 from medgen_cli.families.sagan.networks import Discriminator, Generator
-from medgen_cli.families.gan2d.outputs import GAN2DInterpolateOptions
 
 
 class SAGANFamily(GAN2DFamily):
