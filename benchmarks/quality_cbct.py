@@ -64,7 +64,8 @@ def overrides(args: argparse.Namespace, data: Path, runs: Path, name: str, steps
 
 
 def train(args: argparse.Namespace, data: Path, work: Path) -> tuple[Path, dict[str, float]]:
-    from medgen_cli.engine.launch import build_config, train_from_config
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
 
     runs = work / "runs"
     run = runs / "dif-gaussian" / "model"
@@ -116,7 +117,7 @@ def main() -> None:
 
     import torch
 
-    from medgen_cli.cli.cbct import evaluate
+    from medgen_cli.metrics.recon_eval import evaluate_recon
     from medgen_cli.data.geometry import load_geometry
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -129,7 +130,7 @@ def main() -> None:
     for views in [int(v) for v in args.views.split(",")]:
         row = {}
         for method in ("model", "fdk", "sirt"):
-            res = evaluate(run if method == "model" else None, test, views, method,
+            res = evaluate_recon(run if method == "model" else None, test, views, method,
                            iterations=args.sirt_iterations, device="cpu")
             m = res["mean"]
             row[method] = {"psnr": m["psnr"], "ssim": m["ssim"], "s_per_case": m["seconds"]}

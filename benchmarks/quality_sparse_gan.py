@@ -92,7 +92,7 @@ def main() -> None:
     import torch
 
     from _budget import nifti_files, train_for_minutes
-    from medgen_cli.engine.launch import build_config
+    from medgen_cli.config.build import build_config
     from medgen_cli.engine.run_loading import load_run
     from medgen_cli.families.sparse_gan import sampling
     from medgen_cli.families.sparse_gan.validation import sparse_to_points

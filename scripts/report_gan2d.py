@@ -74,7 +74,8 @@ def plot_curves(run: Path, out_png: Path) -> Path:
 
 def run_family(family: str, data: Path, out: Path, steps: int, batch: int, augment: str) -> dict:
     from medgen_cli.engine.inference import infer_to_dir
-    from medgen_cli.engine.launch import build_config, train_from_config
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
     from medgen_cli.engine.run_loading import load_run
 
     overrides = [f"data.root={data}", "data.resolution=64", f"trainer.max_steps={steps}", f"trainer.batch_size={batch}",
