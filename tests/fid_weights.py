@@ -7,20 +7,11 @@ from __future__ import annotations
 
 def random_fid_inception_state(seed: int = 0) -> dict:
     import torch
-    import pytorch_fid.inception as pfi
+
+    from medgen_cli.metrics.fid_weights import _fid_inception_template
 
     torch.manual_seed(seed)
-    # fid_inception_v3()'s architecture without its weight download.
-    net = pfi._inception_v3(num_classes=1008, aux_logits=False, weights=None)
-    net.Mixed_5b = pfi.FIDInceptionA(192, pool_features=32)
-    net.Mixed_5c = pfi.FIDInceptionA(256, pool_features=64)
-    net.Mixed_5d = pfi.FIDInceptionA(288, pool_features=64)
-    net.Mixed_6b = pfi.FIDInceptionC(768, channels_7x7=128)
-    net.Mixed_6c = pfi.FIDInceptionC(768, channels_7x7=160)
-    net.Mixed_6d = pfi.FIDInceptionC(768, channels_7x7=160)
-    net.Mixed_6e = pfi.FIDInceptionC(768, channels_7x7=192)
-    net.Mixed_7b = pfi.FIDInceptionE_1(1280)
-    net.Mixed_7c = pfi.FIDInceptionE_2(2048)
+    net = _fid_inception_template()  # pytorch-fid's FID-Inception architecture, no download
     # He-initialised convolutions keep activations from vanishing through ~90 layers, so the
     # features (and the FID values compared) are well above float noise.
     for m in net.modules():
