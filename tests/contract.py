@@ -20,15 +20,20 @@ from medgen_cli.engine.metric_names import is_train_metric, is_val_metric
 from medgen_cli.engine.run_loading import load_run
 
 
-def read_val_metrics(run_dir: Path) -> dict[int, dict[str, float]]:
-    """metrics.jsonl → {step: validation metrics}."""
+def _read_logged(run_dir: Path, prefix: str) -> dict[int, dict[str, float]]:
+    """metrics.jsonl → {step: the metrics whose names start with ``prefix``}."""
     out: dict[int, dict[str, float]] = {}
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)
-        val = {k: v for k, v in rec.items() if k.startswith("val/")}
-        if val:
-            out[rec["step"]] = val
+        picked = {k: v for k, v in rec.items() if k.startswith(prefix)}
+        if picked:
+            out[rec["step"]] = picked
     return out
+
+
+def read_val_metrics(run_dir: Path) -> dict[int, dict[str, float]]:
+    """metrics.jsonl → {step: validation metrics}."""
+    return _read_logged(run_dir, "val/")
 
 
 def check_metrics(run_dir: Path) -> None:
@@ -43,13 +48,7 @@ def check_metrics(run_dir: Path) -> None:
 
 def read_metrics(run_dir: Path) -> dict[int, dict[str, float]]:
     """metrics.jsonl → {step: train metrics} (validation lines are kept separately)."""
-    out: dict[int, dict[str, float]] = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        train = {k: v for k, v in rec.items() if k.startswith("train/")}
-        if train:
-            out[rec["step"]] = train
-    return out
+    return _read_logged(run_dir, "train/")
 
 
 def _assert_close(a: dict[str, float], b: dict[str, float], rtol: float, what: str) -> None:
