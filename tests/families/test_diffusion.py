@@ -263,3 +263,19 @@ def test_sample_option_errors(tmp_path: Path, cond_run: Path, opts: dict, messag
     with pytest.raises(MedgenError, match=message):
         infer_to_dir(cond_run, "sample", {"num": 1, **opts}, tmp_path / "s", device="cpu")
     assert not list(tmp_path.iterdir())
+
+
+def test_samples_are_clipped_to_the_training_data_range(cond_run: Path) -> None:
+    from medgen_cli.engine.run_loading import load_run
+
+    ck = torch.load(cond_run / "checkpoints" / "latest.pt", weights_only=True)
+    assert tuple(ck["family_state"]["value_range"]) == (0.0, 1.0)  # min-max scaled training data
+    run = load_run(cond_run, device="cpu")
+    fam, ae, unet = run.family, run.ctx.eval_module("autoencoder"), run.ctx.eval_module("unet")
+    fam.cfg.sample.clip_to_data_range = False
+    raw = fam.generate(unet, ae, torch.device("cpu"), 2, 3, "ddim", 3, 2.0, 0)
+    fam.cfg.sample.clip_to_data_range = True
+    clipped = fam.generate(unet, ae, torch.device("cpu"), 2, 3, "ddim", 3, 2.0, 0)
+    assert raw.min() < 0.0 or raw.max() > 1.0  # the tiny model overshoots: the clip is exercised
+    np.testing.assert_allclose(clipped, np.clip(raw, 0.0, 1.0), atol=1e-6)
+    assert clipped.min() >= 0.0 and clipped.max() <= 1.0

@@ -29,12 +29,32 @@ def build_autoencoder(cfg: AutoencoderConfig) -> torch.nn.Module:
     from monai.networks.nets import AutoencoderKL
 
     m = cfg.model
-    return AutoencoderKL(
+    ae = AutoencoderKL(
         spatial_dims=cfg.data.spatial_dims, in_channels=1, out_channels=1, channels=tuple(m.channels),
         latent_channels=m.latent_channels, num_res_blocks=m.num_res_blocks, norm_num_groups=m.norm_num_groups,
         attention_levels=tuple(m.attention_levels), with_encoder_nonlocal_attn=m.with_nonlocal_attn,
         with_decoder_nonlocal_attn=m.with_nonlocal_attn,
     )
+    if m.norm == "none":
+        drop_group_norms(ae)
+    if m.initial_latent_std is not None:
+        conv = ae.quant_conv_log_sigma.conv  # MONAI: its output is log(sigma^2)
+        torch.nn.init.zeros_(conv.weight)
+        torch.nn.init.constant_(conv.bias, 2.0 * float(np.log(m.initial_latent_std)))
+    return ae
+
+
+def drop_group_norms(net: torch.nn.Module) -> int:
+    """Replace every ``GroupNorm`` inside ``net`` by an identity (in place); returns how many.
+
+    MONAI's AutoencoderKL has no norm option. Its residual blocks keep an identity path, so the
+    network stays trainable without normalisation; what is removed is the per-sample statistics
+    that make small training crops behave unlike whole volumes."""
+    found = [(parent, name) for parent in net.modules() for name, child in parent.named_children()
+             if isinstance(child, torch.nn.GroupNorm)]
+    for parent, name in found:
+        setattr(parent, name, torch.nn.Identity())
+    return len(found)
 
 
 def kl_loss(z_mu: torch.Tensor, z_sigma: torch.Tensor) -> torch.Tensor:

@@ -69,6 +69,7 @@ class DiffusionSampleConfig(StrictModel):
     scheduler: Literal["auto", "ddpm", "ddim", "rflow"] = Field("auto", description="Default sampler (auto: ddim for noise.objective=ddpm, rflow for rflow).")
     steps: int = Field(50, ge=1, description="Default sampling steps (DDPM: num_train_timesteps is the classic choice).")
     num_images: int = Field(2, ge=1, description="Samples decoded for TensorBoard at each image step.")
+    clip_to_data_range: bool = Field(True, description="Clip decoded samples to the training data's value range ([0, 1] for data.intensity=minmax; otherwise the min/max of up to 16 training volumes, recorded when training starts).")
 
 
 class DiffusionOptimizerConfig(StrictModel):

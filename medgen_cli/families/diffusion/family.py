@@ -75,6 +75,8 @@ class DiffusionFamily(Family):
         super().__init__(cfg)
         self.cfg: DiffusionConfig = cfg
         self.scale_factor: float | None = None
+        #: (min, max) of the training volumes; decoded samples are clipped to it.
+        self.value_range: tuple[float, float] | None = None
         self.affine: list[list[float]] | None = None
         self.num_classes = 0
         self._train_ds: Any = None
@@ -162,6 +164,7 @@ class DiffusionFamily(Family):
             raise MedgenError(f"autoencoder_run {self.cfg.autoencoder_run} is not an autoencoder run")
         self.modules["autoencoder"].load_state_dict(ae_run.ctx.eval_module("autoencoder").state_dict())
         self.affine = ae_run.family.affine or datasets.data_affine(self.data_config())
+        self.value_range = self._measure_value_range()
         if self.cfg.scale_factor is not None:
             self.scale_factor = float(self.cfg.scale_factor)
         else:
@@ -171,6 +174,14 @@ class DiffusionFamily(Family):
             with torch.no_grad():
                 z = self.modules["autoencoder"].encode_stage_2_inputs(x).float()
             self.scale_factor = float(1.0 / z.std().clamp_min(1e-8))
+
+    def _measure_value_range(self) -> tuple[float, float]:
+        """[0, 1] for min-max scaled data, else the min/max over up to 16 training volumes."""
+        if self.data_config().intensity == "minmax":
+            return (0.0, 1.0)
+        ds = self.train_dataset()
+        vals = [ds[i]["image"] for i in range(min(len(ds), 16))]
+        return (min(float(v.min()) for v in vals), max(float(v.max()) for v in vals))
 
     # ---- training ------------------------------------------------------------------------------
     def _latents(self, x: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
@@ -235,13 +246,16 @@ class DiffusionFamily(Family):
 
     # ---- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"scale_factor": self.scale_factor, "affine": self.affine, "num_classes": self.num_classes}
+        return {"scale_factor": self.scale_factor, "affine": self.affine, "num_classes": self.num_classes,
+                "value_range": self.value_range}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("scale_factor") is not None:
             self.scale_factor = float(state["scale_factor"])
         if state.get("affine") is not None:
             self.affine = state["affine"]
+        if state.get("value_range") is not None:  # older runs recorded none: not clipped
+            self.value_range = (float(state["value_range"][0]), float(state["value_range"][1]))
 
     # ---- sampling --------------------------------------------------------------------------------
     def _sampler(self, kind: str | None, steps: int | None) -> Any:
@@ -294,8 +308,12 @@ class DiffusionFamily(Family):
             raise MedgenError("this diffusion run has no latent scale factor", "its checkpoint is incomplete; retrain")
 
     def decode(self, ae: torch.nn.Module, latents: torch.Tensor) -> np.ndarray:
-        """Scaled latents → volumes ``[B, *size]`` (the scale factor is undone first)."""
-        return ae.decode_stage_2_outputs(latents / self.scale_factor).float()[:, 0].cpu().numpy()
+        """Scaled latents → volumes ``[B, *size]`` (the scale factor is undone first), clipped to
+        the training data's value range unless ``sample.clip_to_data_range`` is off."""
+        vols = ae.decode_stage_2_outputs(latents / self.scale_factor).float()[:, 0]
+        if self.cfg.sample.clip_to_data_range and self.value_range is not None:
+            vols = vols.clamp(*self.value_range)
+        return vols.cpu().numpy()
 
     def generate(self, unet: torch.nn.Module, ae: torch.nn.Module, device: torch.device, num: int, seed: int,
                  scheduler: str | None = None, steps: int | None = None, guidance_scale: float | None = None,
