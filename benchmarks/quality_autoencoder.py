@@ -1,7 +1,8 @@
 """Autoencoder reconstruction quality on held-out volumes vs the trivial trilinear code.
 
 Trains `medgen train autoencoder` (default: the CPU preset configs/cpu/autoencoder.yaml) on a
-folder of NIfTI volumes in [0, 1] for a wall-clock budget, then reconstructs every test volume
+folder of NIfTI volumes in [0, 1] for a wall-clock budget (or until the config's
+``trainer.max_steps``, which sizes its learning-rate schedule, if that comes first), then reconstructs every test volume
 (posterior mean, EMA weights) and compares with the baseline that stores as many numbers as the
 latent: each test volume resized trilinearly to a cube of that many voxels and back.
 
@@ -88,7 +89,7 @@ def main() -> None:
         out = args.out or Path(tmp) / "runs"
         cfg = build_config("autoencoder", args.config, [
             f"output_dir={out}", f"name=qae-{time.strftime('%Y%m%d-%H%M%S')}", f"data.root={root}",
-            f"data.size={shape}", "data.intensity=none", "trainer.max_steps=100000000",
+            f"data.size={shape}", "data.intensity=none",
             *([] if args.val else ["trainer.val_every=100000000"]), *args.overrides])
         run, steps, minutes, cpu_minutes = train_for_minutes(cfg, args.minutes)
         values = latent_values(cfg)

@@ -71,8 +71,9 @@ def evaluate_recon(run: Path | None, data: Path, views: int | None, method: str 
         views = loaded.family.cfg.data.num_views[-1] if loaded else 10
     if loaded is not None:
         loaded.family.check_views(views)
-    else:
-        import diffct  # noqa: F401  (its first import takes seconds; keep it out of the timings)
+    # The baselines and the model's FDK branch both use diffct, whose first import takes seconds:
+    # keep it out of the first case's time.
+    import diffct  # noqa: F401
     rows = []
     files = cbct.list_cases(data)
     for f in (track or (lambda it, total, description: it))(files, len(files), f"{method} {views} views"):

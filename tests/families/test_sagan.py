@@ -258,3 +258,21 @@ def test_ramped_ema_decay_schedule() -> None:
     assert weights[0] > 0.99  # first updates: the EMA is the generator
     assert weights[1] == pytest.approx(1 - 0.5 ** (16 / (0.05 * 100 * 16)), rel=1e-6)
     assert weights[2] == pytest.approx(1 - 0.999, rel=1e-3)  # ramp over: the configured decay
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+def test_leaky_discriminator_cannot_die(slope: float) -> None:
+    """A critic whose last features are all negative: with ReLU (slope 0) it outputs one constant
+    for every image and passes no gradient (the collapse a small CPU run showed: d/real == d/fake,
+    grad_norm/d → 0); with a LeakyReLU it still tells images apart and passes gradients."""
+    from medgen_cli.families.sagan.networks import Discriminator
+
+    torch.manual_seed(0)
+    disc = Discriminator(32, 1, 8, 32, None, slope=slope)
+    with torch.no_grad():
+        disc.blocks[-1].skip.bias.fill_(-1e3)  # push every final feature below zero
+    x = torch.randn(2, 1, 32, 32, requires_grad=True)
+    out = disc(x)
+    out.sum().backward()
+    dead = bool(torch.isclose(out[0], out[1])) and float(x.grad.abs().max()) == 0.0
+    assert dead == (slope == 0.0)

@@ -37,7 +37,7 @@ class SAGANFamily(GAN2DFamily):
                               "use a feature-map size between 8 and data.resolution, or null")
         self.device = device
         gen = Generator(m.latent_dim, d.resolution, d.channels, m.base_channels, m.max_channels, attn).to(device)
-        disc = Discriminator(d.resolution, d.channels, m.base_channels, m.max_channels, attn).to(device)
+        disc = Discriminator(d.resolution, d.channels, m.base_channels, m.max_channels, attn, m.d_slope).to(device)
         self.modules = {"generator": gen, "discriminator": disc}
         self.optimizers = {
             "g": torch.optim.Adam(gen.parameters(), lr=o.lr_g, betas=tuple(o.betas)),

@@ -59,17 +59,18 @@ class GBlock(nn.Module):
 
 
 class DBlock(nn.Module):
-    """ReLU-conv-ReLU-conv-avgpool with a 1x1 pooled skip (the first block skips the pre-ReLU)."""
+    """act-conv-act-conv-avgpool with a 1x1 pooled skip (the first block skips the first act).
+    ``slope`` 0 is SAGAN's ReLU; a positive slope is a LeakyReLU."""
 
-    def __init__(self, cin: int, cout: int, first: bool = False) -> None:
+    def __init__(self, cin: int, cout: int, first: bool = False, slope: float = 0.0) -> None:
         super().__init__()
-        self.first = first
+        self.first, self.slope = first, slope
         self.conv1, self.conv2 = sn_conv(cin, cout), sn_conv(cout, cout)
         self.skip = spectral_norm(nn.Conv2d(cin, cout, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x if self.first else F.relu(x)
-        h = F.avg_pool2d(self.conv2(F.relu(self.conv1(h))), 2)
+        h = x if self.first else F.leaky_relu(x, self.slope)
+        h = F.avg_pool2d(self.conv2(F.leaky_relu(self.conv1(h), self.slope)), 2)
         return h + self.skip(F.avg_pool2d(x, 2))
 
 
@@ -102,13 +103,15 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """Image → residual down-blocks (attention at ``attention_resolution``) → sum-pool → logit."""
 
-    def __init__(self, resolution: int, channels: int, base: int, cap: int, attention_resolution: int | None) -> None:
+    def __init__(self, resolution: int, channels: int, base: int, cap: int, attention_resolution: int | None,
+                 slope: float = 0.0) -> None:
         super().__init__()
+        self.slope = slope
         blocks: list[nn.Module] = []
         res, cin = resolution, channels
         for i in range(int(math.log2(resolution)) - 2):
             cout = channels_at(res // 2, resolution, base, cap)
-            blocks.append(DBlock(cin, cout, first=i == 0))
+            blocks.append(DBlock(cin, cout, first=i == 0, slope=slope))
             res //= 2
             if res == attention_resolution:
                 blocks.append(SelfAttention(cout))
@@ -117,5 +120,5 @@ class Discriminator(nn.Module):
         self.fc = spectral_norm(nn.Linear(cin, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.blocks(x)).sum(dim=(2, 3))
+        h = F.leaky_relu(self.blocks(x), self.slope).sum(dim=(2, 3))
         return self.fc(h).squeeze(1)
