@@ -235,6 +235,15 @@ def test_ema_warmup_follows_the_formula() -> None:
     assert math.isclose(float(ema[0][0]), expected, rel_tol=1e-5)
     assert expected > 0.8  # a fixed 0.999 would still hold 1 - 0.999**2000 = 0.86; warm-up gets further
     assert expected > 1 - 0.999**2000
+    # The trainer takes the family's EMA rule through Family.ema_avg_fn (one hook for every family).
+    from medgen_cli.config.build import build_config
+    from medgen_cli.families.sparse_gan.family import SparseGANFamily
+
+    for warm, first in ((True, 1 - 2 / 11), (False, 1 - 0.999)):
+        fam = SparseGANFamily(build_config("sparse-gan", overrides=[f"validation.ema_warmup={str(warm).lower()}"]))
+        ema = [torch.zeros(3)]
+        fam.ema_avg_fn(0.999)(ema, [torch.ones(3)], torch.tensor(1))
+        assert math.isclose(float(ema[0][0]), first, rel_tol=1e-5), (warm, float(ema[0][0]))
 
 
 def test_validation_scores_shapes_and_best_is_closest_to_half(volumes: Path, tmp_path: Path) -> None:

@@ -101,10 +101,11 @@ class SparseGANFamily(Family):
         files = val or train[: self.cfg.validation.num_samples]
         return self._dataset(files, train=False) if files else None
 
-    def prepare(self, ctx: TrainContext) -> None:
+    def ema_avg_fn(self, decay: float) -> Any:
+        """EMA whose decay warms up (``validation.ema_warmup``), else the fixed decay."""
         if self.cfg.validation.ema_warmup:
-            for avg in ctx.ema.values():
-                avg.multi_avg_fn = validation.warmup_ema_fn(self.ema_decay(self.cfg.trainer.ema.decay))
+            return validation.warmup_ema_fn(decay)
+        return super().ema_avg_fn(decay)
 
     def collate_fn(self) -> Any:
         return functools.partial(collate_sparse, threshold=self.cfg.data.threshold,
