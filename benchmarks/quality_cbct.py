@@ -63,6 +63,27 @@ def overrides(args: argparse.Namespace, data: Path, runs: Path, name: str, steps
     ]
 
 
+def steady_rate(args: argparse.Namespace, data: Path, runs: Path) -> float:
+    """Steps per second between steps 20 and 60 of a throw-away run (from its metrics.jsonl
+    times): the first steps pay for imports, data caching and allocator warm-up, so timing a
+    whole short run underestimates the rate several times over (10 steps: 0.58/s vs 2.9/s)."""
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
+
+    over = [*overrides(args, data, runs, "calibration", 60, every=10**6), "trainer.log_every=20"]
+    train_from_config(build_config("dif-gaussian", overrides=over))
+    run = runs / "dif-gaussian" / "calibration"
+    times = {}
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if any(k.startswith("train/") for k in rec):
+            times[rec["step"]] = rec["time"]
+    shutil.rmtree(run, ignore_errors=True)
+    rate = (60 - 20) / (times[60] - times[20])
+    print(f"calibration: {rate:.2f} steps/s (steps 20-60)", flush=True)
+    return rate
+
+
 def train(args: argparse.Namespace, data: Path, work: Path) -> tuple[Path, dict[str, float]]:
     from medgen_cli.config.build import build_config
     from medgen_cli.engine.launch import train_from_config
@@ -73,15 +94,9 @@ def train(args: argparse.Namespace, data: Path, work: Path) -> tuple[Path, dict[
         print(f"reusing {run}", flush=True)
         return run, json.loads((work / "training.json").read_text())
     steps = args.steps
-    if steps is None:  # measure the step rate on this (possibly loaded) machine, then size the run
-        calib = 10
-        t = time.perf_counter()
-        train_from_config(build_config("dif-gaussian", overrides=overrides(args, data, runs, "calibration", calib,
-                                                                            every=10**6)))
-        rate = calib / (time.perf_counter() - t)
-        shutil.rmtree(runs / "dif-gaussian" / "calibration", ignore_errors=True)
-        steps = max(int(rate * args.minutes * 60 * 0.9), 10)  # 10% for validation and checkpoints
-        print(f"calibration: {rate:.2f} steps/s → {steps} steps for {args.minutes} min", flush=True)
+    if steps is None:  # measure the steady step rate on this (possibly loaded) machine, then size the run
+        steps = max(int(steady_rate(args, data, runs) * args.minutes * 60 * 0.9), 10)  # 10%: validation, checkpoints
+        print(f"calibration: {steps} steps for {args.minutes} min", flush=True)
     t = time.perf_counter()
     train_from_config(build_config("dif-gaussian", overrides=overrides(args, data, runs, "model", steps)))
     info = {"steps": steps, "minutes": (time.perf_counter() - t) / 60}

@@ -14,6 +14,7 @@ import typer
 
 from medgen_cli.cli.app import app
 from medgen_cli.cli.groups import data_app, eval_app
+from medgen_cli.families.dif_gaussian.config import QUERY_CHUNK
 
 
 def _track(it: Iterable[Any], total: int, description: str) -> Iterable[Any]:
@@ -73,7 +74,7 @@ def recon_cmd(
     geometry: Optional[Path] = typer.Option(None, "--geometry", help="Geometry YAML for a NIfTI input with fdk/sirt (a run uses its own)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best, latest, or a checkpoint file."),
     iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="--method sirt: iterations (default 50)."),
-    chunk: Optional[int] = typer.Option(None, "--chunk", min=1, help="--method model: points per forward pass (default 32768; lower it if memory runs out)."),
+    chunk: Optional[int] = typer.Option(None, "--chunk", min=1, help="--method model: points per forward pass (default 8192; lower it if memory runs out)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
@@ -107,7 +108,7 @@ def eval_recon_cmd(
     method: str = typer.Option("model", "--method", "-m", help="model (the run), or a diffct baseline: fdk, sirt."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best, latest, or a checkpoint file."),
     iterations: int = typer.Option(50, "--iterations", min=1, help="SIRT iterations."),
-    chunk: int = typer.Option(32768, "--chunk", min=1, help="Points per model forward pass."),
+    chunk: int = typer.Option(QUERY_CHUNK, "--chunk", min=1, help="Points per model forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from medgen_cli.errors import MedgenError
+from medgen_cli.families.dif_gaussian.config import QUERY_CHUNK
 
 METHODS = ("model", "fdk", "sirt")
 Track = Callable[[Iterable[Any], int, str], Iterable[Any]]
@@ -45,7 +46,7 @@ def _reconstruct(loaded: Any, method: str, case: Any, views: int, iterations: in
 
 
 def evaluate_recon(run: Path | None, data: Path, views: int | None, method: str = "model", checkpoint: str = "best",
-                   iterations: int = 50, chunk: int = 32768, device: str = "auto",
+                   iterations: int = 50, chunk: int = QUERY_CHUNK, device: str = "auto",
                    track: Track | None = None) -> dict[str, Any]:
     """Reconstruct every case file in ``data`` and score it against its volume.
 

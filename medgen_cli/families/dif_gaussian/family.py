@@ -16,7 +16,7 @@ from medgen_cli.errors import MedgenError
 from medgen_cli.families.base import Family
 from medgen_cli.families.dif_gaussian import recon as recon_mod
 from medgen_cli.families.inference import Samples
-from medgen_cli.families.dif_gaussian.config import DIFGaussianConfig
+from medgen_cli.families.dif_gaussian.config import QUERY_CHUNK, DIFGaussianConfig
 from medgen_cli.families.dif_gaussian.model import DIFGaussianNet, fdk_volumes
 from medgen_cli.metrics.recon import psnr
 
@@ -169,7 +169,7 @@ class DIFGaussianFamily(Family):
     # ---- inference --------------------------------------------------------------------------
     @torch.no_grad()
     def reconstruct(self, net: torch.nn.Module, projections: torch.Tensor, angles: torch.Tensor, num_views: int,
-                    resolution: int | None = None, points: torch.Tensor | None = None, chunk: int = 32768,
+                    resolution: int | None = None, points: torch.Tensor | None = None, chunk: int = QUERY_CHUNK,
                     track: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None) -> torch.Tensor:
         """Reconstruct one case from ``num_views`` evenly spread of its stored projections.
 

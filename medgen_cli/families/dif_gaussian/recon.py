@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, model_validator
 
 from medgen_cli.errors import MedgenError
+from medgen_cli.families.dif_gaussian.config import QUERY_CHUNK
 from medgen_cli.families.inference import ReconOptions, Samples, run_family
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class DIFReconOptions(ReconOptions):
     formats = ("nifti", "npy")
     format: tuple[str, ...] = ("nifti",)
     views: int | None = Field(None, ge=1, description="Projections to use (default: the run's largest).")
-    chunk: int = Field(32768, ge=1, description="Points per forward pass (lower it if memory runs out).")
+    chunk: int = Field(QUERY_CHUNK, ge=1, description="Points per forward pass (lower it if memory runs out).")
 
     @model_validator(mode="after")
     def _fits_the_run(self, info: ValidationInfo) -> "DIFReconOptions":
