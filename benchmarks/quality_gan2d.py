@@ -77,15 +77,20 @@ def train(args: argparse.Namespace, config: Path, run_dir: Path, fid_every: int)
     start = time.time()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = start + args.minutes * 60
-    while proc.poll() is None and time.time() < deadline:
-        time.sleep(5)
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)  # the trainer saves latest.pt and exits
-        try:
-            proc.wait(timeout=1800)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    log.close()
+    # A `kill` of this script must not leave the trainer running on its own (it holds a core):
+    # SIGTERM becomes SystemExit, so the `finally` below stops the child too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        while proc.poll() is None and time.time() < deadline:
+            time.sleep(5)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # the trainer saves latest.pt and exits
+            try:
+                proc.wait(timeout=1800)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
     return start, (time.time() - start) / 60
 
 
