@@ -34,7 +34,7 @@ import numpy as np
 
 from medgen_cli.data import h5io
 from medgen_cli.data.convert_report import progress_bar
-from medgen_cli.data.convert_worker import convert_chunk, init_worker
+from medgen_cli.data.convert_worker import convert_chunk, init_worker, workers_born_ignoring_sigint
 from medgen_cli.data.voxelize import METHODS, NORMALIZATIONS, DegenerateBounds, Grid, fit_grid, identity_grid
 from medgen_cli.errors import MedgenError
 from medgen_cli.io import atomic_path, disk_full_error, is_disk_full
@@ -304,7 +304,8 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, on_done: Callable[[dict[
         return
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=_pool_context(),
                              initializer=init_worker, initargs=(os.getpid(),)) as pool:
-        futures = {pool.submit(convert_chunk, job): job for job in jobs}
+        with workers_born_ignoring_sigint():  # submit() starts the worker processes
+            futures = {pool.submit(convert_chunk, job): job for job in jobs}
         try:
             for fut in as_completed(futures):
                 try:

@@ -6,8 +6,11 @@ the job dict, and it returns plain records and counts.
 
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -119,3 +122,19 @@ def convert_chunk(job: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, 
             counts["points"] += len(pts) - n_out
             records.append(_record(rel, split, src, c, pts, dropped, n_out, grid, mode, opts))
     return records, counts, skipped
+
+
+@contextmanager
+def workers_born_ignoring_sigint() -> Iterator[None]:
+    """Ignore SIGINT while worker processes are started: a spawned interpreter keeps an ignored
+    SIGINT ignored, so a Ctrl-C that lands while a worker is still importing (before
+    ``init_worker`` runs) cannot print that worker's KeyboardInterrupt traceback. The parent's
+    handler is back as soon as the workers exist; Ctrl-C then stops the parent, which stops them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -243,3 +243,37 @@ def test_weights_use_the_value_column(tmp_path):
     np.testing.assert_allclose(vol, h / h.max(), rtol=1e-5, atol=1e-7)
     with pytest.raises(MedgenError, match="no per-point values"):
         run_convert(_opts([_fixed(tmp_path / "x.h5", [pts[0]])], tmp_path / "x", weights=True))
+
+
+def _report_sigint(queue: "multiprocessing.Queue[object]") -> None:
+    import signal
+
+    queue.put(signal.getsignal(signal.SIGINT))
+
+
+def test_workers_are_born_ignoring_ctrl_c() -> None:
+    """A Ctrl-C that lands while a spawned worker is still importing must not raise there (it
+    printed the worker's KeyboardInterrupt traceback): workers start with SIGINT ignored, and the
+    parent gets its own handler back right after."""
+    import multiprocessing
+    import signal
+
+    from medgen_cli.data.convert_worker import workers_born_ignoring_sigint
+
+    ctx = multiprocessing.get_context("spawn")
+    before = signal.getsignal(signal.SIGINT)
+    seen = []
+    for ignore in (True, False):
+        queue = ctx.Queue()
+        if ignore:
+            with workers_born_ignoring_sigint():
+                proc = ctx.Process(target=_report_sigint, args=(queue,))
+                proc.start()
+        else:
+            proc = ctx.Process(target=_report_sigint, args=(queue,))
+            proc.start()
+        seen.append(queue.get(timeout=60))
+        proc.join(timeout=60)
+    assert seen[0] == signal.SIG_IGN
+    assert seen[1] is signal.default_int_handler  # without it a worker would raise KeyboardInterrupt
+    assert signal.getsignal(signal.SIGINT) is before
