@@ -2,9 +2,9 @@
 
 Trains `medgen train autoencoder` (default: the CPU preset configs/cpu/autoencoder.yaml) on a
 folder of NIfTI volumes in [0, 1] for a wall-clock budget (or until the config's
-``trainer.max_steps``, which sizes its learning-rate schedule, if that comes first), then reconstructs every test volume
-(posterior mean, EMA weights) and compares with the baseline that stores as many numbers as the
-latent: each test volume resized trilinearly to a cube of that many voxels and back.
+``trainer.max_steps``, which sizes its learning-rate schedule, if that comes first), then
+reconstructs every test volume (posterior mean, EMA weights) and compares with the baseline that
+stores as many numbers as the latent: each test volume resized trilinearly to a cube of that many voxels and back.
 
     python benchmarks/make_mni_crops.py --out data/mni32
     python benchmarks/quality_autoencoder.py --train data/mni32/train --val data/mni32/val \

@@ -44,8 +44,8 @@ def build_autoencoder(cfg: AutoencoderConfig) -> torch.nn.Module:
     return ae
 
 
-def drop_group_norms(net: torch.nn.Module) -> int:
-    """Replace every ``GroupNorm`` inside ``net`` by an identity (in place); returns how many.
+def drop_group_norms(net: torch.nn.Module) -> None:
+    """Replace every ``GroupNorm`` inside ``net`` by an identity (in place).
 
     MONAI's AutoencoderKL has no norm option. Its residual blocks keep an identity path, so the
     network stays trainable without normalisation; what is removed is the per-sample statistics
@@ -54,7 +54,6 @@ def drop_group_norms(net: torch.nn.Module) -> int:
              if isinstance(child, torch.nn.GroupNorm)]
     for parent, name in found:
         setattr(parent, name, torch.nn.Identity())
-    return len(found)
 
 
 def kl_loss(z_mu: torch.Tensor, z_sigma: torch.Tensor) -> torch.Tensor:
