@@ -65,6 +65,11 @@ class DIFGaussianModel(StrictModel):
     carve_threshold: float = Field(
         1e-3, ge=0.0, description="Points whose ray in some view has a normalised line integral below this are "
                                   "air (visual hull): predicted 0. 0 = off.")
+    consistency_blend: bool = Field(
+        True, description="Reconstructions blend the point decoder with the refined FDK (FDK + UNet, when "
+                          "fdk_channels is set) by the weight whose re-projection best matches the measured views: "
+                          "~0.9 decoder on anatomy like the training data, less on anatomy it has not seen. "
+                          "False = the decoder alone.")
     output: Literal["linear", "sigmoid"] = Field(
         "sigmoid", description="Decoder output: sigmoid keeps values in (0, 1); linear (the paper's) is clamped only at inference.")
 

@@ -17,7 +17,8 @@ from medgen_cli.families.base import Family
 from medgen_cli.families.dif_gaussian import recon as recon_mod
 from medgen_cli.families.inference import Samples
 from medgen_cli.families.dif_gaussian.config import QUERY_CHUNK, DIFGaussianConfig
-from medgen_cli.families.dif_gaussian.model import DIFGaussianNet, fdk_volumes
+from medgen_cli.families.dif_gaussian.consistency import decoder_weight
+from medgen_cli.families.dif_gaussian.model import DIFGaussianNet, fdk_volumes, sample_volume
 from medgen_cli.metrics.recon import psnr
 
 
@@ -194,9 +195,43 @@ class DIFGaussianFamily(Family):
         starts: Iterable[int] = range(0, pts.shape[0], chunk)
         if track is not None:
             starts = track(starts, len(range(0, pts.shape[0], chunk)), "querying points")
-        out = torch.cat([net.query(enc, pts[s:s + chunk][None], self.geometry)[0] for s in starts])
-        out = out.clamp(0, 1)
+        out = torch.cat([net.query(enc, pts[s:s + chunk][None], self.geometry)[0] for s in starts]).clamp(0, 1)
+        if self.cfg.model.consistency_blend and enc.volume_features is not None:
+            out = self._blend(net, enc, pts, out, projections[idx], angles[idx], chunk,
+                              resolution if points is None else None)
         return out.reshape((resolution,) * 3) if points is None else out
+
+    def _blend(self, net: torch.nn.Module, enc: Any, pts: torch.Tensor, decoded: torch.Tensor,
+               projections: torch.Tensor, angles: torch.Tensor, chunk: int, grid_size: int | None) -> torch.Tensor:
+        """``w·decoded + (1 - w)·refined FDK`` at ``pts``, ``w`` from the measured projections
+        (:func:`~medgen_cli.families.dif_gaussian.consistency.decoder_weight`). ``grid_size``: ``pts``
+        are the voxel centres of that grid; else (arbitrary points) both estimates are also
+        evaluated on the geometry's grid for the weight."""
+        assert self.geometry is not None
+        geo = self.geometry
+
+        def local(p: torch.Tensor) -> torch.Tensor:  # refined FDK, carved like the decoder's output
+            vf = enc.volume_features
+            out = []
+            for s in range(0, p.shape[0], chunk):
+                q = p[s:s + chunk][None]
+                value = sample_volume(vf[:, :1] + vf[:, 1:2], q)[0, :, 0].clamp(0, 1)
+                if self.cfg.model.carve_threshold > 0:
+                    value = value * net.hull(enc, geo.project_points_normalized(q, enc.angles))[0]
+                out.append(value)
+            return torch.cat(out)
+
+        loc = local(pts)
+        if grid_size is not None:
+            dec_grid, loc_grid = decoded.reshape((grid_size,) * 3), loc.reshape((grid_size,) * 3)
+        else:
+            n = geo.volume_size
+            grid = normalized_grid(n, pts.device)
+            dec_grid = torch.cat([net.query(enc, grid[s:s + chunk][None], geo)[0]
+                                  for s in range(0, n**3, chunk)]).clamp(0, 1).reshape(n, n, n)
+            loc_grid = local(grid).reshape(n, n, n)
+        w = decoder_weight(dec_grid, loc_grid, projections.float(), angles.float(), geo)
+        return w * decoded + (1 - w) * loc
 
     # ---- the recon contract (medgen recon, medgen_cli.api) -----------------------------------------
     recon_options = recon_mod.DIFReconOptions
