@@ -53,7 +53,7 @@ def overrides(args: argparse.Namespace, data: Path) -> list[str]:
         "trainer.image_every=1000000", "trainer.ema.enabled=true", "trainer.ema.decay=0.999",
         "generator.latent_dim=64", "generator.init_size=4", f"generator.channels={json.dumps(ch)}",
         f"generator.max_voxels={args.max_voxels}", f"discriminator.channels={json.dumps(ch[::-1][: levels + 1])}",
-        "loss.n_critic=2", "sparse.backend=torch", "data.min_voxels=8",
+        "loss.n_critic=2", "sparse.backend=torch", "data.min_voxels=8", f"generator.output={args.output}",
         f"validation.num_samples={args.val_samples}", f"validation.num_points={args.points}",
     ]
 
@@ -85,6 +85,8 @@ def main() -> None:
     ap.add_argument("--val-every", type=int, default=100)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--max-voxels", type=int, default=2048)
+    ap.add_argument("--output", choices=["occupancy", "value"], default="occupancy",
+                    help="generator.output: occupancy for binary shapes (the synthetic set), value for densities")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "quality-sparse-gan")
     ap.add_argument("--json", type=Path, required=True)
     args = ap.parse_args()

@@ -90,6 +90,22 @@ def test_generator_stays_within_budget(backend: str) -> None:
     assert occ and all(torch.isfinite(g).all() for g in occ) and any(g.abs().sum() > 0 for g in occ)
 
 
+def test_occupancy_output_is_exactly_one_and_passes_the_occupancy_gradient() -> None:
+    """output=occupancy: every kept voxel carries 1.0 (as binary data do), and a critic's gradient
+    on those values reaches the last occupancy head as the gradient of the probability would."""
+    torch.manual_seed(0)
+    gen = SparseGenerator(8, 4, [8, 8, 4], voxel_size=16, max_voxels=200, occupancy_threshold=0.3,
+                          output="occupancy")
+    out = gen(torch.randn(2, 8))
+    assert torch.equal(out.feats, torch.ones_like(out.feats))
+    weights = torch.randn(out.feats.shape[0])
+    (out.feats[:, 0] * weights).sum().backward()
+    head = gen.blocks[-1].occupancy
+    grads = [p.grad for p in head.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    assert all(p.grad is None for p in gen.out.parameters())          # the value head is not used
+
+
 def _ctx(fam: SparseGANFamily, step: int = 0):
     from medgen_cli.engine.context import TrainContext
 

@@ -41,6 +41,10 @@ class SparseGenerator(StrictModel):
                                        description="Children with occupancy above it are kept.")
     parent_slack: float = Field(2.0, ge=1.0,
                                 description="Coarser levels keep up to slack·max_voxels/8^levels_below voxels.")
+    output: Literal["value", "occupancy"] = Field(
+        "value", description="value: each kept voxel carries a learned value in (0, 1) (density/intensity data); "
+                             "occupancy: exactly 1 like binary data (straight-through: the gradient reaches the "
+                             "occupancy probability), so the critic cannot tell fakes by their values alone.")
 
 
 class SparseDiscriminator(StrictModel):

@@ -64,7 +64,7 @@ class SparseGANFamily(Family):
         self.backend = resolve_backend_name(c.sparse.backend, device)
         g, d = c.generator, c.discriminator
         gen = SparseGenerator(g.latent_dim, g.init_size, g.channels, c.data.voxel_size, g.max_voxels,
-                              g.occupancy_threshold, g.parent_slack, backend=self.backend).to(device)
+                              g.occupancy_threshold, g.parent_slack, backend=self.backend, output=g.output).to(device)
         disc = SparseDiscriminator(d.channels, d.kernel_size, d.pooling, backend=self.backend).to(device)
         self.modules = {"generator": gen, "discriminator": disc}
         betas = tuple(c.optimizer.betas)

@@ -67,8 +67,9 @@ class SparseGenerator(nn.Module):
 
     def __init__(self, latent_dim: int, init_size: int, channels: list[int], voxel_size: int,
                  max_voxels: int, occupancy_threshold: float = 0.5, parent_slack: float = 2.0,
-                 backend: str = "torch") -> None:
+                 backend: str = "torch", output: str = "value") -> None:
         super().__init__()
+        self.output = output
         self.sp = get_backend(backend)
         self.latent_dim, self.init_size, self.voxel_size = latent_dim, init_size, voxel_size
         self.threshold = occupancy_threshold
@@ -101,6 +102,10 @@ class SparseGenerator(nn.Module):
             x = x.with_feats(x.feats[:, :-1])
             kept.append(x.num_voxels)
         self.last_stats = {"created": created, "kept": kept}
+        if self.output == "occupancy":
+            # Exactly 1 forward (binary data carry 1 too); backward the occupancy's gradient, so a
+            # critic that wants a voxel gone lowers its probability below the threshold.
+            return x.with_feats(((prob - prob.detach()) + 1.0)[:, None])  # (p - p) first: exactly 0
         value = torch.sigmoid(self.out(x).feats) * prob[:, None]
         return x.with_feats(value)
 
