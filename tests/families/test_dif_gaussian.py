@@ -72,6 +72,19 @@ def test_gaussian_features_match_a_naive_loop() -> None:
             assert torch.allclose(ours[b, i], total, atol=1e-4), (b, i)
 
 
+def test_decoder_equals_the_concatenating_conv_stack() -> None:
+    """``decode`` (one matmul for every layer's x0 part) = the 1x1 convs over cat([x, x0]) layer by layer."""
+    torch.manual_seed(0)
+    net = DIFGaussianNet(TINY_MODEL.model_copy(update={"decoder_channels": [8, 6, 1]}))
+    x0 = torch.randn(2, 50, net.decoder[0].in_channels)
+    x = x0.transpose(1, 2)
+    ref = x
+    for i, layer in enumerate(net.decoder):
+        ref = layer(ref if i == 0 else torch.cat([ref, x], 1))
+        ref = torch.relu(ref) if i < len(net.decoder) - 1 else ref
+    torch.testing.assert_close(net.decode(x0), ref[:, 0], rtol=1e-5, atol=1e-6)
+
+
 def test_view_features_are_max_fused_and_shared() -> None:
     """Permuting the views (with their angles) leaves every prediction unchanged."""
     net, _, geo = _encoded(2)

@@ -215,19 +215,27 @@ class DIFGaussianNet(nn.Module):
         weight = torch.exp(-0.5 * local.square().sum(-1))                 # (B, P, k)
         return (weight[..., None] * take(enc.features)).sum(2)
 
+    def decode(self, x0: torch.Tensor) -> torch.Tensor:
+        """The point decoder: ``(B, P, C)`` inputs → ``(B, P)`` raw outputs. Layer ``i`` is a 1x1
+        conv of ``cat([x, x0])`` = ``W_x·x + W_0·x0``; every ``W_0·x0`` (and the biases) comes from
+        one matmul up front instead of re-concatenating ``x0`` before each layer (~1.5x faster)."""
+        weights = [layer.weight[:, :, 0] for layer in self.decoder]
+        c = x0.shape[-1]
+        pre = F.linear(x0, torch.cat([w[:, -c:] for w in weights]), torch.cat([lay.bias for lay in self.decoder]))
+        terms = pre.split([w.shape[0] for w in weights], -1)
+        x = terms[0]
+        for w, term in zip(weights[1:], terms[1:]):
+            x = term + F.linear(F.relu(x), w[:, :-c])
+        return x[..., 0]
+
     def query(self, enc: Encoded, points: torch.Tensor, geometry: CBCTGeometry) -> torch.Tensor:
         """Attenuation at ``points`` ``(B, P, 3)`` → ``(B, P)``."""
         grid = geometry.project_points_normalized(points, enc.angles)
         parts = [sample_views(enc.view_features, grid), self.gaussian_features(enc, points)]
         if enc.volume_features is not None:
             parts.append(sample_volume(enc.volume_features, points))
-        x0 = torch.cat(parts, -1).transpose(1, 2)                          # (B, C, P) for 1x1 convs
-        x = x0
-        for i, layer in enumerate(self.decoder):
-            x = layer(x if i == 0 else torch.cat([x, x0], 1))
-            if i < len(self.decoder) - 1:
-                x = F.relu(x)
-        out = torch.sigmoid(x[:, 0]) if self.cfg.output == "sigmoid" else x[:, 0]
+        x = self.decode(torch.cat(parts, -1))
+        out = torch.sigmoid(x) if self.cfg.output == "sigmoid" else x
         if self.cfg.carve_threshold > 0 and enc.projections is not None:
             out = out * self.hull(enc, grid)  # outside the visual hull the truth is air: exactly 0
         return out
