@@ -74,18 +74,14 @@ def resolve_weights(weights: str | Path | None = None) -> Path:
         FIDWeightsMissing: nothing usable found; the message says how to get the weights.
         FIDWeightsMismatch: a given file is not FID-Inception.
     """
-    if weights is not None and str(weights) != "":
-        p = Path(weights).expanduser()
-        if not p.is_file():
-            raise FIDWeightsMissing(f"FID weights file not found: {p}", "check the weights path")
-        return prepare_weights(p)
-    env = os.environ.get("MEDGEN_FID_WEIGHTS", "")
-    if env:
-        p = Path(env).expanduser()
-        if not p.is_file():
-            raise FIDWeightsMissing(f"MEDGEN_FID_WEIGHTS points to a missing file: {p}",
-                                    "fix or unset MEDGEN_FID_WEIGHTS")
-        return prepare_weights(p)
+    for given, missing, hint in ((weights, "FID weights file not found", "check the weights path"),
+                                 (os.environ.get("MEDGEN_FID_WEIGHTS"), "MEDGEN_FID_WEIGHTS points to a missing file",
+                                  "fix or unset MEDGEN_FID_WEIGHTS")):
+        if given is not None and str(given) != "":
+            p = Path(given).expanduser()
+            if not p.is_file():
+                raise FIDWeightsMissing(f"{missing}: {p}", hint)
+            return prepare_weights(p)
     if source_path() is None:
         hub = default_weights_path()
         if hub.is_file():

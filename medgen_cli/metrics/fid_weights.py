@@ -220,19 +220,18 @@ def fold_batch_norms(model: Any) -> int:
     bias ``β − μγ/σ``, the norm → identity); returns the count. Same function up to rounding, one
     pass over each activation less: ~9% less CPU time per image (convolutions then ~1.1x FLOP bound)."""
     import torch
-    from torch import nn
 
     folded = 0
     with torch.no_grad():
         for block in model.modules():
             bn, conv = getattr(block, "bn", None), getattr(block, "conv", None)
-            if not (isinstance(bn, nn.BatchNorm2d) and isinstance(conv, nn.Conv2d)):
+            if not (isinstance(bn, torch.nn.BatchNorm2d) and isinstance(conv, torch.nn.Conv2d)):
                 continue
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             conv.weight.mul_(scale[:, None, None, None])
             bias = bn.bias - bn.running_mean * scale
-            conv.bias = nn.Parameter(bias if conv.bias is None else conv.bias * scale + bias)
-            block.bn = nn.Identity()
+            conv.bias = torch.nn.Parameter(bias if conv.bias is None else conv.bias * scale + bias)
+            block.bn = torch.nn.Identity()
             folded += 1
     return folded
 
