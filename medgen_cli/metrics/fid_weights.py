@@ -215,27 +215,6 @@ def build_inception(state: dict[str, "torch.Tensor"], output_blocks: list[int], 
                                      "use pt_inception-2015-12-05-6726825d.pth or default_1.pt") from exc
 
 
-def fold_batch_norms(model: Any) -> int:
-    """Fold each batch norm of pytorch-fid's ``BasicConv2d`` blocks into its convolution (``w·γ/σ``,
-    bias ``β − μγ/σ``, the norm → identity); returns the count. Same function up to rounding, one
-    pass over each activation less: ~9% less CPU time per image (convolutions then ~1.1x FLOP bound)."""
-    import torch
-
-    folded = 0
-    with torch.no_grad():
-        for block in model.modules():
-            bn, conv = getattr(block, "bn", None), getattr(block, "conv", None)
-            if not (isinstance(bn, torch.nn.BatchNorm2d) and isinstance(conv, torch.nn.Conv2d)):
-                continue
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            conv.weight.mul_(scale[:, None, None, None])
-            bias = bn.bias - bn.running_mean * scale
-            conv.bias = torch.nn.Parameter(bias if conv.bias is None else conv.bias * scale + bias)
-            block.bn = torch.nn.Identity()
-            folded += 1
-    return folded
-
-
 def pool_features(state: dict[str, "torch.Tensor"], x: "torch.Tensor") -> np.ndarray:
     """Pool3 features of ``x`` ([N, 3, 299, 299] in [-1, 1]) through pytorch-fid's blocks built
     from ``state`` (no resize: 299² input is what both layouts take)."""
