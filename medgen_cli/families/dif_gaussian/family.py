@@ -192,14 +192,19 @@ class DIFGaussianFamily(Family):
         ang = angles[idx].to(dev).float()[None]
         enc = net.encode(proj, ang, self.geometry, self._fdk(proj * self._scale(), ang))
         pts = normalized_grid(resolution, dev) if points is None else points.to(dev).float()
-        starts: Iterable[int] = range(0, pts.shape[0], chunk)
-        if track is not None:
-            starts = track(starts, len(range(0, pts.shape[0], chunk)), "querying points")
-        out = torch.cat([net.query(enc, pts[s:s + chunk][None], self.geometry)[0] for s in starts]).clamp(0, 1)
+        out = self._decode(net, enc, pts, chunk, track)
         if self.cfg.model.consistency_blend and enc.volume_features is not None:
             out = self._blend(net, enc, pts, out, projections[idx], angles[idx], chunk,
                               resolution if points is None else None)
         return out.reshape((resolution,) * 3) if points is None else out
+
+    def _decode(self, net: torch.nn.Module, enc: Any, pts: torch.Tensor, chunk: int,
+                track: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None) -> torch.Tensor:
+        """The decoder's values at ``(P, 3)`` points, ``chunk`` points per forward pass, in [0, 1]."""
+        starts: Iterable[int] = range(0, pts.shape[0], chunk)
+        if track is not None:
+            starts = track(starts, len(range(0, pts.shape[0], chunk)), "querying points")
+        return torch.cat([net.query(enc, pts[s:s + chunk][None], self.geometry)[0] for s in starts]).clamp(0, 1)
 
     def _blend(self, net: torch.nn.Module, enc: Any, pts: torch.Tensor, decoded: torch.Tensor,
                projections: torch.Tensor, angles: torch.Tensor, chunk: int, grid_size: int | None) -> torch.Tensor:
@@ -209,13 +214,13 @@ class DIFGaussianFamily(Family):
         evaluated on the geometry's grid for the weight."""
         assert self.geometry is not None
         geo = self.geometry
+        refined = enc.refined_fdk()[:, None]                                  # (1, 1, z, y, x)
 
         def local(p: torch.Tensor) -> torch.Tensor:  # refined FDK, carved like the decoder's output
-            vf = enc.volume_features
             out = []
             for s in range(0, p.shape[0], chunk):
                 q = p[s:s + chunk][None]
-                value = sample_volume(vf[:, :1] + vf[:, 1:2], q)[0, :, 0].clamp(0, 1)
+                value = sample_volume(refined, q)[0, :, 0].clamp(0, 1)
                 if self.cfg.model.carve_threshold > 0:
                     value = value * net.hull(enc, geo.project_points_normalized(q, enc.angles))[0]
                 out.append(value)
@@ -227,9 +232,7 @@ class DIFGaussianFamily(Family):
         else:
             n = geo.volume_size
             grid = normalized_grid(n, pts.device)
-            dec_grid = torch.cat([net.query(enc, grid[s:s + chunk][None], geo)[0]
-                                  for s in range(0, n**3, chunk)]).clamp(0, 1).reshape(n, n, n)
-            loc_grid = local(grid).reshape(n, n, n)
+            dec_grid, loc_grid = self._decode(net, enc, grid, chunk).reshape(n, n, n), local(grid).reshape(n, n, n)
         w = decoder_weight(dec_grid, loc_grid, projections.float(), angles.float(), geo)
         return w * decoded + (1 - w) * loc
 

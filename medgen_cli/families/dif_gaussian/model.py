@@ -121,6 +121,11 @@ class Encoded:
     projections: torch.Tensor | None = None     # (B, V, U, W) normalised, for the visual hull
     volume_features: torch.Tensor | None = None  # (B, 1 + C, z, y, x): FDK and its UNet features
 
+    def refined_fdk(self) -> torch.Tensor | None:
+        """FDK + the UNet's first channel ``(B, z, y, x)``: the dense estimate the auxiliary loss trains."""
+        vf = self.volume_features
+        return None if vf is None else vf[:, 0] + vf[:, 1]
+
 
 class DIFGaussianNet(nn.Module):
     """The full model; :meth:`encode` once per set of views, :meth:`query` per chunk of points."""
@@ -249,5 +254,4 @@ class DIFGaussianNet(nn.Module):
         out = self.query(enc, points, geometry)
         if not return_volume:
             return out
-        vf = enc.volume_features
-        return out, None if vf is None else vf[:, 0] + vf[:, 1]
+        return out, enc.refined_fdk()
