@@ -36,7 +36,7 @@ class SAGANModelConfig(StrictModel):
     base_channels: int = Field(64, ge=1, description="Channels at full resolution; doubled per halving.")
     max_channels: int = Field(512, ge=1, description="Upper bound of the channels at any resolution.")
     attention_resolution: int | None = Field(16, description="Feature-map size with self-attention in G and D (None = off).")
-    d_slope: float = Field(0.0, ge=0.0, lt=1.0, description="Negative slope of the discriminator's activations: 0 = SAGAN's ReLU; 0.2 = LeakyReLU, whose gradient cannot vanish (a small ReLU critic can die: every final feature negative, D constant, no signal to G).")
+    d_slope: float = Field(0.2, ge=0.0, lt=1.0, description="Negative slope of the discriminator's activations: 0.2 = LeakyReLU (default), whose gradient cannot vanish; 0 = the SAGAN paper's ReLU, whose critic can die on small data (every final feature negative, D constant, no signal to G: seen at 64 and at 16 base channels).")
 
 
 class SAGANLossConfig(StrictModel):
