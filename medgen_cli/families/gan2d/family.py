@@ -89,8 +89,10 @@ class GAN2DFamily(Family):
         """Add metrics derived from one step's D and G metrics (e.g. shares of lazy regularizers)."""
         return metrics
 
-    def generate(self, generator: torch.nn.Module, z: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
-        """Images in [-1, 1] from latents ``z`` with deterministic noise (eval/sampling)."""
+    def generate(self, generator: torch.nn.Module, z: torch.Tensor, truncation: float = 1.0,
+                 seeds: list[int] | None = None) -> torch.Tensor:
+        """Images in [-1, 1] from latents ``z`` (eval/sampling). ``seeds`` (one per row of ``z``, the
+        seeds ``z`` came from) seed any further per-image noise; without them it is fixed."""
         raise NotImplementedError
 
     def sample_truncation(self, opts: GAN2DSampleOptions) -> float:
@@ -198,8 +200,9 @@ class GAN2DFamily(Family):
     def _generate_many(self, generator: torch.nn.Module, n: int, seed: int, batch_size: int,
                        device: torch.device, truncation: float = 1.0) -> torch.Tensor:
         z_all = outputs.seed_latents(seed, n, self.latent_dim)
-        chunks = [outputs.to_unit(self.generate(generator, z.to(device), truncation)).cpu()
-                  for z in z_all.split(batch_size)]
+        chunks = [outputs.to_unit(self.generate(generator, z.to(device), truncation,
+                                                seeds=list(range(seed + i, seed + i + z.shape[0])))).cpu()
+                  for i, z in zip(range(0, n, batch_size), z_all.split(batch_size))]
         return torch.cat(chunks)
 
     def log_images(self, ctx: TrainContext) -> None:
@@ -231,9 +234,11 @@ class GAN2DFamily(Family):
         gen = ctx.eval_module("generator")
         z_all = outputs.seed_latents(opts.seed, opts.num, self.latent_dim)
         trunc = self.sample_truncation(opts)
-        chunks = []
+        chunks, first = [], opts.seed
         for z in ctx.track(iter(z_all.split(opts.batch_size)), -(-opts.num // opts.batch_size), "sampling"):
-            chunks.append(outputs.to_unit(self.generate(gen, z.to(ctx.device), trunc)).cpu())
+            seeds = list(range(first, first + z.shape[0]))
+            chunks.append(outputs.to_unit(self.generate(gen, z.to(ctx.device), trunc, seeds=seeds)).cpu())
+            first += z.shape[0]
         return seeded_samples(torch.cat(chunks).numpy(), opts.seed, value_range=(0.0, 1.0))
 
     def interpolate(self, opts: GAN2DInterpolateOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]

@@ -85,8 +85,9 @@ class SAGANFamily(GAN2DFamily):
             grad_norm = ctx.step("g")
         return {"loss/g": float(l_g.detach()), "grad_norm/g": grad_norm}
 
-    def generate(self, generator: torch.nn.Module, z: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
-        return generator(z)
+    def generate(self, generator: torch.nn.Module, z: torch.Tensor, truncation: float = 1.0,
+                 seeds: list[int] | None = None) -> torch.Tensor:
+        return generator(z)  # z is the only noise
 
     def interpolate_images(self, generator: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tensor,
                            opts: GAN2DInterpolateOptions) -> torch.Tensor:

@@ -3,6 +3,7 @@ EMA of G by half-life, truncation at sampling, ADA/DiffAugment before D."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -153,8 +154,14 @@ class StyleGAN2Family(GAN2DFamily):
         self.last_reg.update({k: float(v) for k, v in state.get("last_reg", {}).items() if k in self.last_reg})
 
     # ---- inference -------------------------------------------------------------------------------
-    def generate(self, generator: torch.nn.Module, z: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
-        return generator(z, truncation=truncation, noise_mode="const")
+    def generate(self, generator: torch.nn.Module, z: torch.Tensor, truncation: float = 1.0,
+                 seeds: list[int] | None = None) -> torch.Tensor:
+        """Per-image noise seeded like z when ``seeds`` are given (as in training, where every image
+        gets fresh noise; with one fixed map every sample would share the same fine detail, e.g.
+        specks at the same places); the fixed ``const`` maps otherwise."""
+        if seeds is None:
+            return generator(z, truncation=truncation, noise_mode="const")
+        return generator(z, truncation=truncation, noises=generator.synthesis.seeded_noise(seeds, z.device))
 
     def sample_truncation(self, opts: StyleGAN2SampleOptions) -> float:  # type: ignore[override]
         return opts.truncation
@@ -162,8 +169,17 @@ class StyleGAN2Family(GAN2DFamily):
     def interpolate_images(self, generator: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tensor,
                            opts: StyleGAN2InterpolateOptions) -> torch.Tensor:  # type: ignore[override]
         """Linear interpolation in W (after truncation): W is not Gaussian, and StyleGAN's
-        perceptual path length shows it is the space where straight lines look smooth."""
+        perceptual path length shows it is the space where straight lines look smooth. The noise
+        maps turn from seed_a's to seed_b's along a great circle (cos/sin weights keep them unit
+        Gaussian), so the end frames are exactly ``medgen sample``'s images of the two seeds."""
         w_a = generator.mapping(z_a, opts.truncation)[0]
         w_b = generator.mapping(z_b, opts.truncation)[0]
         ws = interpolation_path(w_a, w_b, opts.steps, "lerp").unsqueeze(1).repeat(1, generator.num_ws, 1)
-        return torch.cat([generator.synthesis(chunk, noise_mode="const") for chunk in ws.split(16)])
+        syn = generator.synthesis
+        noise_a, noise_b = syn.seeded_noise([opts.seed_a], z_a.device), syn.seeded_noise([opts.seed_b], z_a.device)
+        angle = torch.linspace(0.0, math.pi / 2, opts.steps, device=z_a.device).view(-1, 1, 1, 1)
+        noises = [torch.cos(angle) * a + torch.sin(angle) * b for a, b in zip(noise_a, noise_b)]
+        frames = []
+        for start in range(0, opts.steps, 16):
+            frames.append(syn(ws[start:start + 16], noises=[n[start:start + 16] for n in noises]))
+        return torch.cat(frames)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 _GAIN = math.sqrt(2.0)  # keeps the activation variance after leaky ReLU (He gain)
+_NOISE_SEED_OFFSET = 1 << 40  # noise seeds differ from the z seeds (medgen_cli.families.latents)
 
 
 def lrelu(x: torch.Tensor) -> torch.Tensor:
@@ -125,12 +126,15 @@ class StyledLayer(nn.Module):
         self.conv = ModulatedConv2d(cin, cout, 3, w_dim, up=up)
         self.noise_strength = nn.Parameter(torch.zeros(()))
         self.bias = nn.Parameter(torch.zeros(cout))
-        # Fixed noise for deterministic sampling ("const" noise mode), saved with the weights.
+        # Fixed noise ("const" noise mode: interpolation frames share it), saved with the weights.
         self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random",
+                noise: torch.Tensor | None = None) -> torch.Tensor:
         x = self.conv(x, w)
-        if noise_mode == "random":
+        if noise is not None:  # given per-sample maps [B, 1, H, W] (seeded sampling)
+            noise = noise.to(x.dtype)
+        elif noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
         else:
             noise = self.noise_const.to(x.dtype)
@@ -173,14 +177,29 @@ class SynthesisNetwork(nn.Module):
             cin = cout
         self.num_ws = len(self.layers) + 1  # the last ToImage uses one more w
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
+    def seeded_noise(self, seeds: list[int], device: torch.device | str = "cpu") -> list[torch.Tensor]:
+        """Per-layer noise maps ``[B, 1, R, R]`` for the sample seeds: sample ``i``'s maps come from
+        ``seeds[i]`` alone (drawn on the CPU, like its z), so seeded sampling draws fresh noise per
+        image, as in training, yet is reproducible and independent of the batch."""
+        per_sample = []
+        for s in seeds:
+            gen = torch.Generator().manual_seed(_NOISE_SEED_OFFSET + int(s))
+            per_sample.append([torch.randn(1, 1, *layer.noise_const.shape[2:], generator=gen) for layer in self.layers])
+        return [torch.cat(maps).to(device) for maps in zip(*per_sample)]
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "random",
+                noises: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``noises`` (one map per styled layer, from :meth:`seeded_noise`) overrides ``noise_mode``."""
+        def noise(j: int) -> torch.Tensor | None:
+            return None if noises is None else noises[j]
+
         x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
-        x = self.layers[0](x, ws[:, 0], noise_mode)
+        x = self.layers[0](x, ws[:, 0], noise_mode, noise(0))
         img = self.to_images[0](x, ws[:, 1])
         for i, to_image in enumerate(self.to_images[1:]):
             j = 1 + 2 * i
-            x = self.layers[j](x, ws[:, j], noise_mode)
-            x = self.layers[j + 1](x, ws[:, j + 1], noise_mode)
+            x = self.layers[j](x, ws[:, j], noise_mode, noise(j))
+            x = self.layers[j + 1](x, ws[:, j + 1], noise_mode, noise(j + 1))
             img = F.interpolate(img, scale_factor=2.0, mode="bilinear", align_corners=False) + to_image(x, ws[:, j + 2])
         return img
 
@@ -207,9 +226,10 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, truncation: float = 1.0, mix_z: torch.Tensor | None = None,
                 mix_cutoff: int | None = None, noise_mode: str = "random",
-                return_ws: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                return_ws: bool = False, noises: list[torch.Tensor] | None = None
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         ws = self.ws_from_z(z, truncation, mix_z, mix_cutoff)
-        img = self.synthesis(ws, noise_mode)
+        img = self.synthesis(ws, noise_mode, noises)
         return (img, ws) if return_ws else img
 
 
