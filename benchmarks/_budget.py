@@ -67,3 +67,31 @@ def nifti_files(folder: Path) -> list[Path]:
     if not files:
         raise SystemExit(f"no NIfTI volumes in {folder}")
     return files
+
+
+def run_for_minutes(cmd: list[str], log_path: Path, minutes: float, env: dict[str, str] | None = None,
+                    cwd: Path | None = None) -> float:
+    """Run ``cmd`` (a ``medgen train``) in a child process with its output in ``log_path``; after
+    ``minutes`` send it SIGINT (the trainer saves ``latest.pt`` and exits). A SIGTERM of this script
+    stops the child too, so a killed benchmark never leaves a trainer holding a core.
+
+    Returns: wall minutes.
+    """
+    import subprocess
+    import sys
+
+    start = time.time()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # SystemExit: the `finally` runs
+        try:
+            while proc.poll() is None and time.time() < start + minutes * 60:
+                time.sleep(2)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=1800)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    return (time.time() - start) / 60

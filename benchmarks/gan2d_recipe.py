@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _budget import run_for_minutes  # noqa: E402
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp"}
 
 
@@ -73,21 +76,7 @@ def train(args: argparse.Namespace) -> None:
         cmd += ["--set", item]
     print(f"{args.family}: {n_images} images, {steps_per_epoch} steps/epoch, checkpoint every {every} steps",
           flush=True)
-    log = open(args.out.with_suffix(".train.log"), "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    deadline = time.time() + args.minutes * 60
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        while proc.poll() is None and time.time() < deadline:
-            time.sleep(2)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # saves latest.pt and exits
-            try:
-                proc.wait(timeout=300)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
+    run_for_minutes(cmd, args.out.with_suffix(".train.log"), args.minutes, cwd=REPO)
     arrays: dict[str, np.ndarray] = {}
     for epoch in epochs:
         ckpt = run_dir / "checkpoints" / f"step_{epoch * steps_per_epoch}.pt"
@@ -156,7 +145,6 @@ def main() -> None:
     s.add_argument("--ref", type=Path)
     s.add_argument("--json", type=Path)
     args = ap.parse_args()
-    sys.path.insert(0, str(REPO))
     os.chdir(REPO)
     train(args) if args.cmd == "train" else score(args)
 

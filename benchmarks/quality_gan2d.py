@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _budget import run_for_minutes  # noqa: E402
 
 
 def medgen(*args: str, env: dict[str, str] | None = None) -> str:
@@ -73,25 +74,9 @@ def train(args: argparse.Namespace, config: Path, run_dir: Path, fid_every: int)
            "--set", f"trainer.val_every={fid_every}", "--set", f"trainer.ckpt_every={max(fid_every, 100)}",
            "--output-dir", str(run_dir.parent.parent), "--name", run_dir.name]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    log = open(run_dir.parent / f"{run_dir.name}.train.log", "w")
     start = time.time()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = start + args.minutes * 60
-    # A `kill` of this script must not leave the trainer running on its own (it holds a core):
-    # SIGTERM becomes SystemExit, so the `finally` below stops the child too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        while proc.poll() is None and time.time() < deadline:
-            time.sleep(5)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # the trainer saves latest.pt and exits
-            try:
-                proc.wait(timeout=1800)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
-    return start, (time.time() - start) / 60
+    minutes = run_for_minutes(cmd, run_dir.parent / f"{run_dir.name}.train.log", args.minutes, env=env)
+    return start, minutes
 
 
 def curve(run_dir: Path, start: float) -> tuple[list[dict[str, float]], int]:
