@@ -1,4 +1,5 @@
-"""Helpers shared by the quality benchmarks: training for a wall-clock budget, trilinear baselines."""
+"""Helpers shared by the quality benchmarks: training for a wall-clock budget, running medgen's CLI,
+trilinear baselines."""
 
 from __future__ import annotations
 
@@ -95,3 +96,21 @@ def run_for_minutes(cmd: list[str], log_path: Path, minutes: float, env: dict[st
                 except subprocess.TimeoutExpired:
                     proc.kill()
     return (time.time() - start) / 60
+
+
+def medgen(*args: str) -> str:
+    """Run ``python -m medgen_cli ARGS``; its stdout (exits with its output's tail on failure)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "medgen_cli", *args], capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"medgen {' '.join(args)} failed ({res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
+    return res.stdout
+
+
+def eval_fid(real: Path, fake: Path | str) -> dict[str, Any]:
+    """``medgen eval fid REAL FAKE --kid --json`` on the CPU, parsed."""
+    import json
+
+    return json.loads(medgen("eval", "fid", str(real), str(fake), "--kid", "--device", "cpu", "--json"))

@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,16 +32,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _budget import run_for_minutes  # noqa: E402
+from _budget import eval_fid, medgen, run_for_minutes  # noqa: E402
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp"}
-
-
-def medgen(*args: str) -> str:
-    res = subprocess.run([sys.executable, "-m", "medgen_cli", *args], capture_output=True, text=True, cwd=REPO)
-    if res.returncode != 0:
-        sys.exit(f"medgen {' '.join(args)} failed ({res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
-    return res.stdout
 
 
 def seconds_per_step(run_dir: Path) -> float | None:
@@ -109,14 +101,14 @@ def score(args: argparse.Namespace) -> None:
     meta = json.loads(str(data["meta"]))
     result: dict = {"meta": meta, "epochs": {}}
     if args.ref is not None:
-        floor = json.loads(medgen("eval", "fid", str(args.data), str(args.ref), "--kid", "--device", "cpu", "--json"))
+        floor = eval_fid(args.data, args.ref)
         result["fid_floor"] = floor["fid"]
     keys = sorted((k for k in data.files if k.startswith("epoch_")), key=lambda k: int(k.split("_")[1]))
     for key in keys:
         with tempfile.TemporaryDirectory() as tmp:
             for i, img in enumerate(data[key]):
                 Image.fromarray(img).save(Path(tmp) / f"{i:05d}.png")
-            res = json.loads(medgen("eval", "fid", str(args.data), tmp, "--kid", "--device", "cpu", "--json"))
+            res = eval_fid(args.data, tmp)
         result["epochs"][key.split("_")[1]] = {"fid": res["fid"], "kid": res["kid"]}
         ratio = f"  ({res['fid'] / result['fid_floor']:.2f}x floor)" if "fid_floor" in result else ""
         print(f"{meta['family']} epoch {key.split('_')[1]:>5}: FID {res['fid']:8.2f}  KID {res['kid']:.4f}{ratio}",

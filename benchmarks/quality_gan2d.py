@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,15 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _budget import run_for_minutes  # noqa: E402
-
-
-def medgen(*args: str, env: dict[str, str] | None = None) -> str:
-    """Run a medgen command; its stdout (raises with its stderr on failure)."""
-    res = subprocess.run([sys.executable, "-m", "medgen_cli", *args], capture_output=True, text=True, env=env)
-    if res.returncode != 0:
-        sys.exit(f"medgen {' '.join(args)} failed ({res.returncode}):\n{res.stderr[-3000:]}")
-    return res.stdout
+from _budget import eval_fid, medgen, run_for_minutes  # noqa: E402
 
 
 def seconds_per_step(family: str, config: Path, data: Path, threads: int) -> float:
@@ -101,10 +92,6 @@ def stopped_at(run_dir: Path) -> list[int]:
     log = run_dir / "log.txt"
     text = log.read_text() if log.is_file() else ""
     return [int(m) for m in re.findall(r"(?:stopped|finished) at step (\d+)", text)]
-
-
-def eval_fid(real: Path, fake: Path) -> dict[str, Any]:
-    return json.loads(medgen("eval", "fid", str(real), str(fake), "--kid", "--device", "cpu", "--json"))
 
 
 def grid(real: Path, fake: Path, out: Path, n: int = 36, scale: int = 2) -> None:
