@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -198,11 +198,18 @@ class GAN2DFamily(Family):
 
     @torch.no_grad()
     def _generate_many(self, generator: torch.nn.Module, n: int, seed: int, batch_size: int,
-                       device: torch.device, truncation: float = 1.0) -> torch.Tensor:
-        z_all = outputs.seed_latents(seed, n, self.latent_dim)
-        chunks = [outputs.to_unit(self.generate(generator, z.to(device), truncation,
-                                                seeds=list(range(seed + i, seed + i + z.shape[0])))).cpu()
-                  for i, z in zip(range(0, n, batch_size), z_all.split(batch_size))]
+                       device: torch.device, truncation: float = 1.0,
+                       track: Callable[[Iterator[Any], int, str], Iterator[Any]] | None = None) -> torch.Tensor:
+        """``n`` images in [0, 1] on the CPU, image ``i`` from seed ``seed + i`` alone (its z and any
+        further noise), ``batch_size`` at a time; ``track`` wraps the batches in a progress bar."""
+        starts: Iterator[int] = iter(range(seed, seed + n, batch_size))
+        if track is not None:
+            starts = track(starts, -(-n // batch_size), "sampling")
+        chunks = []
+        for first in starts:
+            seeds = list(range(first, min(first + batch_size, seed + n)))
+            z = outputs.seed_latents(first, len(seeds), self.latent_dim).to(device)
+            chunks.append(outputs.to_unit(self.generate(generator, z, truncation, seeds=seeds)).cpu())
         return torch.cat(chunks)
 
     def log_images(self, ctx: TrainContext) -> None:
@@ -231,15 +238,9 @@ class GAN2DFamily(Family):
     # ---- inference -----------------------------------------------------------------------------------
     def sample(self, opts: GAN2DSampleOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
         """Images ``[N, C, H, W]`` in [0, 1]; sample ``i`` comes from seed ``opts.seed + i``."""
-        gen = ctx.eval_module("generator")
-        z_all = outputs.seed_latents(opts.seed, opts.num, self.latent_dim)
-        trunc = self.sample_truncation(opts)
-        chunks, first = [], opts.seed
-        for z in ctx.track(iter(z_all.split(opts.batch_size)), -(-opts.num // opts.batch_size), "sampling"):
-            seeds = list(range(first, first + z.shape[0]))
-            chunks.append(outputs.to_unit(self.generate(gen, z.to(ctx.device), trunc, seeds=seeds)).cpu())
-            first += z.shape[0]
-        return seeded_samples(torch.cat(chunks).numpy(), opts.seed, value_range=(0.0, 1.0))
+        images = self._generate_many(ctx.eval_module("generator"), opts.num, opts.seed, opts.batch_size, ctx.device,
+                                     self.sample_truncation(opts), track=ctx.track)
+        return seeded_samples(images.numpy(), opts.seed, value_range=(0.0, 1.0))
 
     def interpolate(self, opts: GAN2DInterpolateOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
         """Frames between the latents of ``seed_a`` and ``seed_b`` (the subclass picks the path)."""
