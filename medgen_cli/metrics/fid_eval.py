@@ -43,7 +43,7 @@ class FIDOptions:
     center_fraction: float = 1.0
     window: tuple[float, float] | None = None
     use_cache: bool = True
-    sqrtm: str = DEFAULT_SQRTM  # "eigh" (fast, ~1e-8 relative from pytorch-fid) or "scipy" (equal)
+    sqrtm: str = DEFAULT_SQRTM  # "schur" (fast, equal to pytorch-fid), "eigh" (fastest) or "scipy" (its own)
     exact: bool = False  # pytorch-fid's NCHW network (bit-identical features) instead of channels-last
 
 
@@ -259,8 +259,8 @@ def evaluate_fid(real: str | Path, fake: str | Path | None, opts: FIDOptions, sa
         raise MedgenError("give FAKE to compare with, or --save-stats OUT.npz to save REAL's statistics")
     if opts.dims not in SUPPORTED_DIMS:
         raise MedgenError(f"--dims {opts.dims} is not supported", f"choose one of {SUPPORTED_DIMS}")
-    if opts.sqrtm not in ("scipy", "eigh"):
-        raise MedgenError(f"--sqrtm {opts.sqrtm!r} is not supported", "use scipy or eigh")
+    if opts.sqrtm not in ("schur", "scipy", "eigh"):
+        raise MedgenError(f"--sqrtm {opts.sqrtm!r} is not supported", "use schur, scipy or eigh")
     resolve_device(opts.device)  # a device this machine lacks fails now, not after reading REAL
     if save_stats is not None:
         if Path(save_stats).suffix != ".npz":
