@@ -122,9 +122,12 @@ def _trace(model: "torch.nn.Module") -> Any:
 
 
 def fast_inception(weights: Path, dims: int, device_type: str = "cpu") -> Any:
-    """The folded FID network for ``dims`` and a device type (``cpu``, ``cuda``), on the CPU:
-    the cached TorchScript when it is there and intact, else made from pytorch-fid's module
-    (and cached when tracing works)."""
+    """The folded FID network for ``dims`` and a device type, on the CPU. For ``cpu``: the cached
+    TorchScript when it is there and intact, else made from pytorch-fid's module (and cached when
+    tracing works). Other devices get the eager folded module (start-up matters less there, and
+    a CPU trace is not what they run)."""
+    if device_type != "cpu":
+        return eager_folded(weights, dims, device_type)
     path = _cache_file(weights, dims, device_type)
     cached = _load_cached(path) if path.is_file() else None
     if cached is not None:

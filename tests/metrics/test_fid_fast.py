@@ -109,3 +109,10 @@ def test_schur_falls_back_to_scipys_route_where_sqrtm_would_retry_or_fail() -> N
     s1, s2 = np.eye(2), np.diag([-1.0, 1.0])  # an imaginary root of 1: pytorch-fid raises
     with pytest.raises(F.FIDNumericalError):
         F.frechet_distance(np.zeros(2), s1, np.zeros(2), s2, sqrtm="schur")
+
+
+def test_other_devices_get_the_eager_folded_module_without_onednn(fid_env) -> None:
+    model = fid_fast.fast_inception(F.resolve_weights(), 64, "cuda")  # built on the CPU, moved later
+    assert not isinstance(model, torch.jit.ScriptModule)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert not any(type(m).__name__ == "Conv1x1" for m in model.modules())  # oneDNN is CPU only
