@@ -151,6 +151,7 @@ class FeatureExtractor:
         # CPU: batches run in parallel, one single-threaded batch per core (see map_batches);
         # exact: pytorch-fid's threading too (oneDNN picks its kernels by thread count).
         self.workers = torch.get_num_threads() if self.device.type == "cpu" and not exact else 1
+        self.chunked = self.device.type == "cpu" and not exact  # exact: pytorch-fid's batches
 
     def map_batches(self, batches: Iterable["torch.Tensor"]) -> Iterator[np.ndarray]:
         """Features of each batch, in order. On CPU up to ``workers`` batches run at once, each
@@ -161,7 +162,8 @@ class FeatureExtractor:
 
         if self.workers <= 1:
             for batch in batches:
-                yield self._forward(batch)
+                parts = [self._forward(c) for c in (batch.split(self.CPU_CHUNK) if self.chunked else (batch,))]
+                yield parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
             return
         main_threads = torch.get_num_threads()
         torch.set_num_threads(1)

@@ -45,6 +45,13 @@ def test_folded_network_equals_pytorch_fids_module(fid_env) -> None:
     assert got.shape == ref.shape == (7, 192)
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
     assert np.abs(got - ref).max() > 0  # really another computation, not the exact path
+    # one worker (OMP_NUM_THREADS=1): the same chunks, run in turn, the same features
+    sizes: list[int] = []
+    forward = fast._forward
+    fast._forward = lambda chunk: sizes.append(len(chunk)) or forward(chunk)
+    fast.workers = 1
+    np.testing.assert_array_equal(fast.features(images, batch_size=5), got)
+    assert sizes == [3, 2, 2]
 
 
 def test_traced_network_is_cached_verified_and_rebuilt_when_corrupt(fid_env, monkeypatch) -> None:
