@@ -107,7 +107,7 @@ def fid(
                                   "(~/.cache/medgen/fid, or $MEDGEN_CACHE_DIR/fid)."),
     sqrtm: str = typer.Option("schur", "--sqrtm", help="schur: the trace from the Schur form pytorch-fid's sqrtm "
                               "starts from (same value, ~7x faster at 2048-d). eigh: symmetric eigendecompositions "
-                              "(fastest; below 2048 samples ~1e-6 relative from pytorch-fid, whose own value carries "
+                              "(as fast; below 2048 samples ~1e-6 relative from pytorch-fid, whose own value carries "
                               "rounding there). scipy: pytorch-fid's own sqrtm."),
     exact: bool = typer.Option(False, "--exact", help="Bit-identical to pytorch-fid: its NCHW network and (with "
                                "--sqrtm scipy) its square root. Default: batch norms folded, channels-last, cached "

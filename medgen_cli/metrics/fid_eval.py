@@ -43,7 +43,7 @@ class FIDOptions:
     center_fraction: float = 1.0
     window: tuple[float, float] | None = None
     use_cache: bool = True
-    sqrtm: str = DEFAULT_SQRTM  # "schur" (fast, equal to pytorch-fid), "eigh" (fastest) or "scipy" (its own)
+    sqrtm: str = DEFAULT_SQRTM  # "schur" (fast, equal to pytorch-fid), "eigh" (as fast) or "scipy" (its own)
     exact: bool = False  # pytorch-fid's NCHW network (bit-identical features) instead of channels-last
 
 

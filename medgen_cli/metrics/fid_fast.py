@@ -1,13 +1,14 @@
-"""The default (fast) FID network: pytorch-fid's InceptionV3 with its batch norms folded into the
-convolutions (and on the CPU every 1x1 convolution run by oneDNN), traced once to TorchScript and cached, so later runs start without importing
-pytorch-fid (and through it torchvision and ``torch._dynamo``: ~3 s of every cold start here).
+"""The default (fast) FID network on the CPU: pytorch-fid's InceptionV3 with its batch norms folded
+into the convolutions and its 1x1 convolutions run by oneDNN, traced once to TorchScript and
+cached, so later runs start without importing pytorch-fid (and through it torchvision and
+``torch._dynamo``: ~3 s of every cold start here).
 
 The traced module runs exactly the operations of the eager, folded pytorch-fid module (checked
 when it is made: equal outputs on a batch of another size), so features do not depend on
-whether the cache existed. The cache file (``<cache>/weights/<key>-fid-fast-<dims>.pt``) is keyed
-by the weights' fingerprint, the feature size and the torch version, and loaded only when its
-SHA-256 matches the one recorded beside it when medgen wrote it; anything that fails (an old or
-future torch without ``torch.jit``, an unwritable cache) falls back to the eager module.
+whether the cache existed. The cache file (``<cache>/weights/<key>-fid-fast-<dims>-cpu.pt``) is
+keyed by the weights' fingerprint, the feature size and the torch version, and loaded only when
+its SHA-256 matches the one recorded beside it when medgen wrote it; anything that fails (a torch
+without ``torch.jit``, an unwritable cache) falls back to the eager module.
 """
 
 from __future__ import annotations
