@@ -35,8 +35,7 @@ from medgen_cli.devices import resolve_device
 from medgen_cli.errors import MedgenError
 from medgen_cli.metrics.fid_fast import fast_inception
 from medgen_cli.metrics.fid_weights import (PYTORCH_FID_NAME, FIDWeightsMismatch, FIDWeightsMissing,
-                                            build_inception, default_weights, load_state_file, prepare_weights,
-                                            source_path)
+                                            default_weights, inception_for_dims, prepare_weights, source_path)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -136,22 +135,18 @@ class FeatureExtractor:
         self.device = resolve_device(device)
         self.weights_path = resolve_weights(weights)
         try:
-            if exact:  # pytorch-fid's own network (its constructor would fetch weights by URL: it gets ours)
-                import pytorch_fid.inception as pfi
-
-                state = load_state_file(self.weights_path)
-                model = build_inception(state, [pfi.InceptionV3.BLOCK_INDEX_BY_DIM[dims]])
-            else:
-                model = fast_inception(self.weights_path, dims, self.device.type)
+            # exact: pytorch-fid's own network (its constructor would fetch weights by URL: it gets ours)
+            model = (inception_for_dims(self.weights_path, dims) if exact
+                     else fast_inception(self.weights_path, dims, self.device.type))
         except FIDWeightsMismatch as exc:
             raise FIDWeightsMismatch(f"{self.weights_path} is {exc.message[0].lower()}{exc.message[1:]}",
                                      exc.hint) from exc
         self.memory_format = torch.contiguous_format if exact else torch.channels_last
         self.model = model.to(self.device, memory_format=self.memory_format).eval()
-        # CPU: batches run in parallel, one single-threaded batch per core (see map_batches);
-        # exact: pytorch-fid's threading too (oneDNN picks its kernels by thread count).
-        self.workers = torch.get_num_threads() if self.device.type == "cpu" and not exact else 1
-        self.chunked = self.device.type == "cpu" and not exact  # exact: pytorch-fid's batches
+        # CPU: CPU_CHUNK-image chunks, one single-threaded chunk per core in parallel (see
+        # map_batches); exact: pytorch-fid's batches and threading (oneDNN picks its kernels by both).
+        self.chunked = self.device.type == "cpu" and not exact
+        self.workers = torch.get_num_threads() if self.chunked else 1
 
     def map_batches(self, batches: Iterable["torch.Tensor"]) -> Iterator[np.ndarray]:
         """Features of each batch, in order. On CPU up to ``workers`` batches run at once, each
@@ -162,8 +157,7 @@ class FeatureExtractor:
 
         if self.workers <= 1:
             for batch in batches:
-                parts = [self._forward(c) for c in (batch.split(self.CPU_CHUNK) if self.chunked else (batch,))]
-                yield parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+                yield _concat([self._forward(c) for c in (batch.split(self.CPU_CHUNK) if self.chunked else (batch,))])
             return
         main_threads = torch.get_num_threads()
         torch.set_num_threads(1)
@@ -174,9 +168,9 @@ class FeatureExtractor:
                 for batch in batches:
                     pending.append([pool.submit(self._forward, chunk) for chunk in batch.split(self.CPU_CHUNK)])
                     if len(pending) > 1:  # bounded look-ahead: memory stays flat
-                        yield _joined(pending.popleft())
+                        yield _concat([f.result() for f in pending.popleft()])
                 while pending:
-                    yield _joined(pending.popleft())
+                    yield _concat([f.result() for f in pending.popleft()])
         finally:
             torch.set_num_threads(main_threads)
 
@@ -240,8 +234,7 @@ class FeatureExtractor:
         return np.concatenate(parts, axis=0)
 
 
-def _joined(futures: list[Future[np.ndarray]]) -> np.ndarray:
-    parts = [f.result() for f in futures]
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
@@ -339,16 +332,23 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
         raise MedgenError(f"statistics have different dimensions: {mu1.shape[0]} vs {mu2.shape[0]}",
                           "compute both with the same --dims")
     diff = mu1 - mu2
+    if sqrtm not in ("schur", "scipy", "eigh"):
+        raise MedgenError(f"unknown sqrtm method {sqrtm!r}", "use schur, scipy or eigh")
+    tr = None
     if sqrtm == "eigh":
         tr = _trace_sqrt_product_eigh(sigma1, sigma2)
-        return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr)
-    if sqrtm == "schur":
+    elif sqrtm == "schur":
         roots = _sqrt_eigenvalues_schur(sigma1.dot(sigma2))
         if roots is not None and np.abs(roots.imag).max(initial=0.0) <= 1e-3:
             tr = float(roots.real.sum())
-            return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr)
-    elif sqrtm != "scipy":
-        raise MedgenError(f"unknown sqrtm method {sqrtm!r}", "use schur, scipy or eigh")
+    if tr is None:  # scipy, or schur where only the full square root decides
+        tr = _trace_sqrtm_scipy(sigma1, sigma2, eps)
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr)
+
+
+def _trace_sqrtm_scipy(sigma1: np.ndarray, sigma2: np.ndarray, eps: float) -> float:
+    """``Tr sqrtm(Σ1 Σ2)`` exactly as pytorch-fid: retry with ``eps * I`` added when the root is
+    not finite; an imaginary diagonal above 1e-3 is an error."""
     covmean = _sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
         offset = np.eye(sigma1.shape[0]) * eps
@@ -359,8 +359,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
             raise FIDNumericalError(f"FID: sqrtm(Σ1·Σ2) has an imaginary component {m:.3g}",
                                     "use more samples (at least the feature dimension) or a smaller --dims")
         covmean = covmean.real
-    tr_covmean = np.trace(covmean)
-    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
+    return np.trace(covmean)
 
 
 def kid_subset_size(n1: int, n2: int, requested: int = 1000) -> int:

@@ -13,13 +13,13 @@ without ``torch.jit``, an unwritable cache) falls back to the eager module.
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medgen_cli.io import atomic_path
-from medgen_cli.metrics.fid_weights import file_digest, load_state_file, weights_cache_dir
+from medgen_cli.metrics.fid_weights import (checksum_recorded, file_digest, inception_for_dims, weights_cache_dir,
+                                            write_record)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -69,39 +69,33 @@ def _onednn_pointwise(model: "torch.nn.Module") -> "torch.nn.Module":
 def eager_folded(weights: Path, dims: int, device_type: str = "cpu") -> "torch.nn.Module":
     """pytorch-fid's ``InceptionV3`` for ``dims`` holding ``weights``, batch norms folded (and
     on the CPU its 1x1 convolutions run by oneDNN), in channels-last memory format."""
-    import pytorch_fid.inception as pfi
     import torch
 
-    from medgen_cli.metrics.fid_weights import build_inception
-
-    state = load_state_file(weights)
-    model = fold_batch_norms(build_inception(state, [pfi.InceptionV3.BLOCK_INDEX_BY_DIM[dims]]))
+    model = fold_batch_norms(inception_for_dims(weights, dims))
     if device_type == "cpu":
         model = _onednn_pointwise(model)
     return model.to(memory_format=torch.channels_last)
 
 
-def _cache_file(weights: Path, dims: int, device_type: str) -> Path:
+def _cache_file(weights: Path, dims: int) -> Path:
     import torch
 
     from medgen_cli.metrics.fid import weights_fingerprint
 
     tag = f"{weights_fingerprint(weights)}-f{FORMAT}-torch{torch.__version__.split('+')[0]}"
-    return weights_cache_dir() / f"{tag}-fid-fast-{dims}-{device_type}.pt"
+    return weights_cache_dir() / f"{tag}-fid-fast-{dims}-cpu.pt"
 
 
 def _load_cached(path: Path) -> Any:
     import torch
 
-    meta = path.with_suffix(".json")
+    if not checksum_recorded(path):
+        return None
     try:
-        recorded = json.loads(meta.read_text())["sha256"]
-        if recorded != file_digest(path):
-            return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit's deprecation notices
             return torch.jit.load(str(path), map_location="cpu").eval()
-    except Exception:  # missing, stale, unreadable: rebuild
+    except Exception:  # a trace this torch cannot read: rebuild
         return None
 
 
@@ -129,8 +123,8 @@ def fast_inception(weights: Path, dims: int, device_type: str = "cpu") -> Any:
     a CPU trace is not what they run)."""
     if device_type != "cpu":
         return eager_folded(weights, dims, device_type)
-    path = _cache_file(weights, dims, device_type)
-    cached = _load_cached(path) if path.is_file() else None
+    path = _cache_file(weights, dims)
+    cached = _load_cached(path)
     if cached is not None:
         return cached
     model = eager_folded(weights, dims, device_type)
@@ -140,8 +134,7 @@ def fast_inception(weights: Path, dims: int, device_type: str = "cpu") -> Any:
     try:
         with atomic_path(path, fsync=False) as tmp:
             traced.save(str(tmp))
-        with atomic_path(path.with_suffix(".json"), fsync=False) as tmp:
-            tmp.write_text(json.dumps({"weights": str(weights), "dims": dims, "sha256": file_digest(path)}))
     except OSError:
-        pass  # an unwritable cache only costs the import next time
+        return traced  # an unwritable cache only costs the import next time
+    write_record(path.with_suffix(".json"), {"weights": str(weights), "dims": dims, "sha256": file_digest(path)})
     return traced

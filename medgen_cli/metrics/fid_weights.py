@@ -215,6 +215,14 @@ def build_inception(state: dict[str, "torch.Tensor"], output_blocks: list[int], 
                                      "use pt_inception-2015-12-05-6726825d.pth or default_1.pt") from exc
 
 
+def inception_for_dims(path: Path, dims: int) -> Any:
+    """pytorch-fid's ``InceptionV3`` whose output is the ``dims``-feature block, holding the
+    weights in ``path`` (a pytorch-fid-layout state dict)."""
+    import pytorch_fid.inception as pfi
+
+    return build_inception(load_state_file(path), [pfi.InceptionV3.BLOCK_INDEX_BY_DIM[dims]])
+
+
 def pool_features(state: dict[str, "torch.Tensor"], x: "torch.Tensor") -> np.ndarray:
     """Pool3 features of ``x`` ([N, 3, 299, 299] in [-1, 1]) through pytorch-fid's blocks built
     from ``state`` (no resize: 299² input is what both layouts take)."""
@@ -308,15 +316,29 @@ def verify_state_file(path: Path) -> None:
         return
     state = load_state_file(path)
     _compare(pool_features(state, fixed_input()), _reference(), "the reference features", path)
-    _write_record(record, {"path": str(path), "verified": True})
+    write_record(record, {"path": str(path), "verified": True})
 
 
-def _write_record(path: Path, data: dict[str, Any]) -> None:
+def write_record(path: Path, data: dict[str, Any]) -> None:
+    """Write a small JSON record of the cache; an unwritable cache is not an error."""
     try:
         with atomic_path(path, fsync=False) as tmp:
             tmp.write_text(json.dumps(data))
     except OSError:
         pass  # an unwritable cache only costs a re-verification next time
+
+
+def checksum_recorded(path: Path) -> bool:
+    """Whether ``path`` exists and its SHA-256 equals the one recorded in ``path.json`` when the
+    cache wrote it (a truncated, corrupted or replaced file is then rebuilt)."""
+    meta = path.with_suffix(".json")
+    if not (path.is_file() and meta.is_file()):
+        return False
+    try:
+        recorded = json.loads(meta.read_text())["sha256"]
+    except (ValueError, KeyError, TypeError, OSError):
+        return False
+    return recorded == file_digest(path)
 
 
 _MAPPED: dict[tuple[str, int, int, str], Path] = {}
@@ -339,19 +361,13 @@ def _mapped_from_torchscript(path: Path) -> Path:
     key = file_digest(path, "sha1") if path.stat().st_size < (1 << 31) else _fingerprint(path)
     folder = weights_cache_dir()
     out = folder / f"{key[:16]}-{MAPPED_NAME}"
-    meta = out.with_suffix(".json")
-    if out.is_file() and meta.is_file():
-        try:
-            recorded = json.loads(meta.read_text())["sha256"]
-        except (ValueError, KeyError, OSError):
-            recorded = None
-        if recorded == file_digest(out):
-            return out
+    if checksum_recorded(out):
+        return out
     folder.mkdir(parents=True, exist_ok=True)
     facts = map_torchscript(path, out)
-    _write_record(meta, {"source": str(path), "source_sha1": key, **facts})
+    write_record(out.with_suffix(".json"), {"source": str(path), "source_sha1": key, **facts})
     # Verified just now against its source: giving this file as --weights needs no second check.
-    _write_record(folder / f"verified-{_fingerprint(out)}.json", {"path": str(out), "verified": True})
+    write_record(folder / f"verified-{_fingerprint(out)}.json", {"path": str(out), "verified": True})
     return out
 
 
