@@ -54,6 +54,23 @@ def test_folded_network_equals_pytorch_fids_module(fid_env) -> None:
     assert sizes == [3, 2, 2]
 
 
+def test_merged_pointwise_blocks_equal_pytorch_fids_blocks(fid_env) -> None:
+    """Mixed_5b..7c with their input-reading 1x1 convolutions merged into one and the average pool
+    moved after its 1x1 convolution: pool3 features of pytorch-fid's unmodified network."""
+    from medgen_cli.metrics.fid_weights import inception_for_dims
+
+    weights = F.resolve_weights()
+    model = fid_fast.eager_folded(weights, 2048).eval()
+    merged = [m for m in model.modules() if type(m).__name__ == "MergedPointwise"]
+    assert len(merged) == 10  # Mixed_5b-d, 6b-e, 7a, 7b, 7c
+    assert sum(m.pooled >= 0 for m in merged) == 8  # every average-pool branch but Mixed_7c's max pool
+    images = _images(2, 3)
+    with torch.no_grad():
+        ref = inception_for_dims(weights, 2048).eval()(images)[0]
+        got = model(images.contiguous(memory_format=torch.channels_last))[0]
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=1e-4, rtol=0)
+
+
 def test_traced_network_is_cached_verified_and_rebuilt_when_corrupt(fid_env, monkeypatch) -> None:
     for stale in _cached_files(64):  # the weights folder is shared between tests
         stale.unlink()
