@@ -1,6 +1,7 @@
 """The default (fast) FID network on the CPU: pytorch-fid's InceptionV3 with its batch norms folded
-into the convolutions and its 1x1 convolutions run by oneDNN, traced once to TorchScript and
-cached, so later runs start without importing pytorch-fid (and through it torchvision and
+into the convolutions, the 1x1 convolutions that read each Inception block's input merged into
+one (run by oneDNN, with the average-pool branch pooled after its convolution), traced once to
+TorchScript and cached, so later runs start without importing pytorch-fid (and through it torchvision and
 ``torch._dynamo``: ~3 s of every cold start here).
 
 The traced module runs exactly the operations of the eager, folded pytorch-fid module (checked
