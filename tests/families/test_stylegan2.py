@@ -114,6 +114,20 @@ def test_minibatch_std_matches_reference() -> None:
         assert torch.allclose(out[i, 3], ref[i % 2].expand(4, 4))
 
 
+def test_mbstd_group_reaches_the_discriminator(blobs: Path) -> None:
+    """``model.mbstd_group`` sets D's group: with 8 the std feature is one value over the batch of 8."""
+    fam = _family(blobs, ["model.mbstd_group=8"])
+    disc = fam.modules["discriminator"]
+    seen: list[torch.Tensor] = []
+    disc.conv.register_forward_pre_hook(lambda _m, args: seen.append(args[0][:, -1].detach()))
+    x = torch.randn(8, 1, 16, 16)
+    disc(x)
+    assert torch.allclose(seen[0], seen[0][0, 0, 0].expand_as(seen[0]))  # one group: the same value everywhere
+    disc.mbstd_group = 4
+    disc(x)
+    assert not torch.allclose(seen[1], seen[1][0, 0, 0].expand_as(seen[1]))
+
+
 def test_train_step_changes_both_players_with_regularizers(blobs: Path) -> None:
     fam = _family(blobs, ["loss.r1_interval=1", "loss.pl_interval=1", "loss.r1_gamma=1.0", "augment.ada_p_init=0.5"])
     before = {n: [p.detach().clone() for p in m.parameters()] for n, m in fam.modules.items()}

@@ -34,6 +34,11 @@ class StyleGAN2ModelConfig(StrictModel):
     mapping_lr_mul: float = Field(0.01, gt=0.0, description="Learning-rate multiplier of the mapping network.")
     channel_base: int = Field(16384, ge=1, description="Channels at resolution r = min(channel_base / r, channel_max).")
     channel_max: int = Field(512, ge=1, description="Upper bound of the channels at any resolution.")
+    mbstd_group: int = Field(
+        4, ge=1,
+        description="Minibatch-std group size of D (the largest divisor of the batch up to this); larger groups let "
+                    "D see a batch's diversity better (StyleGAN2-ADA: 4 by default, 32 for CIFAR).",
+    )
     w_avg_beta: float = Field(0.995, gt=0.0, lt=1.0, description="Decay of the tracked mean of w (truncation centre).")
     ema_halflife_images: float | None = Field(
         2500.0, gt=0.0,

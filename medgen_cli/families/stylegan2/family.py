@@ -55,7 +55,7 @@ class StyleGAN2Family(GAN2DFamily):
         self.device = device
         gen = Generator(m.z_dim, m.w_dim, d.resolution, d.channels, m.mapping_layers, m.mapping_lr_mul,
                         m.w_avg_beta, m.channel_base, m.channel_max).to(device)
-        disc = Discriminator(d.resolution, d.channels, m.channel_base, m.channel_max).to(device)
+        disc = Discriminator(d.resolution, d.channels, m.channel_base, m.channel_max, m.mbstd_group).to(device)
         self.modules = {"generator": gen, "discriminator": disc}
         self.optimizers = {
             "g": self._adam(gen, o.lr_g, o.betas, loss.pl_interval if loss.pl_weight > 0 else None),

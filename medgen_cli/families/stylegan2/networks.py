@@ -261,8 +261,9 @@ def minibatch_std(x: torch.Tensor, group: int = 4) -> torch.Tensor:
 class Discriminator(nn.Module):
     """fromRGB → residual down-blocks to 4×4 → minibatch std → conv → FC → logit."""
 
-    def __init__(self, resolution: int, channels: int, base: int, cap: int) -> None:
+    def __init__(self, resolution: int, channels: int, base: int, cap: int, mbstd_group: int = 4) -> None:
         super().__init__()
+        self.mbstd_group = mbstd_group
         cin = channels_at(resolution, base, cap)
         self.from_image = EqualConv2d(channels, cin, 1)
         blocks = []
@@ -279,5 +280,5 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.blocks(lrelu(self.from_image(x)))
-        h = lrelu(self.conv(minibatch_std(h)))
+        h = lrelu(self.conv(minibatch_std(h, self.mbstd_group)))
         return self.out(self.fc(h.flatten(1))).squeeze(1)
