@@ -110,7 +110,8 @@ def medgen(*args: str) -> str:
 
 
 def eval_fid(real: Path, fake: Path | str) -> dict[str, Any]:
-    """``medgen eval fid REAL FAKE --kid --json`` on the CPU, parsed."""
+    """``medgen eval fid REAL FAKE --kid --prdc --json`` on the CPU, parsed (FID, KID, precision,
+    recall, density, coverage)."""
     import json
 
-    return json.loads(medgen("eval", "fid", str(real), str(fake), "--kid", "--device", "cpu", "--json"))
+    return json.loads(medgen("eval", "fid", str(real), str(fake), "--kid", "--prdc", "--device", "cpu", "--json"))

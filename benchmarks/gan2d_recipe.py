@@ -109,7 +109,7 @@ def score(args: argparse.Namespace) -> None:
             for i, img in enumerate(data[key]):
                 Image.fromarray(img).save(Path(tmp) / f"{i:05d}.png")
             res = eval_fid(args.data, tmp)
-        result["epochs"][key.split("_")[1]] = {"fid": res["fid"], "kid": res["kid"]}
+        result["epochs"][key.split("_")[1]] = {"fid": res["fid"], "kid": res["kid"], "coverage": res["coverage"]}
         ratio = f"  ({res['fid'] / result['fid_floor']:.2f}x floor)" if "fid_floor" in result else ""
         print(f"{meta['family']} epoch {key.split('_')[1]:>5}: FID {res['fid']:8.2f}  KID {res['kid']:.4f}{ratio}",
               flush=True)

@@ -8,11 +8,13 @@
    comes from a short timing of the step on this machine); after ``--minutes`` of wall time the
    run is stopped with SIGINT (it saves ``latest.pt``; ``best.pt`` holds the best FID so far).
 2. Samples ``--num-samples`` images from ``best.pt`` (``medgen sample``) and scores them against
-   DIR with ``medgen eval fid --kid``; with ``--ref``, FID(DIR, REF) is the floor: two real sets
+   DIR with ``medgen eval fid --kid --prdc``; with ``--ref``, FID(DIR, REF) is the floor: two real sets
    of the same size already differ by it (FID is biased upward below 2,048 images).
-3. Writes JSON (``fid``, ``kid``, ``kid_std``, ``fid_floor``, ``kid_floor``, ``minutes``,
-   ``steps``, ``curve`` = in-training FID vs minutes, ``ratio_to_floor``) and a PNG beside it:
-   real images (left) and samples (right).
+3. Writes JSON (``fid``, ``kid``, ``kid_std``, ``precision``, ``recall``, ``density``,
+   ``coverage``, ``fid_floor``, ``kid_floor``, ``coverage_floor``, ``minutes``, ``steps``,
+   ``curve`` = in-training FID/KID/coverage vs minutes, ``ratio_to_floor``) and a PNG beside it:
+   real images (left) and samples (right). Coverage tells a model that draws one mode of the data
+   well (low FID at small sample counts) from one that draws all of it.
 
 Data for development: ``python benchmarks/make_gan2d_data.py DATA`` (coins + hubble patches).
 """
@@ -81,7 +83,7 @@ def curve(run_dir: Path, start: float) -> tuple[list[dict[str, float]], int]:
         last_step = max(last_step, int(rec.get("step", 0)))
         if "val/fid" in rec:
             points.append({"minutes": round((rec["time"] - start) / 60, 2), "step": rec["step"],
-                           "fid": rec["val/fid"], "kid": rec.get("val/kid")})
+                           "fid": rec["val/fid"], "kid": rec.get("val/kid"), "coverage": rec.get("val/coverage")})
     return points, last_step
 
 
@@ -150,10 +152,12 @@ def main() -> None:
                               "seconds_per_step_at_start": round(sps, 3), "num_samples": args.num_samples}
     scored = eval_fid(args.data, samples)
     result.update(fid=scored["fid"], kid=scored["kid"], kid_std=scored["kid_std"],
-                  kid_subset_size=scored.get("kid_subset_size"))
+                  kid_subset_size=scored.get("kid_subset_size"),
+                  **{k: scored[k] for k in ("precision", "recall", "density", "coverage")})
     if args.ref is not None:
         floor = eval_fid(args.data, args.ref)
-        result.update(fid_floor=floor["fid"], kid_floor=floor["kid"], ratio_to_floor=scored["fid"] / floor["fid"],
+        result.update(fid_floor=floor["fid"], kid_floor=floor["kid"], coverage_floor=floor["coverage"],
+                      ratio_to_floor=scored["fid"] / floor["fid"],
                       goal_met=scored["fid"] <= 1.5 * floor["fid"])
     result["curve"] = points
     result["best_step"] = min(points, key=lambda p: p["fid"])["step"] if points else None
@@ -164,7 +168,8 @@ def main() -> None:
     args.json.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}, indent=2))
     for p in points:
-        print(f"  {p['minutes']:7.1f} min  step {p['step']:6d}  FID {p['fid']:8.2f}")
+        cov = "" if p["coverage"] is None else f"  coverage {p['coverage']:.3f}"
+        print(f"  {p['minutes']:7.1f} min  step {p['step']:6d}  FID {p['fid']:8.2f}{cov}")
 
 
 if __name__ == "__main__":

@@ -50,21 +50,32 @@ class _Bars:
 def _table(result: dict[str, Any]) -> Any:
     from rich.table import Table
 
+    from medgen_cli.metrics.prdc import NAMES as PRDC_NAMES
+
     kid_on = "kid" in result
+    prdc_on = "coverage" in result
     table = Table(title=f"FID ({result['dims']}-d Inception features, {result['kind']})")
     table.add_column("plane" if result["kind"] == "volumes" else "", style="bold")
     table.add_column("FID", justify="right")
     if kid_on:
         table.add_column("KID ×1e3", justify="right")
+    if prdc_on:
+        for name in PRDC_NAMES:
+            table.add_column(name, justify="right")
     rows = [(p, r) for p, r in result.get("planes", {}).items()]
     rows.append(("mean" if rows else "value", result))
     for name, r in rows:
         cells = [name, f"{r['fid']:.4f}"]
         if kid_on:
             cells.append(f"{1e3 * r['kid']:.3f} ± {1e3 * r['kid_std']:.3f}")
+        if prdc_on:
+            cells += [f"{r[name]:.3f}" for name in PRDC_NAMES]
         table.add_row(*cells)
     if kid_on:
         table.caption = (f"KID: mean ± std over {result['kid_subsets']} subsets of {result['kid_subset_size']} images")
+    if prdc_on:
+        table.caption = ((table.caption + "\n" if table.caption else "")
+                         + f"precision/recall/density/coverage: k = {result['prdc_k']} nearest neighbours")
     for role in ("real", "fake"):
         s = result[role]
         count = "stats" if s["n"] is None else f"{s['n']} {s['kind']}"
@@ -97,6 +108,10 @@ def fid(
     kid_: bool = typer.Option(False, "--kid", help="Also compute KID (unbiased; recommended below 2,048 samples)."),
     kid_subsets: int = typer.Option(100, "--kid-subsets", min=1, help="KID: number of random subsets."),
     kid_subset_size: int = typer.Option(1000, "--kid-subset-size", min=2, help="KID: subset size; when a set is not larger, half the smaller set (so the subsets differ and the ± is a real spread)."),
+    prdc_: bool = typer.Option(False, "--prdc", help="Also compute precision, recall, density and coverage (Naeem et al. "
+                               "2020) in the same features: coverage is the share of real images with a generated one "
+                               "among their nearest neighbours (a model drawing one of two modes covers ~half)."),
+    prdc_k: int = typer.Option(5, "--prdc-k", min=1, help="--prdc: the k-th nearest neighbour that sets each image's radius."),
     center_fraction: float = typer.Option(1.0, "--center-fraction", help="Volumes: keep the central fraction of slices along each axis."),
     window: Optional[str] = typer.Option(None, "--window", help="Volumes: intensity window LOW,HIGH mapped to [0, 1] "
                                          "(default: per-volume min-max), e.g. --window=-1000,1024 for CT."),
@@ -114,7 +129,7 @@ def fid(
                                "TorchScript; ~2x faster on CPU, FID ~3e-7 relative from pytorch-fid's."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
-    """Fréchet Inception Distance equal to pytorch-fid's (and KID), for images or 3D volumes.
+    """Fréchet Inception Distance equal to pytorch-fid's (and KID, precision/recall), for images or 3D volumes.
 
     Images are read as pytorch-fid reads them and go through its FID-InceptionV3; on the same folders the value equals `python -m pytorch_fid REAL FAKE`.
 
@@ -126,6 +141,7 @@ def fid(
 
     opts = FIDOptions(dims=dims, device=device, batch_size=batch_size, workers=workers, weights=weights,
                       kid=kid_, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
+                      prdc=prdc_, prdc_k=prdc_k,
                       center_fraction=center_fraction, window=_parse_window(window), use_cache=not no_cache,
                       sqrtm=sqrtm, exact=exact)
     with _Bars(enabled=True) as bars:

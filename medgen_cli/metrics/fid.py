@@ -407,8 +407,12 @@ def kid(features1: np.ndarray, features2: np.ndarray, num_subsets: int = 100,
     return float(values.mean()), float(values.std())
 
 
+PRDC_K = 5  # nearest neighbour of the training-time precision/recall (Naeem et al.'s default)
+
+
 class FIDTracker:
-    """FID (and KID) of generated images against a fixed real set, for training loops.
+    """FID (and KID, precision/recall/density/coverage) of generated images against a fixed real
+    set, for training loops.
 
     The extractor is loaded once and the real features/statistics are computed once.
 
@@ -416,7 +420,8 @@ class FIDTracker:
         real_images: float tensor ``[N, C, H, W]`` in [0, 1] (C = 1 or 3).
         device: torch device.
         weights: weights path (see :func:`resolve_weights`).
-        compute_kid: also return KID (the real features are kept in memory for it).
+        compute_kid: also return KID and precision, recall, density and coverage
+            (:mod:`medgen_cli.metrics.prdc`, k = 5); the real features are kept in memory for them.
         dims: Inception feature size.
         batch_size: images per forward pass.
         sqrtm: ``"eigh"`` (fast) or ``"scipy"`` (pytorch-fid's); see :func:`frechet_distance`.
@@ -457,10 +462,15 @@ class FIDTracker:
         return stats.features["image"]
 
     def __call__(self, fake_images: "torch.Tensor") -> dict[str, float]:
-        """Return ``{"fid": ..., "kid": ...}`` (``"kid"`` only when ``compute_kid``)."""
+        """Return ``{"fid", "kid", "precision", "recall", "density", "coverage"}`` (all but
+        ``"fid"`` only when ``compute_kid``)."""
         feats = self.extractor.features(fake_images, self.batch_size)
         mu, sigma = compute_stats(feats)
         out = {"fid": frechet_distance(self.mu, self.sigma, mu, sigma, sqrtm=self.sqrtm)}
         if self.compute_kid and self.real_features is not None:
+            from medgen_cli.metrics.prdc import prdc
+
             out["kid"] = kid(self.real_features, feats)[0]
+            if min(len(feats), len(self.real_features)) > PRDC_K:
+                out.update(prdc(self.real_features, feats, PRDC_K))
         return out

@@ -21,6 +21,8 @@ from medgen_cli.metrics import fid_inputs as fi
 from medgen_cli.metrics.fid import (DEFAULT_SQRTM, compute_stats, frechet_distance, kid, kid_subset_size,
                                     resolve_weights, weights_fingerprint)
 from medgen_cli.metrics.fid_volumes import PLANES, volume_features
+from medgen_cli.metrics.prdc import NAMES as PRDC_NAMES
+from medgen_cli.metrics.prdc import prdc
 
 IMAGE_PLANE = "image"  # the single "plane" of a 2D image set
 
@@ -40,11 +42,18 @@ class FIDOptions:
     kid: bool = False
     kid_subsets: int = 100
     kid_subset_size: int = 1000
+    prdc: bool = False  # precision, recall, density, coverage (metrics/prdc.py)
+    prdc_k: int = 5
     center_fraction: float = 1.0
     window: tuple[float, float] | None = None
     use_cache: bool = True
     sqrtm: str = DEFAULT_SQRTM  # "schur" (fast, equal to pytorch-fid), "eigh" (as fast) or "scipy" (its own)
     exact: bool = False  # pytorch-fid's NCHW network (bit-identical features) instead of channels-last
+
+    @property
+    def needs_features(self) -> bool:
+        """KID and precision/recall need each sample's features, not only mean and covariance."""
+        return self.kid or self.prdc
 
 
 @dataclass
@@ -169,14 +178,15 @@ def set_stats(path: str | Path, opts: FIDOptions, extractor: _LazyExtractor | No
     path = Path(path)
     kind = fi.detect_kind(path)
     if kind == "stats":
-        if opts.kid:
-            raise MedgenError(f"--kid needs image features but {path} holds only statistics",
+        if opts.needs_features:
+            flag = "--kid" if opts.kid else "--prdc"
+            raise MedgenError(f"{flag} needs image features but {path} holds only statistics",
                               "give the image or volume folder instead of the .npz")
         return _npz_stats(path, opts.dims)
     extractor = extractor or _LazyExtractor(opts)
     key = _cache_key(path, kind, opts) if cache and opts.use_cache else None
     if key is not None:
-        hit = fi.cache_load(key, need_features=opts.kid)
+        hit = fi.cache_load(key, need_features=opts.needs_features)
         if hit is not None:
             planes = [IMAGE_PLANE] if kind == "images" else list(PLANES)
             sfx = {p: "" if p == IMAGE_PLANE else f"_{p}" for p in planes}
@@ -205,10 +215,13 @@ def compare(real: SetStats, fake: SetStats, opts: FIDOptions) -> dict[str, Any]:
     planes: dict[str, dict[str, float]] = {}
     for p in real.stats:
         row = {"fid": frechet_distance(*real.stats[p], *fake.stats[p], sqrtm=opts.sqrtm)}
-        if opts.kid:
+        if opts.needs_features:
             assert real.features is not None and fake.features is not None
+        if opts.kid:
             row["kid"], row["kid_std"] = kid(real.features[p], fake.features[p], opts.kid_subsets,
                                              opts.kid_subset_size)
+        if opts.prdc:
+            row.update(prdc(real.features[p], fake.features[p], opts.prdc_k))
         planes[p] = row
     result: dict[str, Any] = {
         "fid": float(np.mean([r["fid"] for r in planes.values()])),
@@ -221,6 +234,10 @@ def compare(real: SetStats, fake: SetStats, opts: FIDOptions) -> dict[str, Any]:
         rows = [f.shape[0] for s in (real, fake) for f in (s.features or {}).values()]
         result["kid_subset_size"] = kid_subset_size(min(rows), min(rows), opts.kid_subset_size)
         result["kid_subsets"] = opts.kid_subsets
+    if opts.prdc:
+        for name in PRDC_NAMES:
+            result[name] = float(np.mean([r[name] for r in planes.values()]))
+        result["prdc_k"] = opts.prdc_k
     if real.kind == "volumes":
         result["planes"] = planes
     return result
@@ -239,7 +256,7 @@ def evaluate_fid(real: str | Path, fake: str | Path | None, opts: FIDOptions, sa
     Args:
         real: the reference input (image folder, NIfTI folder or ``.npz``).
         fake: the generated input, or ``None`` to only save REAL's statistics.
-        opts: evaluation options (``opts.kid`` is ignored without ``fake``).
+        opts: evaluation options (KID and precision/recall are ignored without ``fake``).
         save_stats: write REAL's statistics to this ``.npz``.
         overwrite: replace an existing ``save_stats`` file.
         progress: progress-bar factory.
@@ -267,7 +284,7 @@ def evaluate_fid(real: str | Path, fake: str | Path | None, opts: FIDOptions, sa
             raise MedgenError(f"--save-stats {save_stats} must end in .npz")
         check_writable(save_stats, overwrite)
     if fake is None:
-        opts = FIDOptions(**{**opts.__dict__, "kid": False})
+        opts = FIDOptions(**{**opts.__dict__, "kid": False, "prdc": False})
     fi.check_inputs(real, fake)  # both inputs, before the first (minutes-long) feature pass
     extractor = _LazyExtractor(opts)
     real_stats = set_stats(real, opts, extractor, progress, "REAL", cache=opts.use_cache)

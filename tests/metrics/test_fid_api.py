@@ -200,7 +200,7 @@ def test_tracker_equals_pytorch_fid_model_and_grayscale_is_repeated(fid_env) -> 
     fake_gray = torch.rand(5, 1, 24, 24, generator=g) * 0.6
     tracker = F.FIDTracker(real, device="cpu", dims=192, compute_kid=True, exact=True, sqrtm="scipy")
     out = tracker(fake_gray)
-    assert set(out) == {"fid", "kid"}
+    assert set(out) == {"fid", "kid"}  # 5 images: too few for precision/recall with k = 5
     r, f = _pytorch_fid_features(real, 192), _pytorch_fid_features(fake_gray.repeat(1, 3, 1, 1), 192)
     mu1, s1 = np.mean(r, 0), np.cov(r, rowvar=False)
     mu2, s2 = np.mean(f, 0), np.cov(f, rowvar=False)
@@ -213,3 +213,16 @@ def test_tracker_equals_pytorch_fid_model_and_grayscale_is_repeated(fid_env) -> 
     assert "kid" not in small(fake_gray)
     with pytest.raises(MedgenError, match=r"\[0, 1\]"):
         small(fake_gray * 2 - 1)  # a generator's [-1, 1] output
+
+
+def test_tracker_reports_coverage_of_the_real_set(fid_env) -> None:
+    """With more than k = 5 images the tracker adds precision/recall/density/coverage: the real set
+    itself is covered exactly; copies of one dark image cover the dark mode only."""
+    g = torch.Generator().manual_seed(1)
+    noise = torch.rand(12, 1, 24, 24, generator=g)
+    real = torch.cat([noise[:6] * 0.2, 0.8 + noise[6:] * 0.2])  # two modes: 6 dark, 6 bright images
+    tracker = F.FIDTracker(real, dims=64)
+    same = tracker(real)
+    assert (same["precision"], same["recall"], same["coverage"]) == (1.0, 1.0, 1.0)
+    collapsed = tracker(real[:1].repeat(12, 1, 1, 1))
+    assert collapsed["coverage"] <= 0.5 and collapsed["precision"] == 1.0

@@ -239,3 +239,23 @@ def test_table_output_and_small_sample_warning(fid_env, sets) -> None:
     assert res.exception is None, res.output
     assert "FID" in res.stdout and "KID" in res.stdout and "value" in res.stdout
     assert "fewer than the 64 feature dimensions" in res.stderr
+
+
+def test_prdc_of_a_set_against_itself_and_another(fid_env, sets, tmp_path) -> None:
+    """--prdc: a set against a copy of itself is covered exactly (every real image has a fake at
+    distance 0 inside its ball); against a different set the values are in [0, 1] and the table
+    shows them. Needs features: a .npz reference is refused."""
+    real, fake = sets
+    same = run(str(real), str(real), "--dims", "64", "--prdc", "--prdc-k", "2", fast=True)
+    assert (same["precision"], same["recall"], same["coverage"]) == (1.0, 1.0, 1.0)
+    assert same["density"] >= 1.0 and same["prdc_k"] == 2
+    other = run(str(real), str(fake), "--dims", "64", "--prdc", "--prdc-k", "2", fast=True)
+    assert all(0.0 <= other[name] <= 1.0 for name in ("precision", "recall", "coverage"))
+    res = CliRunner().invoke(app, ["eval", "fid", str(real), str(fake), "--dims", "64", "--device", "cpu",
+                                   "--prdc", "--prdc-k", "2"])
+    assert res.exception is None, res.output
+    assert "coverage" in res.stdout and "k = 2" in res.stdout
+    stats = tmp_path / "real.npz"
+    run(str(real), "--dims", "64", "--save-stats", str(stats), fast=True)
+    fails(str(stats), str(fake), "--dims", "64", "--prdc", match="--prdc needs image features")
+    fails(str(real), str(fake), "--dims", "64", "--prdc", "--prdc-k", "5", match="more than 5 samples")

@@ -108,7 +108,8 @@ class FIDState:
 
     def evaluate(self, fake_images: torch.Tensor, step: int) -> dict[str, float]:
         """FID/KID of ``fake_images`` ([N, C, H, W] in [0, 1], stored as 8-bit values first) as
-        ``val/fid``, ``val/kid``."""
+        ``val/fid``, ``val/kid``, with ``val/precision``, ``val/recall``, ``val/density`` and
+        ``val/coverage`` (a model that draws one mode of the data covers only that mode's share)."""
         out = self.tracker(as_png_values(fake_images))
         self.last_step = step
         return {f"val/{k}": float(v) for k, v in out.items()}
