@@ -31,11 +31,17 @@ def _distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(sq, 0.0))
 
 
+BLOCK = 2048  # rows of a distance matrix held at once (2048 x 50,000 float64 = 0.8 GB)
+
+
 def _kth_neighbour_radii(x: np.ndarray, k: int) -> np.ndarray:
     """Distance of each row to its ``k``-th nearest other row (its own zero distance excluded)."""
-    d = _distances(x, x)
-    np.fill_diagonal(d, 0.0)
-    return np.partition(d, k, axis=1)[:, k]
+    radii = np.empty(len(x))
+    for start in range(0, len(x), BLOCK):
+        d = _distances(x[start:start + BLOCK], x)
+        d[np.arange(len(d)), np.arange(start, start + len(d))] = 0.0
+        radii[start:start + len(d)] = np.partition(d, k, axis=1)[:, k]
+    return radii
 
 
 def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
@@ -60,11 +66,21 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
                           f"(got {len(x)} real, {len(y)} fake)", "lower --prdc-k or give more samples")
     real_radii = _kth_neighbour_radii(x, k)
     fake_radii = _kth_neighbour_radii(y, k)
-    d = _distances(x, y)  # [real, fake]
-    inside_real = d < real_radii[:, None]
+    in_real_ball = np.zeros(len(y), dtype=bool)  # per fake: inside some real ball (precision)
+    real_balls = np.zeros(len(y))  # per fake: how many real balls hold it (density)
+    covered = np.empty(len(x), dtype=bool)  # per real: a fake inside its ball (coverage)
+    recalled = np.empty(len(x), dtype=bool)  # per real: inside some fake ball (recall)
+    for start in range(0, len(x), BLOCK):
+        d = _distances(x[start:start + BLOCK], y)  # [real block, fake]
+        radii = real_radii[start:start + len(d), None]
+        inside = d < radii
+        in_real_ball |= inside.any(axis=0)
+        real_balls += inside.sum(axis=0)
+        covered[start:start + len(d)] = d.min(axis=1) < radii[:, 0]
+        recalled[start:start + len(d)] = (d < fake_radii[None, :]).any(axis=1)
     return {
-        "precision": float(inside_real.any(axis=0).mean()),
-        "recall": float((d < fake_radii[None, :]).any(axis=1).mean()),
-        "density": float(inside_real.sum(axis=0).mean() / k),
-        "coverage": float((d.min(axis=1) < real_radii).mean()),
+        "precision": float(in_real_ball.mean()),
+        "recall": float(recalled.mean()),
+        "density": float(real_balls.mean() / k),
+        "coverage": float(covered.mean()),
     }

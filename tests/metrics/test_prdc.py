@@ -51,3 +51,15 @@ def test_needs_more_samples_than_k() -> None:
         prdc(rng.normal(size=(5, 4)), rng.normal(size=(50, 4)), 5)
     with pytest.raises(MedgenError, match="differ"):
         prdc(rng.normal(size=(50, 4)), rng.normal(size=(50, 3)))
+
+
+def test_blocks_give_the_same_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large sets are processed in row blocks of the distance matrices: blocks of 7 rows (sets not
+    a multiple of it) give exactly the values of one block."""
+    from medgen_cli.metrics import prdc as module
+
+    rng = np.random.default_rng(3)
+    real, fake = two_modes(60, rng), two_modes(45, rng) * 1.1
+    whole = prdc(real, fake, 3)
+    monkeypatch.setattr(module, "BLOCK", 7)
+    assert prdc(real, fake, 3) == whole
