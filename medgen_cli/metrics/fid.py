@@ -35,6 +35,8 @@ import numpy as np
 from medgen_cli.devices import resolve_device
 from medgen_cli.errors import MedgenError
 from medgen_cli.metrics.fid_fast import fast_inception
+from medgen_cli.metrics.prdc import DEFAULT_K as PRDC_DEFAULT_K
+from medgen_cli.metrics.prdc import prdc
 from medgen_cli.metrics.fid_weights import (PYTORCH_FID_NAME, FIDWeightsMismatch, FIDWeightsMissing,
                                             default_weights, inception_for_dims, prepare_weights, source_path)
 
@@ -407,9 +409,6 @@ def kid(features1: np.ndarray, features2: np.ndarray, num_subsets: int = 100,
     return float(values.mean()), float(values.std())
 
 
-PRDC_K = 5  # nearest neighbour of the training-time precision/recall (Naeem et al.'s default)
-
-
 class FIDTracker:
     """FID (and KID, precision/recall/density/coverage) of generated images against a fixed real
     set, for training loops.
@@ -468,9 +467,7 @@ class FIDTracker:
         mu, sigma = compute_stats(feats)
         out = {"fid": frechet_distance(self.mu, self.sigma, mu, sigma, sqrtm=self.sqrtm)}
         if self.compute_kid and self.real_features is not None:
-            from medgen_cli.metrics.prdc import prdc
-
             out["kid"] = kid(self.real_features, feats)[0]
-            if min(len(feats), len(self.real_features)) > PRDC_K:
-                out.update(prdc(self.real_features, feats, PRDC_K))
+            if min(len(feats), len(self.real_features)) > PRDC_DEFAULT_K:  # else too few neighbours
+                out.update(prdc(self.real_features, feats))
         return out

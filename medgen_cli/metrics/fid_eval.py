@@ -21,6 +21,7 @@ from medgen_cli.metrics import fid_inputs as fi
 from medgen_cli.metrics.fid import (DEFAULT_SQRTM, compute_stats, frechet_distance, kid, kid_subset_size,
                                     resolve_weights, weights_fingerprint)
 from medgen_cli.metrics.fid_volumes import PLANES, volume_features
+from medgen_cli.metrics.prdc import DEFAULT_K as PRDC_DEFAULT_K
 from medgen_cli.metrics.prdc import NAMES as PRDC_NAMES
 from medgen_cli.metrics.prdc import prdc
 
@@ -43,7 +44,7 @@ class FIDOptions:
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     prdc: bool = False  # precision, recall, density, coverage (metrics/prdc.py)
-    prdc_k: int = 5
+    prdc_k: int = PRDC_DEFAULT_K
     center_fraction: float = 1.0
     window: tuple[float, float] | None = None
     use_cache: bool = True
@@ -285,7 +286,7 @@ def evaluate_fid(real: str | Path, fake: str | Path | None, opts: FIDOptions, sa
         check_writable(save_stats, overwrite)
     if fake is None:
         opts = FIDOptions(**{**opts.__dict__, "kid": False, "prdc": False})
-    fi.check_inputs(real, fake)  # both inputs, before the first (minutes-long) feature pass
+    fi.check_inputs(real, fake, opts.prdc_k if opts.prdc else None)  # before the (minutes-long) feature passes
     extractor = _LazyExtractor(opts)
     real_stats = set_stats(real, opts, extractor, progress, "REAL", cache=opts.use_cache)
     warnings = sample_warnings(real_stats, opts.dims, f"REAL ({real})")

@@ -26,6 +26,7 @@ import numpy as np
 
 from medgen_cli.errors import MedgenError
 from medgen_cli.io import atomic_path
+from medgen_cli.metrics.prdc import check_sample_count
 
 # pytorch_fid.fid_score.IMAGE_EXTENSIONS (copied to keep input detection free of a torch import;
 # a test checks they stay equal).
@@ -80,10 +81,11 @@ def detect_kind(path: Path) -> str:
                       f"expected *.{{{','.join(IMAGE_EXTENSIONS)}}} (lower case, as pytorch-fid) or *.nii[.gz]")
 
 
-def check_inputs(real: Path, fake: Path | None) -> tuple[str, str | None]:
+def check_inputs(real: Path, fake: Path | None, prdc_k: int | None = None) -> tuple[str, str | None]:
     """Validate REAL and FAKE before anything is computed: each exists and holds one kind of
-    input, both hold the same kind (statistics match either), and a sample folder holds exactly
-    the files its ``manifest.json`` lists (see :mod:`medgen_cli.engine.outputs`).
+    input, both hold the same kind (statistics match either), a sample folder holds exactly
+    the files its ``manifest.json`` lists (see :mod:`medgen_cli.engine.outputs`), and with
+    ``prdc_k`` an image folder holds more than ``prdc_k`` images (precision/recall's neighbours).
 
     Returns:
         The kinds of REAL and FAKE (``None`` without FAKE).
@@ -101,6 +103,8 @@ def check_inputs(real: Path, fake: Path | None) -> tuple[str, str | None]:
         if kind != "stats":
             files = list_images(Path(path)) if kind == "images" else list_niftis(Path(path))
             check_against_manifest(Path(path), files, "images" if kind == "images" else "NIfTI volumes")
+            if prdc_k is not None and kind == "images":
+                check_sample_count(len(files), prdc_k, role)
         kinds[role] = kind
     real_kind, fake_kind = kinds["REAL"], kinds.get("FAKE")
     if fake_kind is not None and "stats" not in (real_kind, fake_kind) and real_kind != fake_kind:

@@ -23,6 +23,18 @@ import numpy as np
 from medgen_cli.errors import MedgenError
 
 NAMES = ("precision", "recall", "density", "coverage")
+DEFAULT_K = 5  # the paper's default
+
+
+def check_sample_count(n: int, k: int, what: str) -> None:
+    """Raise unless a set of ``n`` samples has a ``k``-th nearest other sample.
+
+    Raises:
+        MedgenError: ``n <= k`` (or ``k < 1``), naming ``what`` (e.g. ``FAKE``).
+    """
+    if k < 1 or n <= k:
+        raise MedgenError(f"precision/recall with k={k} needs more than {k} samples in each set "
+                          f"({what} has {n})", "lower --prdc-k or give more samples")
 
 
 def _distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -44,7 +56,7 @@ def _kth_neighbour_radii(x: np.ndarray, k: int) -> np.ndarray:
     return radii
 
 
-def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
+def prdc(real: np.ndarray, fake: np.ndarray, k: int = DEFAULT_K) -> dict[str, float]:
     """Precision, recall, density and coverage of ``fake`` against ``real``.
 
     Args:
@@ -61,9 +73,8 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
     y = np.asarray(fake, dtype=np.float64)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
         raise MedgenError(f"precision/recall: feature arrays differ ({x.shape} vs {y.shape})")
-    if k < 1 or min(len(x), len(y)) <= k:
-        raise MedgenError(f"precision/recall with k={k} needs more than {k} samples in each set "
-                          f"(got {len(x)} real, {len(y)} fake)", "lower --prdc-k or give more samples")
+    check_sample_count(len(x), k, "the real set")
+    check_sample_count(len(y), k, "the fake set")
     real_radii = _kth_neighbour_radii(x, k)
     fake_radii = _kth_neighbour_radii(y, k)
     in_real_ball = np.zeros(len(y), dtype=bool)  # per fake: inside some real ball (precision)

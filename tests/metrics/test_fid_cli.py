@@ -241,10 +241,11 @@ def test_table_output_and_small_sample_warning(fid_env, sets) -> None:
     assert "fewer than the 64 feature dimensions" in res.stderr
 
 
-def test_prdc_of_a_set_against_itself_and_another(fid_env, sets, tmp_path) -> None:
+def test_prdc_of_a_set_against_itself_and_another(fid_env, sets, tmp_path, monkeypatch) -> None:
     """--prdc: a set against a copy of itself is covered exactly (every real image has a fake at
     distance 0 inside its ball); against a different set the values are in [0, 1] and the table
-    shows them. Needs features: a .npz reference is refused."""
+    shows them. Needs features: a .npz reference is refused; too few images for k, before any
+    feature pass."""
     real, fake = sets
     same = run(str(real), str(real), "--dims", "64", "--prdc", "--prdc-k", "2", fast=True)
     assert (same["precision"], same["recall"], same["coverage"]) == (1.0, 1.0, 1.0)
@@ -257,5 +258,9 @@ def test_prdc_of_a_set_against_itself_and_another(fid_env, sets, tmp_path) -> No
     assert "coverage" in res.stdout and "k = 2" in res.stdout
     stats = tmp_path / "real.npz"
     run(str(real), "--dims", "64", "--save-stats", str(stats), fast=True)
-    fails(str(stats), str(fake), "--dims", "64", "--prdc", match="--prdc needs image features")
+    fails(str(stats), str(fake), "--dims", "64", "--prdc", "--prdc-k", "2", match="--prdc needs image features")
+    read = []
+    real_features = fid_inputs.image_features
+    monkeypatch.setattr(fid_inputs, "image_features", lambda files, *a, **k: (read.append(files), real_features(files, *a, **k))[1])
     fails(str(real), str(fake), "--dims", "64", "--prdc", "--prdc-k", "5", match="more than 5 samples")
+    assert read == []  # refused before the first feature pass
