@@ -20,13 +20,16 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from medgen_cli.errors import MedgenError
 from medgen_cli.io import atomic_path
 from medgen_cli.metrics.prdc import check_sample_count
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 # pytorch_fid.fid_score.IMAGE_EXTENSIONS (copied to keep input detection free of a torch import;
 # a test checks they stay equal).
@@ -113,6 +116,17 @@ def check_inputs(real: Path, fake: Path | None, prdc_k: int | None = None) -> tu
     return real_kind, fake_kind
 
 
+def rgb_to_tensor(rgb: Any) -> "torch.Tensor":
+    """``torchvision.transforms.functional.to_tensor`` of an RGB ``PIL`` image, with the same
+    operations (uint8 HWC → CHW, float32, divided by 255), so the same values, without importing
+    torchvision: each DataLoader worker would import it anew (~2 CPU s each, four per
+    ``eval fid`` of two folders, competing with the network for the cores)."""
+    import torch
+
+    hwc = torch.from_numpy(np.array(rgb, np.uint8, copy=True)).view(rgb.size[1], rgb.size[0], 3)
+    return hwc.permute((2, 0, 1)).contiguous().to(dtype=torch.get_default_dtype()).div(255)
+
+
 class _ImageFiles:
     """Map-style dataset returning (tensor or None, error text, PIL mode) — errors travel as text
     so a DataLoader worker does not wrap them in its own traceback."""
@@ -124,7 +138,6 @@ class _ImageFiles:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[Any, str, str]:
-        import torchvision.transforms.functional as TF
         from PIL import Image
 
         path = self.files[i]
@@ -132,7 +145,7 @@ class _ImageFiles:
             with Image.open(path) as img:
                 mode = img.mode
                 rgb = img.convert("RGB")
-            return TF.to_tensor(rgb), "", mode
+            return rgb_to_tensor(rgb), "", mode
         except Exception as exc:  # PIL raises many types for truncated/corrupt files
             return None, f"{type(exc).__name__}: {exc}".splitlines()[0], ""
 

@@ -264,3 +264,25 @@ def test_prdc_of_a_set_against_itself_and_another(fid_env, sets, tmp_path, monke
     monkeypatch.setattr(fid_inputs, "image_features", lambda files, *a, **k: (read.append(files), real_features(files, *a, **k))[1])
     fails(str(real), str(fake), "--dims", "64", "--prdc", "--prdc-k", "5", match="more than 5 samples")
     assert read == []  # refused before the first feature pass
+
+
+def test_reader_tensor_equals_torchvision_to_tensor_without_importing_it(make_images, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    import torch
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    for mode, shape in (("L", (37, 23)), ("RGB", (5, 64, 3)), ("RGBA", (19, 41, 4))):
+        img = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode).convert("RGB")
+        got, want = fid_inputs.rgb_to_tensor(img), TF.to_tensor(img)
+        assert got.dtype == want.dtype and torch.equal(got, want), mode
+    # A DataLoader worker reading an image must not pay torchvision's import (seconds per worker).
+    make_images(tmp_path / "one", 1, seed=0)
+    code = ("import sys; from pathlib import Path; from medgen_cli.metrics import fid_inputs as fi; "
+            f"t, err, mode = fi._ImageFiles(fi.list_images(Path({str(tmp_path / 'one')!r})))[0]; "
+            "assert err == '' and t.shape[0] == 3, err; print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
