@@ -36,7 +36,7 @@ from medgen_cli.devices import resolve_device
 from medgen_cli.errors import MedgenError
 from medgen_cli.metrics.fid_fast import fast_inception
 from medgen_cli.metrics.prdc import DEFAULT_K as PRDC_DEFAULT_K
-from medgen_cli.metrics.prdc import prdc
+from medgen_cli.metrics.prdc import kth_neighbour_radii, prdc
 from medgen_cli.metrics.fid_weights import (PYTORCH_FID_NAME, FIDWeightsMismatch, FIDWeightsMissing,
                                             default_weights, inception_for_dims, prepare_weights, source_path)
 
@@ -446,6 +446,7 @@ class FIDTracker:
             feats = self.extractor.features(real_images, batch_size)
         self.mu, self.sigma = compute_stats(feats)
         self.real_features = feats if compute_kid else None
+        self._real_radii: np.ndarray | None = None  # the real set's k-NN radii, on first use
 
     def _folder_features(self, folder: Path, weights: str | Path | None, dims: int, exact: bool) -> np.ndarray:
         from medgen_cli.metrics.fid_eval import FIDOptions, _LazyExtractor, set_stats
@@ -469,5 +470,7 @@ class FIDTracker:
         if self.compute_kid and self.real_features is not None:
             out["kid"] = kid(self.real_features, feats)[0]
             if min(len(feats), len(self.real_features)) > PRDC_DEFAULT_K:  # else too few neighbours
-                out.update(prdc(self.real_features, feats))
+                if self._real_radii is None:  # O(N²) in the real set: once per run, not per evaluation
+                    self._real_radii = kth_neighbour_radii(self.real_features, PRDC_DEFAULT_K)
+                out.update(prdc(self.real_features, feats, PRDC_DEFAULT_K, real_radii=self._real_radii))
         return out

@@ -46,8 +46,11 @@ def _distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 BLOCK = 2048  # rows of a distance matrix held at once (2048 x 50,000 float64 = 0.8 GB)
 
 
-def _kth_neighbour_radii(x: np.ndarray, k: int) -> np.ndarray:
-    """Distance of each row to its ``k``-th nearest other row (its own zero distance excluded)."""
+def kth_neighbour_radii(x: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
+    """Distance of each row to its ``k``-th nearest other row (its own zero distance excluded):
+    the ball radii of a set. A fixed real set's radii can be computed once and passed to
+    :func:`prdc` (``real_radii``) at every evaluation."""
+    x = np.asarray(x, dtype=np.float64)
     radii = np.empty(len(x))
     for start in range(0, len(x), BLOCK):
         d = _distances(x[start:start + BLOCK], x)
@@ -56,12 +59,15 @@ def _kth_neighbour_radii(x: np.ndarray, k: int) -> np.ndarray:
     return radii
 
 
-def prdc(real: np.ndarray, fake: np.ndarray, k: int = DEFAULT_K) -> dict[str, float]:
+def prdc(real: np.ndarray, fake: np.ndarray, k: int = DEFAULT_K,
+         real_radii: np.ndarray | None = None) -> dict[str, float]:
     """Precision, recall, density and coverage of ``fake`` against ``real``.
 
     Args:
         real, fake: feature arrays ``[N, d]`` and ``[M, d]`` (e.g. Inception pool features).
         k: nearest neighbour defining each sample's ball (the paper's default 5).
+        real_radii: ``kth_neighbour_radii(real, k)`` when already known (its O(N²) pass is then
+            skipped; an in-training tracker compares every evaluation with the same real set).
 
     Returns:
         ``{"precision", "recall", "density", "coverage"}`` as floats.
@@ -75,8 +81,11 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = DEFAULT_K) -> dict[str, fl
         raise MedgenError(f"precision/recall: feature arrays differ ({x.shape} vs {y.shape})")
     check_sample_count(len(x), k, "the real set")
     check_sample_count(len(y), k, "the fake set")
-    real_radii = _kth_neighbour_radii(x, k)
-    fake_radii = _kth_neighbour_radii(y, k)
+    if real_radii is None:
+        real_radii = kth_neighbour_radii(x, k)
+    elif np.shape(real_radii) != (len(x),):
+        raise MedgenError(f"precision/recall: {np.shape(real_radii)} radii for {len(x)} real samples")
+    fake_radii = kth_neighbour_radii(y, k)
     in_real_ball = np.zeros(len(y), dtype=bool)  # per fake: inside some real ball (precision)
     real_balls = np.zeros(len(y))  # per fake: how many real balls hold it (density)
     covered = np.empty(len(x), dtype=bool)  # per real: a fake inside its ball (coverage)

@@ -224,5 +224,7 @@ def test_tracker_reports_coverage_of_the_real_set(fid_env) -> None:
     tracker = F.FIDTracker(real, dims=64)
     same = tracker(real)
     assert (same["precision"], same["recall"], same["coverage"]) == (1.0, 1.0, 1.0)
+    radii = tracker._real_radii
     collapsed = tracker(real[:1].repeat(12, 1, 1, 1))
     assert collapsed["coverage"] <= 0.5 and collapsed["precision"] == 1.0
+    assert tracker._real_radii is radii  # the real set's k-NN pass ran once, not per evaluation

@@ -63,3 +63,16 @@ def test_blocks_give_the_same_values(monkeypatch: pytest.MonkeyPatch) -> None:
     whole = prdc(real, fake, 3)
     monkeypatch.setattr(module, "BLOCK", 7)
     assert prdc(real, fake, 3) == whole
+
+
+def test_given_real_radii_give_the_same_values_and_are_checked() -> None:
+    from medgen_cli.metrics.prdc import kth_neighbour_radii
+
+    rng = np.random.default_rng(4)
+    real, fake = two_modes(50, rng), two_modes(40, rng) * 1.2
+    radii = kth_neighbour_radii(real, 3)
+    assert prdc(real, fake, 3, real_radii=radii) == prdc(real, fake, 3)
+    # The radii decide the values: halved radii shrink every real ball (precision and coverage fall).
+    assert prdc(real, fake, 3, real_radii=radii / 2)["coverage"] < prdc(real, fake, 3)["coverage"]
+    with pytest.raises(MedgenError, match="radii"):
+        prdc(real, fake, 3, real_radii=radii[:-1])
