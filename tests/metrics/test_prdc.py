@@ -72,7 +72,7 @@ def test_given_real_radii_give_the_same_values_and_are_checked() -> None:
     real, fake = two_modes(50, rng), two_modes(40, rng) * 1.2
     radii = kth_neighbour_radii(real, 3)
     assert prdc(real, fake, 3, real_radii=radii) == prdc(real, fake, 3)
-    # The radii decide the values: halved radii shrink every real ball (precision and coverage fall).
+    # The radii decide the values: halved radii shrink every real ball, so coverage falls.
     assert prdc(real, fake, 3, real_radii=radii / 2)["coverage"] < prdc(real, fake, 3)["coverage"]
     with pytest.raises(MedgenError, match="radii"):
         prdc(real, fake, 3, real_radii=radii[:-1])
