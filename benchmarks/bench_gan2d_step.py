@@ -10,7 +10,7 @@ times a few steps after a warm-up, and prints
 ``--peak-gflops`` defaults to 178, the fp32 matmul rate this 2-core AVX2 CPU reaches. With
 ``--profile`` the top operators of one step (torch.profiler) are printed as well. Run by hand:
 
-    python benchmarks/bench_gan2d_step.py [--family sagan stylegan2] [--configs default cpu] [--steps 2]
+    python benchmarks/bench_gan2d_step.py [--family sagan stylegan2 fastgan] [--configs default cpu] [--steps 2]
         [--threads 2] [--fused]   # --fused: StyleGAN2's previous grouped modulated conv ("before")
 """
 
@@ -121,7 +121,7 @@ def profile(fam: Any, batch: torch.Tensor) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--family", nargs="+", default=["sagan", "stylegan2"])
+    ap.add_argument("--family", nargs="+", default=["sagan", "stylegan2", "fastgan"])
     ap.add_argument("--configs", nargs="+", default=["default", "cpu"], help="default and/or cpu (configs/cpu/<family>.yaml)")
     ap.add_argument("--steps", type=int, default=2, help="timed windows (a window = the lazy-regularizer interval)")
     ap.add_argument("--threads", type=int, default=2)

@@ -121,7 +121,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train")
-    t.add_argument("--family", choices=["sagan", "stylegan2"], required=True)
+    t.add_argument("--family", choices=["sagan", "stylegan2", "fastgan"], required=True)
     t.add_argument("--data", type=Path, required=True)
     t.add_argument("--epochs", required=True, help="comma list, e.g. 100,200,500")
     t.add_argument("--config", type=Path)

@@ -123,7 +123,7 @@ def grid(real: Path, fake: Path, out: Path, n: int = 36, scale: int = 2) -> None
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--family", choices=["sagan", "stylegan2"], required=True)
+    ap.add_argument("--family", choices=["sagan", "stylegan2", "fastgan"], required=True)
     ap.add_argument("--data", type=Path, required=True, help="training images (the FID reference)")
     ap.add_argument("--ref", type=Path, help="held-out real images: FID(DATA, REF) is the floor")
     ap.add_argument("--minutes", type=float, default=120.0)

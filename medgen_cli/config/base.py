@@ -66,6 +66,12 @@ class TrainerConfig(StrictModel):
     fast_dev_run_batches: int = Field(2, ge=1, description="Batches for fast_dev_run.")
     val_batches: int | None = Field(None, ge=1, description="Limit validation to N batches.")
 
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        # YAML 1.1 reads an unquoted `off` as false: `--set trainer.amp=off` and `amp: off` mean "off".
+        return "off" if value is False else value
+
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:

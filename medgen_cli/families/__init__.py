@@ -10,6 +10,7 @@ from __future__ import annotations
 BUILTIN: tuple[str, ...] = (
     "sagan",
     "stylegan2",
+    "fastgan",
     "dif_gaussian",
     "autoencoder",
     "diffusion",

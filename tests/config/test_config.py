@@ -94,3 +94,11 @@ def test_tiny_preset_validates(name: str) -> None:
     path = REPO / "configs" / "tiny" / f"{name}.yaml"
     assert path.is_file(), f"configs/tiny/{name}.yaml is missing"
     build_config(spec.name, config_file=path)
+
+
+def test_unquoted_off_means_amp_off() -> None:
+    """YAML 1.1 reads `off` as false; `--set trainer.amp=off` must still mean "off", while a
+    true (`on`) is no precision and stays an error."""
+    assert build_config("toy", overrides=["trainer.amp=off"]).trainer.amp == "off"
+    with pytest.raises(MedgenError, match="trainer.amp"):
+        build_config("toy", overrides=["trainer.amp=on"])

@@ -21,6 +21,7 @@ FAMILY_OVERRIDES = {
     # StyleGAN2's samples also carry per-image noise: in training and in `medgen sample` it must come
     # from the same seeds, whatever the batch (fid.batch_size 3 vs sample's default 4).
     "stylegan2": ["fid.batch_size=3", "optimizer.lr_g=0.05"],
+    "fastgan": ["model.z_dim=8", "model.g_channels=2", "model.d_channels=2", "model.max_channels=8"],
 }
 
 

@@ -26,8 +26,10 @@ from medgen_cli.families.gan2d.augment import Augmenter
 from medgen_cli.families.gan2d.fid_tracking import FIDState
 from medgen_cli.families.gan2d.outputs import GAN2DInterpolateOptions, GAN2DSampleOptions
 from medgen_cli.families.inference import Samples, frame_samples, seeded_samples
+from medgen_cli.families.latents import interpolation_path
 
 if TYPE_CHECKING:
+    from medgen_cli.families.fastgan.config import FastGANConfig
     from medgen_cli.families.sagan.config import SAGANConfig
     from medgen_cli.families.stylegan2.config import StyleGAN2Config
 
@@ -52,7 +54,7 @@ def ramped_ema(decay: float, rampup: float, batch: int) -> Any:
 
 
 class GAN2DFamily(Family):
-    """Shared behaviour of ``sagan`` and ``stylegan2`` (see the module docstring)."""
+    """Shared behaviour of ``sagan``, ``stylegan2`` and ``fastgan`` (see the module docstring)."""
 
     ema_modules = ("generator",)
     key_metric = "val/fid"
@@ -60,7 +62,7 @@ class GAN2DFamily(Family):
     sample_options: ClassVar[type[GAN2DSampleOptions]] = GAN2DSampleOptions
     interpolate_options: ClassVar[type[GAN2DInterpolateOptions]] = GAN2DInterpolateOptions
 
-    def __init__(self, cfg: SAGANConfig | StyleGAN2Config) -> None:
+    def __init__(self, cfg: SAGANConfig | StyleGAN2Config | FastGANConfig) -> None:
         super().__init__(cfg)
         self.augment = Augmenter(cfg.augment)
         self.fid = FIDState(cfg.fid, require=cfg.fid.required)
@@ -102,8 +104,11 @@ class GAN2DFamily(Family):
     def interpolate_images(self, generator: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tensor,
                            opts: GAN2DInterpolateOptions) -> torch.Tensor:
         """``opts.steps`` frames ``[K, C, H, W]`` in [-1, 1] between the latents ``z_a`` and ``z_b``
-        ([1, D]), endpoints included."""
-        raise NotImplementedError
+        ([1, D]), endpoints included. Here, for generators whose only noise is z: slerp (default)
+        or lerp in z; Gaussian latents live near a sphere, so slerp keeps every frame at a typical
+        norm."""
+        zs = interpolation_path(z_a[0], z_b[0], opts.steps, opts.method)
+        return torch.cat([self.generate(generator, chunk) for chunk in zs.split(16)])
 
     def ema_avg_fn(self, decay: float) -> Any:
         """EMA with StyleGAN2-ADA's ramp-up: half-life ``min(h, rampup · images seen)`` where ``h``

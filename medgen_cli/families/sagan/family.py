@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 
-from medgen_cli.families.latents import interpolation_path
 from medgen_cli.engine.context import TrainContext
 from medgen_cli.engine.metric_names import shares
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.gan2d import losses
 from medgen_cli.families.gan2d.family import GAN2DFamily
-from medgen_cli.families.gan2d.outputs import GAN2DInterpolateOptions
 from medgen_cli.families.sagan.config import SAGANConfig
 from medgen_cli.families.sagan.networks import Discriminator, Generator
 
@@ -88,10 +85,3 @@ class SAGANFamily(GAN2DFamily):
     def generate(self, generator: torch.nn.Module, z: torch.Tensor, truncation: float = 1.0,
                  seeds: list[int] | None = None) -> torch.Tensor:
         return generator(z)  # z is the only noise
-
-    def interpolate_images(self, generator: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tensor,
-                           opts: GAN2DInterpolateOptions) -> torch.Tensor:
-        """Slerp (default) or lerp in z: Gaussian latents live near a sphere, so slerp keeps every
-        frame at a typical norm."""
-        zs = interpolation_path(z_a[0], z_b[0], opts.steps, opts.method)
-        return torch.cat([generator(chunk) for chunk in zs.split(16)])

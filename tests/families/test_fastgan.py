@@ -1,0 +1,133 @@
+"""``fastgan``: networks (shapes, SLE, spectral norm), the reconstructing discriminator learns,
+one generator forward per step, contract (resume), sampling and interpolation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medgen_cli.api import load_run
+from medgen_cli.config.build import build_config
+from medgen_cli.engine.context import TrainContext
+from medgen_cli.errors import MedgenError
+from medgen_cli.families.fastgan.family import FastGANFamily
+from medgen_cli.families.fastgan.networks import (Discriminator, Generator, SkipExcitation, quadrant,
+                                                  recon_targets)
+from medgen_cli.families.gan2d.synthetic import write_blob_folder
+from tests.contract import check_family_contract
+from tests.families.test_sagan import tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_blob_folder(tmp_path_factory.mktemp("blobs"), n=16, resolution=16)
+
+
+def _family(root: Path, *extra: str) -> FastGANFamily:
+    torch.manual_seed(0)
+    fam = FastGANFamily(build_config("fastgan", overrides=tiny_overrides("fastgan", root) + list(extra)))
+    fam.build(torch.device("cpu"))
+    return fam
+
+
+def _ctx(fam: FastGANFamily, step: int = 0) -> TrainContext:
+    return TrainContext(device=torch.device("cpu"), modules=fam.modules, wrapped=fam.modules,
+                        optimizers=fam.optimizers, ema={}, scalers={}, amp_dtype=None, grad_clip=None,
+                        global_step=step)
+
+
+@pytest.mark.parametrize("res", [16, 32, 64])
+def test_network_shapes_and_skip_excitation(res: int) -> None:
+    gen = Generator(z_dim=8, resolution=res, channels=3, base=4, cap=32)
+    disc = Discriminator(resolution=res, channels=3, base=4, cap=32)
+    with torch.no_grad():
+        x = gen(torch.randn(2, 8))
+    assert x.shape == (2, 3, res, res) and float(x.abs().max()) <= 1.0
+    # SLE gates the maps of 32² and up, from a 16x smaller map (at least 4x4), as in the paper.
+    assert sorted(int(k) for k in gen.sle) == [r for r in (32, 64) if r <= res]
+    disc.eval()  # fixed BN statistics and spectral-norm vectors: two calls must agree
+    logits, recons = disc(x, part=1)
+    # 5x5 logits at full resolution and 5x5 at half (1x1 when the half-resolution view is 8x8)
+    assert logits.shape == (2, 25 + (25 if res >= 32 else 1)) and torch.equal(disc(x), logits)
+    for rec, target in zip(recons, recon_targets(x, 1)):
+        assert rec.shape == target.shape == (2, 3, res // 2, res // 2)
+    for module in (gen, disc):
+        convs = [m for m in module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+        assert convs and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in convs)
+
+
+def test_skip_excitation_gates_each_channel_in_zero_one() -> None:
+    sle = SkipExcitation(c_small=3, c_big=5)
+    small, big = torch.randn(2, 3, 8, 8), torch.randn(2, 5, 32, 32)
+    out = sle(small, big)
+    gate = out / big
+    # one gate per image and channel, constant over the map, strictly between 0 and 1
+    assert torch.allclose(gate, gate[..., :1, :1].expand_as(gate), atol=1e-5)
+    assert 0 < float(gate.detach().min()) and float(gate.detach().max()) < 1
+    assert not torch.allclose(gate[0], gate[1])  # it depends on the image's small map
+
+
+def test_quadrants_tile_the_image() -> None:
+    x = torch.arange(2 * 16 * 16, dtype=torch.float32).view(1, 2, 16, 16)
+    top = torch.cat([quadrant(x, 0), quadrant(x, 1)], dim=-1)
+    bottom = torch.cat([quadrant(x, 2), quadrant(x, 3)], dim=-1)
+    assert torch.equal(torch.cat([top, bottom], dim=-2), x)
+
+
+def test_discriminator_learns_to_reconstruct(blobs: Path) -> None:
+    """The self-supervised part alone: D's L1 reconstruction of real images falls when trained."""
+    fam = _family(blobs, "model.d_channels=8", "optimizer.lr_d=0.002")
+    disc, opt = fam.modules["discriminator"], fam.optimizers["d"]
+    real = torch.stack([fam.train_dataset()[i] for i in range(8)]) * 2 - 1
+    losses = []
+    for step in range(60):
+        part = step % 4
+        _, recons = disc(real, part=part)
+        loss = sum(torch.nn.functional.l1_loss(r, t) for r, t in zip(recons, recon_targets(real, part)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert np.mean(losses[-10:]) < 0.3 * np.mean(losses[:5])  # measured: 2.2 -> ~0.2
+
+
+def test_train_step_moves_both_players_with_one_generator_forward(blobs: Path) -> None:
+    fam = _family(blobs)
+    gen = fam.modules["generator"]
+    calls: list[int] = []
+    gen.register_forward_hook(lambda *_: calls.append(1))
+    before = {n: [p.detach().clone() for p in m.parameters()] for n, m in fam.modules.items()}
+    batch = torch.stack([fam.train_dataset()[i] for i in range(4)])
+    metrics = fam.train_step(batch, _ctx(fam))
+    assert len(calls) == 1  # the D update's fakes serve the G update (the authors' loop)
+    for key in ("loss/d", "loss/d_real", "loss/d_fake", "loss/recon", "loss/g", "d/real", "d/fake",
+                "grad_norm/d", "grad_norm/g", "share/d_real", "share/d_fake", "share/recon"):
+        assert np.isfinite(metrics[key]), key
+    assert metrics["share/d_real"] + metrics["share/d_fake"] + metrics["share/recon"] == pytest.approx(1.0)
+    for name, module in fam.modules.items():
+        changed = [not torch.equal(a, b) for a, b in zip(before[name], module.parameters())]
+        assert sum(changed) > len(changed) // 2, f"{name}: most weights should move"
+    # recon_weight 0: a plain discriminator, whose reconstruction share is zero
+    plain = _family(blobs, "loss.recon_weight=0")
+    assert plain.train_step(batch, _ctx(plain))["share/recon"] == 0.0
+
+
+def test_resolution_out_of_range_is_refused() -> None:
+    with pytest.raises(MedgenError, match="fastgan needs data.resolution between 16 and 1024"):
+        build_config("fastgan", overrides=["data.resolution=8"])
+
+
+def test_contract_sample_and_interpolate(blobs: Path, tmp_path: Path) -> None:
+    run = check_family_contract("fastgan", tiny_overrides("fastgan", blobs), tmp_path, steps=4)
+    loaded = load_run(run, checkpoint="latest")
+    arr = loaded.sample(5, seed=3).arrays
+    assert arr.shape == (5, 1, 16, 16) and 0 <= arr.min() <= arr.max() <= 1
+    np.testing.assert_allclose(load_run(run, checkpoint="latest").sample(2, seed=4).arrays, arr[1:3], atol=1e-6)
+    frames = loaded.interpolate(3, 4, steps=5, method="slerp").arrays
+    assert frames.shape == (5, 1, 16, 16)
+    np.testing.assert_allclose(frames[0], arr[0], atol=1e-5)  # t = 0 is the sample of seed_a
+    np.testing.assert_allclose(frames[-1], arr[1], atol=1e-5)  # t = 1: seed_b = seed_a + 1
+    assert not np.allclose(frames[2], frames[0], atol=1e-3)
