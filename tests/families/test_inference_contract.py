@@ -18,10 +18,11 @@ from medgen_cli.cli.app import main
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "tiny"
-SAMPLERS = ["sagan", "stylegan2", "sparse-gan", "diffusion", "diffusion-cond"]
+SAMPLERS = ["sagan", "stylegan2", "fastgan", "sparse-gan", "diffusion", "diffusion-cond"]
 #: A flag each family cannot use, and a word its one-line refusal must contain.
 FOREIGN = {"sagan": (["--truncation", "0.5"], "do not take --truncation"),
            "stylegan2": (["--guidance-scale", "2"], "do not take --guidance-scale"),
+           "fastgan": (["--truncation", "0.5"], "do not take --truncation"),
            "sparse-gan": (["--scheduler", "ddim"], "do not take --scheduler"),
            "diffusion": (["--guidance-scale", "2"], "needs a class-conditional run"),
            "diffusion-cond": (["--truncation", "0.5"], "do not take --truncation"),
@@ -73,6 +74,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "sagan": _train("sagan", "sagan.yaml", out, f"data.root={images}"),
         "stylegan2": _train("stylegan2", "stylegan2.yaml", out, f"data.root={images}"),
+        "fastgan": _train("fastgan", "fastgan.yaml", out, f"data.root={images}"),
         "sparse-gan": _train("sparse-gan", "sparse_gan.yaml", out, f"data.root={volumes}", "sparse.backend=torch"),
         "autoencoder": ae,
         "diffusion": _train("diffusion", "diffusion.yaml", out, f"autoencoder_run={ae}", "name=uncond"),
@@ -106,7 +108,7 @@ def test_typed_options_with_family_defaults(runs: dict[str, Path], name: str) ->
     assert issubclass(fam.sample_options, SampleOptions) and issubclass(fam.interpolate_options, InterpolateOptions)
     opts = parse_options(fam.sample_options, {}, fam, "sample")
     assert (opts.num, opts.seed) == (8, 0)
-    assert opts.format == (("png",) if name in ("sagan", "stylegan2") else ("nifti",))
+    assert opts.format == (("png",) if name in ("sagan", "stylegan2", "fastgan") else ("nifti",))
 
 
 @pytest.mark.parametrize("name", [*SAMPLERS, "autoencoder"])
