@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from medgen_cli.config.base import FamilyConfig, StrictModel, TrainerConfig
-from medgen_cli.families.gan2d.config import AugmentConfig, FIDConfig, GANEMAConfig, ImageDataConfig
+from medgen_cli.families.gan2d.config import DiffAugmentConfig, FIDConfig, GANEMAConfig, ImageDataConfig
 
 
 class FastGANTrainerConfig(TrainerConfig):
@@ -52,12 +52,9 @@ class FastGANOptimizerConfig(StrictModel):
     betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas.")
 
 
-class FastGANAugmentConfig(AugmentConfig):
+class FastGANAugmentConfig(DiffAugmentConfig):
     """DiffAugment colour + translation by default (the authors' policy)."""
 
-    mode: Literal["none", "diffaugment", "ada"] = Field(
-        "diffaugment", description="none | diffaugment (always on, fixed policy) | ada (probability p steered by D's overfitting)."
-    )
     policy: str = Field("color,translation", description="DiffAugment policy: comma-separated color, translation, cutout.")
 
 

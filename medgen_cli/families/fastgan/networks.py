@@ -160,9 +160,8 @@ class Discriminator(nn.Module):
             res //= 2
             self.down.append(DownBlock(cin, width(res, base, cap)))
             cin = width(res, base, cap)
-        c16, c8 = width(16, base, cap), cin
-        self.logits = nn.Sequential(conv(c8, width(4, base, cap), 1, bias=False), nn.BatchNorm2d(width(4, base, cap)),
-                                    nn.LeakyReLU(0.2), conv(width(4, base, cap), 1, 4))
+        c16, c8, c4 = width(16, base, cap), cin, width(4, base, cap)
+        self.logits = nn.Sequential(conv(c8, c4, 1, bias=False), nn.BatchNorm2d(c4), nn.LeakyReLU(0.2), conv(c4, 1, 4))
         # The half-resolution path: conv4×4/2 then plain down-blocks to 8×8.
         half = resolution // 2
         c_half = width(half // 2, base, cap)

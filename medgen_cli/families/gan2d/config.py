@@ -50,6 +50,15 @@ class AugmentConfig(StrictModel):
         return ",".join(parts)
 
 
+class DiffAugmentConfig(AugmentConfig):
+    """DiffAugment by default (SAGAN, as in the DiffAugment paper's BigGAN runs; FastGAN, as in its
+    authors' code)."""
+
+    mode: Literal["none", "diffaugment", "ada"] = Field(
+        "diffaugment", description="none | diffaugment (always on, fixed policy) | ada (probability p steered by D's overfitting)."
+    )
+
+
 class FIDConfig(StrictModel):
     """FID/KID of the EMA generator against the training images, used to pick best.pt."""
 

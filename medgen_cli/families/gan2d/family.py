@@ -3,8 +3,9 @@ validation, sampling.
 
 A subclass builds its networks and optimizers, supplies one D update (:meth:`GAN2DFamily.d_step`)
 and one G update (:meth:`GAN2DFamily.g_step`) — :meth:`GAN2DFamily.train_step` runs them on the
-schedule every adversarial family shares (:mod:`medgen_cli.families.adversarial`) — and says how
-to turn seeds into images (:meth:`GAN2DFamily.generate`) and how to interpolate.
+schedule every adversarial family shares (:mod:`medgen_cli.families.adversarial`). A generator
+with noise beyond z (stylegan2) also says how seeds become images (:meth:`GAN2DFamily.generate`)
+and how to interpolate; the defaults serve generators whose only noise is z.
 """
 
 from __future__ import annotations
@@ -94,8 +95,9 @@ class GAN2DFamily(Family):
     def generate(self, generator: torch.nn.Module, z: torch.Tensor, truncation: float = 1.0,
                  seeds: list[int] | None = None) -> torch.Tensor:
         """Images in [-1, 1] from latents ``z`` (eval/sampling). ``seeds`` (one per row of ``z``, the
-        seeds ``z`` came from) seed any further per-image noise; without them it is fixed."""
-        raise NotImplementedError
+        seeds ``z`` came from) seed any further per-image noise; without them it is fixed. Here, for
+        generators whose only noise is z (sagan, fastgan): ``generator(z)``."""
+        return generator(z)
 
     def sample_truncation(self, opts: GAN2DSampleOptions) -> float:
         """The truncation ``opts`` asks for (only StyleGAN2's options have one)."""

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from medgen_cli.config.base import FamilyConfig, OptimConfig, StrictModel, TrainerConfig
-from medgen_cli.families.gan2d.config import AugmentConfig, FIDConfig, GANEMAConfig, ImageDataConfig
+from medgen_cli.families.gan2d.config import DiffAugmentConfig, FIDConfig, GANEMAConfig, ImageDataConfig
 
 
 class SAGANOptimConfig(OptimConfig):
@@ -55,14 +55,6 @@ class SAGANOptimizerConfig(StrictModel):
     betas: tuple[float, float] = Field((0.0, 0.9), description="Adam betas.")
 
 
-class SAGANAugmentConfig(AugmentConfig):
-    """DiffAugment by default for SAGAN (as in the DiffAugment paper's BigGAN runs)."""
-
-    mode: Literal["none", "diffaugment", "ada"] = Field(
-        "diffaugment", description="none | diffaugment (always on, fixed policy) | ada (probability p steered by D's overfitting)."
-    )
-
-
 class SAGANConfig(FamilyConfig):
     """``medgen train sagan``: self-attention GAN for small 2D image sets."""
 
@@ -72,5 +64,5 @@ class SAGANConfig(FamilyConfig):
     model: SAGANModelConfig = Field(default_factory=SAGANModelConfig)
     loss: SAGANLossConfig = Field(default_factory=SAGANLossConfig)
     optimizer: SAGANOptimizerConfig = Field(default_factory=SAGANOptimizerConfig)
-    augment: SAGANAugmentConfig = Field(default_factory=SAGANAugmentConfig)
+    augment: DiffAugmentConfig = Field(default_factory=DiffAugmentConfig)
     fid: FIDConfig = Field(default_factory=FIDConfig)

@@ -80,7 +80,3 @@ class SAGANFamily(GAN2DFamily):
             ctx.backward(l_g, "g")
             grad_norm = ctx.step("g")
         return {"loss/g": float(l_g.detach()), "grad_norm/g": grad_norm}
-
-    def generate(self, generator: torch.nn.Module, z: torch.Tensor, truncation: float = 1.0,
-                 seeds: list[int] | None = None) -> torch.Tensor:
-        return generator(z)  # z is the only noise
