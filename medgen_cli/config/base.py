@@ -55,6 +55,10 @@ class TrainerConfig(StrictModel):
         "auto", description="Mixed precision: auto = bf16 (or fp16) on CUDA, off on CPU."
     )
     grad_clip: float | None = Field(None, gt=0.0, description="Clip the gradient norm of each optimizer's parameters.")
+    channels_last: bool = Field(
+        False, description="Keep 4-D weights (and so the activations of 2D convolutions) channels-last: "
+        "~15% faster 2D GAN training on CPUs (oneDNN). Same results up to float rounding."
+    )
     ema: EMAConfig = Field(default_factory=EMAConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     log_every: int = Field(10, ge=1, description="Write scalars to TensorBoard/metrics.jsonl every N steps.")

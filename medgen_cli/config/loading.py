@@ -23,6 +23,7 @@ RESUME_MUTABLE_KEYS: tuple[str, ...] = (
     "trainer.batch_size",
     "trainer.num_workers",
     "trainer.device",
+    "trainer.channels_last",
     "trainer.log_every",
     "trainer.val_every",
     "trainer.ckpt_every",

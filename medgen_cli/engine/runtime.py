@@ -97,3 +97,14 @@ def limited(it: Iterator[Any], limit: int | None) -> Iterator[Any]:
 def copy_into(dst: torch.nn.Module, src: torch.nn.Module) -> None:
     for a, b in zip(dst.state_dict().values(), src.state_dict().values()):
         a.copy_(b)
+
+
+@torch.no_grad()
+def to_channels_last(module: torch.nn.Module) -> None:
+    """Store ``module``'s 4-D parameters and buffers channels-last, in place (the same Parameter
+    objects, so optimizers built on them stay valid). Convolutions then run oneDNN's NHWC kernels
+    and hand channels-last activations on; 5-D tensors (a modulated conv's per-sample weights) and
+    everything else keep their layout. ``Module.to(memory_format=...)`` cannot: it refuses 5-D."""
+    for t in (*module.parameters(), *module.buffers()):
+        if t.dim() == 4:
+            t.data = t.data.contiguous(memory_format=torch.channels_last)

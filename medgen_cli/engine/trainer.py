@@ -38,6 +38,7 @@ from medgen_cli.engine.runtime import (
     preserved_rng,
     resolve_amp,
     seed_everything,
+    to_channels_last,
 )
 from medgen_cli.devices import resolve_device
 from medgen_cli.engine.schedules import lr_multiplier
@@ -111,6 +112,9 @@ class Trainer:
             for leftover in self.run.checkpoints.glob(".*.part*"):
                 leftover.unlink(missing_ok=True)  # from a write cut short by a crash
         fam.build(self.device)
+        if self.tcfg.channels_last:
+            for mod in fam.modules.values():
+                to_channels_last(mod)
         amp_dtype = resolve_amp(self.tcfg.amp, self.device)
         use_scaler = amp_dtype == torch.float16
         scalers = {n: torch.amp.GradScaler(self.device.type) for n in fam.optimizers} if use_scaler else {}

@@ -17,7 +17,7 @@ from medgen_cli.families.fastgan.family import FastGANFamily
 from medgen_cli.families.fastgan.networks import (Discriminator, Generator, SkipExcitation, quadrant,
                                                   recon_targets)
 from medgen_cli.families.gan2d.synthetic import write_blob_folder
-from tests.contract import check_family_contract
+from tests.contract import check_family_contract, read_metrics
 from tests.families.test_sagan import tiny_overrides
 
 
@@ -131,3 +131,20 @@ def test_contract_sample_and_interpolate(blobs: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(frames[0], arr[0], atol=1e-5)  # t = 0 is the sample of seed_a
     np.testing.assert_allclose(frames[-1], arr[1], atol=1e-5)  # t = 1: seed_b = seed_a + 1
     assert not np.allclose(frames[2], frames[0], atol=1e-3)
+
+
+def test_channels_last_resumes_exactly_and_trains_like_the_default(blobs: Path, tmp_path: Path) -> None:
+    """``trainer.channels_last`` (the CPU preset's layout) stores the 4-D weights NHWC, resumes
+    bit-identically, and follows the default layout's training to float rounding."""
+    over = tiny_overrides("fastgan", blobs)
+    nhwc = check_family_contract("fastgan", [*over, "trainer.channels_last=true"], tmp_path / "nhwc", steps=4)
+    nchw = check_family_contract("fastgan", over, tmp_path / "nchw", steps=4)
+    state = torch.load(nhwc / "checkpoints" / "latest.pt", weights_only=True)["modules"]["generator"]
+    convs = [v for v in state.values() if v.dim() == 4 and v.shape[1] > 1 and v.shape[2] > 1]
+    assert convs and all(v.is_contiguous(memory_format=torch.channels_last) and not v.is_contiguous()
+                         for v in convs)
+    a, b = read_metrics(nhwc), read_metrics(nchw)
+    for step in a:
+        for key in a[step]:
+            if key.startswith("train/") and isinstance(a[step][key], float):
+                assert a[step][key] == pytest.approx(b[step][key], rel=1e-3, abs=1e-5), (step, key)
