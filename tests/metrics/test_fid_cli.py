@@ -139,14 +139,13 @@ def test_cached_and_npz_runs_never_load_inception(fid_env, sets, tmp_path, monke
 def photos3(tmp_path: Path) -> tuple[Path, Path]:
     """Three 64x64 crops of scikit-image's ``coins`` and three of ``hubble_deep_field``: real
     photographs, two sets as different as a GAN's early samples and its data (the setting of the
-    1e-6 bound and of benchmarks/bench_fid.py)."""
-    import skimage.data
+    1e-6 bound and of benchmarks/bench_fid.py, whose images come from the same ``sources()``)."""
     from PIL import Image
-    from skimage.color import rgb2gray
 
-    hubble = (rgb2gray(skimage.data.hubble_deep_field()) * 255 + 0.5).astype(np.uint8)
+    from benchmarks.make_gan2d_data import sources
+
     out = []
-    for name, image in (("coins", skimage.data.coins()), ("hubble", hubble)):
+    for name, image in zip(("coins", "hubble"), sources()):
         folder = tmp_path / name
         folder.mkdir()
         for i, (y, x) in enumerate([(10, 20), (100, 150), (200, 60)]):
