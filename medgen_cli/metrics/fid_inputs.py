@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -38,6 +39,11 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 CACHE_VERSION = "medgen-fid-1"
 # Features are cached with the statistics (needed for KID) only below this size.
 _MAX_CACHED_FEATURE_BYTES = 256 << 20
+# The statistics cache's cap: one 2048-dim image reference is ~32 MiB of covariance plus its
+# features (~50 MiB for 1,000 images), a volume reference three times that; 1 GiB keeps about a
+# dozen references (seven evaluations once grew an uncapped cache to 364 MB).
+CACHE_LIMIT_ENV = "MEDGEN_FID_CACHE_MB"
+DEFAULT_CACHE_MB = 1024
 
 
 @dataclass
@@ -244,6 +250,67 @@ def cache_dir() -> Path:
     return Path(root) / "fid"
 
 
+def cache_limit_bytes() -> int:
+    """The statistics cache's size cap: ``$MEDGEN_FID_CACHE_MB`` MiB (default
+    :data:`DEFAULT_CACHE_MB`; 0 stores nothing).
+
+    Raises:
+        MedgenError: the variable is not a non-negative number.
+    """
+    raw = os.environ.get(CACHE_LIMIT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CACHE_MB << 20
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = -1.0
+    if not mb >= 0:
+        raise MedgenError(f"{CACHE_LIMIT_ENV}={raw!r} is not a size in MiB",
+                          f"set it to a number such as {DEFAULT_CACHE_MB} (0 disables the cache) or unset it")
+    return int(mb * (1 << 20))
+
+
+def prune_cache(limit: int, keep: Path | None = None) -> list[Path]:
+    """Delete the least recently used entries (oldest modification time first; a cache hit
+    touches its entry) until the ``*.npz`` entries total at most ``limit`` bytes.
+
+    Args:
+        limit: the cap in bytes.
+        keep: an entry never deleted (the one just written), unless it alone exceeds ``limit``.
+
+    Returns:
+        The deleted files.
+    """
+    entries = []
+    stale = time.time_ns() - 3600 * 10**9
+    for p in cache_dir().glob("*.npz"):
+        try:
+            st = p.stat()
+        except OSError:  # removed by a concurrent evaluation
+            continue
+        if p.name.startswith(".") and st.st_mtime_ns > stale:
+            continue  # another evaluation's entry being written; a crashed one's counts after an hour
+        entries.append((st.st_mtime_ns, p.name, p, st.st_size))
+    # Oldest first; an entry that alone exceeds the cap goes before any other.
+    entries.sort(key=lambda e: (e[3] <= limit, e[0], e[1]))
+    total = sum(e[3] for e in entries)
+    removed = []
+    for _, _, p, size in entries:
+        if total <= limit:
+            break
+        if p == keep and size <= limit:
+            continue
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue
+        total -= size
+        removed.append(p)
+    return removed
+
+
 def content_key(files: list[Path], extra: dict[str, Any]) -> str:
     """Hash of file names, sizes and modification times plus the settings that change the statistics."""
     h = hashlib.sha256(json.dumps({"v": CACHE_VERSION, **extra}, sort_keys=True).encode())
@@ -254,7 +321,12 @@ def content_key(files: list[Path], extra: dict[str, Any]) -> str:
 
 
 def cache_load(key: str, need_features: bool) -> dict[str, np.ndarray] | None:
-    """Cached arrays for ``key`` (None when absent, unreadable, or lacking features that are needed)."""
+    """Cached arrays for ``key`` (None when absent, unreadable, or lacking features that are needed).
+
+    Raises:
+        MedgenError: a bad ``$MEDGEN_FID_CACHE_MB`` (checked here, before anything is computed).
+    """
+    cache_limit_bytes()
     p = cache_dir() / f"{key}.npz"
     if not p.is_file():
         return None
@@ -265,11 +337,16 @@ def cache_load(key: str, need_features: bool) -> dict[str, np.ndarray] | None:
         return None
     if need_features and not any(k.startswith("features") for k in data):
         return None
+    try:
+        os.utime(p)  # recently used: pruned last
+    except OSError:
+        pass
     return data
 
 
 def cache_store(key: str, arrays: dict[str, np.ndarray]) -> None:
-    """Store arrays under ``key``; features are dropped when large. Cache errors are not fatal."""
+    """Store arrays under ``key``, then delete the least recently used entries beyond the cap
+    (:func:`cache_limit_bytes`); features are dropped when large. Cache errors are not fatal."""
     keep = {}
     feat_bytes = sum(v.size * 4 for k, v in arrays.items() if k.startswith("features"))
     for k, v in arrays.items():
@@ -278,8 +355,12 @@ def cache_store(key: str, arrays: dict[str, np.ndarray]) -> None:
                 keep[k] = v.astype(np.float32)  # exact: the features are float32 values
         else:
             keep[k] = v
+    limit = cache_limit_bytes()
+    if limit <= 0:
+        return
     try:
         cache_dir().mkdir(parents=True, exist_ok=True)
-        save_stats_npz(cache_dir() / f"{key}.npz", keep, compressed=False)
+        entry = save_stats_npz(cache_dir() / f"{key}.npz", keep, compressed=False)
+        prune_cache(limit, keep=entry)
     except OSError:
         pass
