@@ -75,8 +75,8 @@ def run_train(req: Any) -> None:
         outcome = train(req, notify=console.print)
     except TrainingInterrupted as exc:
         where = exc.run_dir or req.resume
-        console.print(f"[yellow]stopped by {signal_name(exc.signum)} at step {exc.step}; latest.pt saved.[/] "
-                      f"Resume with: medgen train {req.family} --resume {where}")
+        again = f"Resume with: medgen train {req.family} --resume {where}" if where else "Nothing to resume."
+        console.print(f"[yellow]stopped by {signal_name(exc.signum)} at step {exc.step}; {exc.left()}.[/] {again}")
         raise SystemExit(exc.exit_code) from None
     if outcome.config_text is not None:
         sys.stdout.write(outcome.config_text)
@@ -126,12 +126,16 @@ def _make_command(spec: FamilySpec) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
         nproc: int = typer.Option(1, "--nproc", min=1, help="Launch N processes with torchrun (DDP)."),
         require_fid: bool = typer.Option(False, "--require-fid", help="GAN families: fail instead of training without FID weights."),
+        fork: Optional[str] = typer.Option(None, "--fork", metavar="NAME", help="With --resume: continue as a new run NAME "
+                                           "next to it (config and that checkpoint copied; the source run is kept)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="With --resume FILE.pt older than the run's latest: "
+                                       "delete the run's history after it (newer step_N.pt; best.pt becomes the best up to it)."),
     ) -> None:
         from medgen_cli.engine.launch import TrainRequest
 
         run_train(TrainRequest(family=spec.name, config_file=config, overrides=list(overrides), name=name,
                                output_dir=output_dir, resume=resume, dry_run=dry_run, nproc=nproc,
-                               require_fid=require_fid))
+                               require_fid=require_fid, fork=fork, overwrite=overwrite))
 
     cls = type(f"{spec.name.title()}Command", (FamilyCommand,), {"spec": spec})
     train_app.command(spec.name, help=spec.help, short_help=spec.help, cls=cls)(command)

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from medgen_cli.config.base import FamilyConfig
 from medgen_cli.config.build import build_config
@@ -38,6 +38,8 @@ class TrainRequest:
     dry_run: bool = False
     nproc: int = 1
     require_fid: bool = False
+    fork: str | None = None
+    overwrite: bool = False
 
 
 @dataclass
@@ -66,59 +68,145 @@ def _console() -> Any:
     return Console(stderr=True, soft_wrap=True)
 
 
-def train_from_config(cfg: FamilyConfig, resume: str | Path | None = None) -> Path | None:
+def train_from_config(cfg: FamilyConfig, resume: str | Path | None = None, fork: str | None = None,
+                      overwrite: bool = False) -> Path | None:
     """Train ``cfg`` in this process (or as one torchrun rank); return the run directory.
 
     With ``resume`` (a run directory, or one of its checkpoint files), ``cfg`` must be the run's
     saved config with only whitelisted changes; training continues from the newest readable
-    checkpoint (see :func:`medgen_cli.engine.checkpoint.find_checkpoint`). The run directory is
-    locked while training (:func:`medgen_cli.engine.rundir.run_lock`).
+    checkpoint (see :func:`medgen_cli.engine.checkpoint.find_checkpoint`). A checkpoint older
+    than the run's newest is refused unless ``fork`` (continue it as the new run ``fork`` next to
+    this one) or ``overwrite`` (delete the history after it) says what to do with the newer one
+    (see :mod:`medgen_cli.engine.history`). The run directory is locked while training
+    (:func:`medgen_cli.engine.rundir.run_lock`).
     With ``trainer.fast_dev_run``, everything is written to a temporary directory that is removed.
+
+    Raises:
+        TrainingInterrupted: SIGINT/SIGTERM, also before the first step (then nothing was saved).
     """
     from medgen_cli.devices import resolve_device
-    from medgen_cli.engine.distributed import broadcast_object, env_world, init_distributed, shutdown_distributed
-    from medgen_cli.engine.rundir import RunDir, new_run_dir
+    from medgen_cli.engine.data_record import with_absolute_root
+    from medgen_cli.engine.distributed import env_world, init_distributed
 
     spec = get_spec(cfg.family)
     if resume is None:
+        if fork is not None or overwrite:
+            raise MedgenError("--fork and --overwrite apply to --resume", "add --resume RUN/checkpoints/step_N.pt")
         # Values derived from other runs or the data are fixed before the run folder exists, so
         # config.yaml and the checkpoints agree (a failure here leaves no folder behind).
-        cfg = spec.family_class().resolve_config(cfg)
-    rank, local_rank, world = env_world()
+        cfg = spec.family_class().resolve_config(with_absolute_root(cfg))
+    rank, local_rank, _ = env_world()
     init_distributed(resolve_device(cfg.trainer.device, local_rank, setting="trainer.device"))
-    tmp_root: str | None = None
     family = spec.family_class()(cfg)
-    family.check_data()  # a bad input file is named before any run folder exists
-    with contextlib.ExitStack() as held:
-        found = None
-        if resume is not None:
-            run, found = _open_resume(resume, spec.name, held if rank == 0 else None)
-            if found is not None and _already_finished(found, cfg, run.root):
-                return run.root
-        elif cfg.trainer.fast_dev_run:
-            tmp_root = broadcast_object(tempfile.mkdtemp(prefix="medgen-fastdev-") if rank == 0 else None)
-            run = RunDir(Path(tmp_root) / cfg.family / "fast_dev_run")
-            if rank == 0:
-                run.create()
-        else:
-            root = broadcast_object(str(new_run_dir(cfg.output_dir, cfg.family, cfg.name).root) if rank == 0 else None)
-            run = RunDir(Path(root))
-            if rank == 0:
-                held.enter_context(run_lock(run.root))
+    opened: dict[str, Any] = {}  # the run and checkpoint, once known (for an early stop's message)
+    try:
+        with contextlib.ExitStack() as held, _signals_interrupt():
+            family.check_data()  # a bad input file is named before any run folder exists
+            if resume is not None:
+                run, found, resumed = _open_resume(resume, cfg, held if rank == 0 else None, fork, overwrite)
+                opened.update(run=run, found=found)
+                if found is not None and _already_finished(found, resumed, run.root):
+                    return run.root
+                family = family if resumed is cfg else spec.family_class()(resumed)
+                return _train_in(resumed, family, run, found, fresh=False)
+            if cfg.trainer.fast_dev_run:
+                return _train_in(cfg, family, None, None, fresh=True)
+            run = _new_run(cfg, held)
+            opened.update(run=run)
+            return _train_in(cfg, family, run, None, fresh=True)
+    except _EarlyStop as exc:
+        # Stopped before the trainer took over the signals (reading data, building): nothing new
+        # was saved; a fresh run keeps its config.yaml, from which --resume starts at step 0.
+        from medgen_cli.engine.trainer import TrainingInterrupted
+
+        found = opened.get("found")
+        step = 0 if found is None else int(found.ckpt["step"])
+        run = opened.get("run")
+        raise TrainingInterrupted(step, None if run is None else run.root, exc.signum, saved=False) from None
+
+
+def _new_run(cfg: FamilyConfig, held: contextlib.ExitStack) -> Any:
+    """A fresh run folder (rank 0 creates and locks it, with its config.yaml and data listing)."""
+    from medgen_cli.engine.data_record import record_data_files
+    from medgen_cli.engine.distributed import broadcast_object, env_world
+    from medgen_cli.engine.rundir import RunDir, new_run_dir
+    from medgen_cli.io import atomic_path
+
+    rank = env_world()[0]
+    root = broadcast_object(str(new_run_dir(cfg.output_dir, cfg.family, cfg.name).root) if rank == 0 else None)
+    run = RunDir(Path(root))
+    if rank == 0:
         try:
-            _fit(cfg, family, run if rank == 0 else None, found)
-        except MedgenError:
-            # A fresh run that failed before its first checkpoint (bad data path, wrong
-            # autoencoder_run, a full disk, ...) leaves no directory behind, so the same --name works next time.
-            if resume is None and tmp_root is None and rank == 0 and not any(run.checkpoints.glob("*.pt")):
+            held.enter_context(run_lock(run.root))
+            # config.yaml at once: a run stopped before its first step can still be resumed.
+            with atomic_path(run.config) as tmp:
+                tmp.write_text(dump_run_config(cfg))
+            record_data_files(run.root, cfg)
+        except BaseException:
+            if not run.config.is_file():  # nothing a resume could use: leave no folder
                 shutil.rmtree(run.root, ignore_errors=True)
             raise
-        finally:
-            if tmp_root is not None and rank == 0:
-                shutil.rmtree(tmp_root, ignore_errors=True)
-            if world > 1:
-                shutdown_distributed()
+    return run
+
+
+def _train_in(cfg: FamilyConfig, family: Any, run: Any, found: Any, fresh: bool) -> Path | None:
+    """Run the trainer in ``run`` (``None``: a fast_dev_run in a temporary folder) and clean up
+    what a failed fresh run leaves."""
+    from medgen_cli.engine.distributed import broadcast_object, env_world, shutdown_distributed
+    from medgen_cli.engine.rundir import RunDir
+
+    rank, _, world = env_world()
+    tmp_root: str | None = None
+    if run is None:
+        tmp_root = broadcast_object(tempfile.mkdtemp(prefix="medgen-fastdev-") if rank == 0 else None)
+        run = RunDir(Path(tmp_root) / cfg.family / "fast_dev_run")
+        if rank == 0:
+            run.create()
+    try:
+        _fit(cfg, family, run if rank == 0 else None, found)
+    except MedgenError:
+        # A fresh run that failed before its first checkpoint (bad data path, wrong
+        # autoencoder_run, a full disk, ...) leaves no directory behind, so the same --name works next time.
+        if fresh and tmp_root is None and rank == 0 and not any(run.checkpoints.glob("*.pt")):
+            shutil.rmtree(run.root, ignore_errors=True)
+        raise
+    finally:
+        if tmp_root is not None and rank == 0:
+            shutil.rmtree(tmp_root, ignore_errors=True)
+        if world > 1:
+            shutdown_distributed()
     return None if tmp_root is not None else run.root
+
+
+class _EarlyStop(BaseException):
+    """SIGINT/SIGTERM before the trainer's own handlers are installed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into :class:`_EarlyStop` until the trainer installs its own handlers
+    (which it restores after the loop), so an early stop is reported instead of ending the
+    process silently."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _EarlyStop(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _fit(cfg: FamilyConfig, family: Any, run: Any, found: Any) -> None:
@@ -142,30 +230,63 @@ def _fit(cfg: FamilyConfig, family: Any, run: Any, found: Any) -> None:
         raise disk_full_error(exc, run.root, then) from exc
 
 
-def _open_resume(target: str | Path, family: str, held: contextlib.ExitStack | None) -> tuple[Any, Any]:
-    """The run directory of ``target`` (a run folder or one of its ``.pt`` files) and the
-    checkpoint to continue from (``None``: the run has none yet), taking the run's lock first."""
+def _open_resume(target: str | Path, cfg: FamilyConfig, held: contextlib.ExitStack | None, fork: str | None,
+                 overwrite: bool) -> tuple[Any, Any, FamilyConfig]:
+    """The run directory to train in, the checkpoint to continue from (``None``: the run has
+    none yet) and the config, taking the run's lock first (``held``: rank 0 only).
+
+    ``target`` is a run folder or one of its ``.pt`` files. An older checkpoint than the run's
+    newest needs ``fork`` or ``overwrite`` (see :mod:`medgen_cli.engine.history`); with ``fork`` the
+    source run is locked only while it is copied, and the new run is returned.
+    """
     from medgen_cli.engine import checkpoint as ckpt_io
-    from medgen_cli.engine.rundir import existing_run_dir
+    from medgen_cli.engine import history
+    from medgen_cli.engine.rundir import RunDir, existing_run_dir
 
     root, which = ckpt_io.split_checkpoint_path(target)
     run = existing_run_dir(root)
+    notes: list[str] = []
+    with contextlib.ExitStack() as source:
+        if held is not None:
+            (held if fork is None else source).enter_context(run_lock(run.root))
+        found = ckpt_io.find_checkpoint(run.root, which)
+        if found is not None and get_spec(found.ckpt["family"]).name != cfg.family:
+            raise MedgenError(f"{run.root} is a '{found.ckpt['family']}' run, not '{cfg.family}'")
+        older = found is not None and history.check_resume_point(run, found, which != "resume", fork, overwrite)
+        source_root = run.root
+        if fork is not None:
+            if found is None:
+                raise MedgenError(f"{run.root} has no checkpoint to fork", "resume it without --fork")
+            cfg = cfg.model_copy(update={"name": fork})
+            if held is None:
+                run = RunDir(run.root.parent / fork)
+            else:
+                run, note = history.fork_run(run, found, fork, lambda _: dump_run_config(cfg))
+                notes.append(note)
+        elif older and held is not None:
+            notes.append(history.truncate_history(run, found))
     if held is not None:
-        held.enter_context(run_lock(run.root))
-    found = ckpt_io.find_checkpoint(run.root, which)
-    if found is not None and get_spec(found.ckpt["family"]).name != family:
-        raise MedgenError(f"{run.root} is a '{found.ckpt['family']}' run, not '{family}'")
-    if held is not None:
+        if fork is not None:
+            held.enter_context(run_lock(run.root))
         console = _console()
         for note in [] if found is None else found.skipped:
             console.print(f"[yellow]skipped unreadable checkpoint {note}[/]", highlight=False)
-        console.print(f"resuming {run.root} from " + ("step 0: it has no checkpoint yet" if found is None
-                                                       else found.describe()), highlight=False)
-    return run, found
+        for note in notes:
+            console.print(f"[yellow]{note}[/]", highlight=False)
+        where = run.root if fork is None else f"{run.root} (a fork of {source_root})"
+        console.print(f"resuming {where} from " + ("step 0: it has no checkpoint yet" if found is None
+                                                    else found.describe()), highlight=False)
+    return run, found, cfg
 
 
-def resume_config(run_dir: Path, family: str, config_file: Path | None, overrides: list[str]) -> tuple[FamilyConfig, list[str]]:
-    """The saved config of ``run_dir`` with whitelisted overrides applied (others are refused)."""
+def resume_config(run_dir: Path, family: str, config_file: Path | None, overrides: list[str],
+                  notify: Callable[[str], None] | None = None) -> tuple[FamilyConfig, list[str]]:
+    """The saved config of ``run_dir`` with whitelisted overrides applied (others are refused).
+
+    ``data.root`` may change too when the new folder holds the same files as the run's data
+    (see :func:`medgen_cli.engine.data_record.check_moved_root`); ``notify`` then gets a note.
+    """
+    from medgen_cli.engine.data_record import absolute, check_moved_root, data_root
     from medgen_cli.engine.rundir import existing_run_dir
 
     run = existing_run_dir(run_dir)
@@ -176,8 +297,16 @@ def resume_config(run_dir: Path, family: str, config_file: Path | None, override
                           f"resume it with medgen train {saved_family} --resume {run.root}")
     saved_cfg = build_config(family, base=saved)
     cfg = build_config(family, config_file, overrides, base=saved)
+    old_root, new_root = data_root(saved_cfg), data_root(cfg)
+    moved = new_root is not None and old_root is not None and absolute(new_root) != old_root
+    if moved:
+        note = check_moved_root(run.root, old_root, absolute(new_root))
+        if notify is not None:
+            notify(note)
+        saved_cfg = saved_cfg.model_copy(update={"data": saved_cfg.data.model_copy(update={"root": absolute(new_root)})})  # type: ignore[attr-defined]
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": absolute(new_root)})})  # type: ignore[attr-defined]
     changed = check_resume_changes(saved_cfg.model_dump(mode="json"), cfg.model_dump(mode="json"))
-    return cfg, changed
+    return cfg, (["data.root"] if moved else []) + changed
 
 
 def train(req: TrainRequest, notify: Callable[[str], None] = _stderr) -> TrainOutcome:
@@ -207,7 +336,8 @@ def train(req: TrainRequest, notify: Callable[[str], None] = _stderr) -> TrainOu
     if req.resume is not None:
         from medgen_cli.engine.checkpoint import split_checkpoint_path
 
-        cfg, changed = resume_config(split_checkpoint_path(req.resume)[0], req.family, req.config_file, overrides)
+        cfg, changed = resume_config(split_checkpoint_path(req.resume)[0], req.family, req.config_file, overrides,
+                                     notify)
         if changed:
             notify("resume: changed " + ", ".join(changed))
     else:
@@ -216,7 +346,7 @@ def train(req: TrainRequest, notify: Callable[[str], None] = _stderr) -> TrainOu
         return TrainOutcome(config_text=dump_config(cfg))
     if req.nproc > 1 and "LOCAL_RANK" not in os.environ:
         return TrainOutcome(processes=req.nproc)
-    run_dir = train_from_config(cfg, resume=req.resume)
+    run_dir = train_from_config(cfg, resume=req.resume, fork=req.fork, overwrite=req.overwrite)
     return TrainOutcome(run_dir=run_dir if int(os.environ.get("RANK", 0)) == 0 else None)
 
 

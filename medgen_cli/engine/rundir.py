@@ -67,15 +67,25 @@ def next_run_name(parent: Path) -> str:
     return f"run-{max(numbers, default=0) + 1:03d}"
 
 
-def new_run_dir(output_dir: str | Path, family: str, name: str | None) -> RunDir:
-    """Create a fresh run directory; a named run that already has checkpoints is refused."""
-    parent = Path(output_dir) / family
-    parent.mkdir(parents=True, exist_ok=True)
-    if name is None:
-        name = next_run_name(parent)
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+def check_run_name(name: str) -> None:
+    """Refuse a run name that is not one plain folder name (``a/../../b``, ``..``, empty).
+
+    Raises:
+        MedgenError: the name has other characters than letters, digits, '.', '_' and '-'.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name) or name in (".", ".."):
         raise MedgenError(f"run name {name!r} may only contain letters, digits, '.', '_' and '-'")
-    run = RunDir(parent / name)
+
+
+def new_run_dir(output_dir: str | Path, family: str, name: str | None) -> RunDir:
+    """Create a fresh run directory; a named run that already has checkpoints is refused.
+
+    The name is checked before anything is created, so a refused name leaves no folder behind.
+    """
+    parent = Path(output_dir) / family
+    if name is not None:
+        check_run_name(name)
+    run = RunDir(parent / (name if name is not None else next_run_name(parent)))
     if run.root.exists() and any(run.root.iterdir()):
         raise MedgenError(
             f"run directory {run.root} already exists",

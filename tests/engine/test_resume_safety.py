@@ -21,18 +21,18 @@ REPO = Path(__file__).resolve().parents[2]
 COMMON = ["trainer.ckpt_every=4", "trainer.keep_last=5", "model.dropout=0.1"]
 
 
-def _train(tmp_path: Path, name: str, steps: int) -> Path:
+def _train(tmp_path: Path, name: str, steps: int, *extra: str) -> Path:
     cfg = build_config("toy", overrides=[f"output_dir={tmp_path / 'runs'}", f"name={name}",
-                                         f"trainer.max_steps={steps}", *COMMON])
+                                         f"trainer.max_steps={steps}", *COMMON, *extra])
     run = train_from_config(cfg)
     assert run is not None
     return run
 
 
-def _resume(run: Path | str, steps: int) -> None:
+def _resume(run: Path | str, steps: int, *extra: str, fork: str | None = None, overwrite: bool = False) -> Path | None:
     root, _ = ckpt_io.split_checkpoint_path(run)
-    cfg, _ = resume_config(root, "toy", None, [f"trainer.max_steps={steps}"])
-    train_from_config(cfg, resume=run)
+    cfg, _ = resume_config(root, "toy", None, [f"trainer.max_steps={steps}", *extra])
+    return train_from_config(cfg, resume=run, fork=fork, overwrite=overwrite)
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -117,7 +117,7 @@ def test_resume_accepts_a_checkpoint_path(tmp_path: Path, capsys: pytest.Capture
     straight = _train(tmp_path, "straight", 12)
     run = _train(tmp_path, "branch", 12)
     capsys.readouterr()
-    _resume(run / "checkpoints" / "step_4.pt", 12)  # redo steps 5..12 from step 4
+    _resume(run / "checkpoints" / "step_4.pt", 12, overwrite=True)  # redo steps 5..12 from step 4
     assert "from checkpoints/step_4.pt (step 4)" in capsys.readouterr().err
     assert _same(run, straight)
 
@@ -164,3 +164,58 @@ def test_second_process_on_a_training_run_is_refused(tmp_path: Path, subprocess_
     r = subprocess.run([sys.executable, "-m", "medgen_cli", "train", "toy", "--resume", str(run), "--set",
                         "trainer.max_steps=2"], cwd=REPO, env=subprocess_env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "in use" not in r.stderr, r.stderr
+
+
+# ---- issue 29 item 1: a resume from an older checkpoint never replaces newer history silently ----
+def _files(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((run / "checkpoints").glob("*.pt"))}
+
+
+def _val_history(run: Path) -> dict[int, float]:
+    import json
+
+    return {r["step"]: r["val/loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+            if "val/loss" in r}
+
+
+def test_resume_from_older_step_is_refused_without_a_choice(tmp_path: Path) -> None:
+    run = _train(tmp_path, "hist", 12)
+    before = _files(run)
+    with pytest.raises(MedgenError) as info:
+        _resume(run / "checkpoints" / "step_4.pt", 6)
+    text = str(info.value)
+    assert "step 4" in text and "step 12" in text and "--fork" in text and "--overwrite" in text, text
+    assert "\n" not in text
+    assert _files(run) == before  # nothing written, nothing removed
+
+
+def test_resume_from_older_step_with_fork_continues_in_a_new_run(tmp_path: Path) -> None:
+    straight = _train(tmp_path, "straight", 12)
+    run = _train(tmp_path, "src", 12)
+    before = _files(run)
+    fork = _resume(run / "checkpoints" / "step_4.pt", 12, fork="branch")
+    assert fork == run.parent / "branch"
+    assert _files(run) == before  # the source run is untouched
+    assert _same(fork, straight)  # continued from step 4 exactly
+    import json
+
+    origin = json.loads((fork / "origin.json").read_text())
+    assert origin["step"] == 4 and Path(origin["checkpoint"]) == (run / "checkpoints" / "step_4.pt").resolve()
+    assert (fork / "config.yaml").is_file() and "name: branch" in (fork / "config.yaml").read_text()
+    # A taken name is refused like a fresh run's.
+    with pytest.raises(MedgenError, match="already exists"):
+        _resume(run / "checkpoints" / "step_4.pt", 12, fork="branch")
+
+
+def test_resume_from_older_step_with_overwrite_truncates_history(tmp_path: Path) -> None:
+    run = _train(tmp_path, "trunc", 12, "trainer.val_every=2")
+    _resume(run / "checkpoints" / "step_4.pt", 6, "trainer.val_every=2", overwrite=True)
+    names = sorted(p.name for p in (run / "checkpoints").glob("*.pt"))
+    assert names == ["best.pt", "latest.pt", "step_4.pt"]  # step_8, step_12 removed
+    latest = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    history = _val_history(run)  # metrics.jsonl: steps 2, 4, 6 after the truncation
+    assert sorted(history) == [2, 4, 6]
+    best_step = min(history, key=history.__getitem__)
+    assert latest["step"] == 6 and best["step"] == best_step
+    assert latest["best"]["value"] == pytest.approx(history[best_step]) and latest["best"]["step"] == best_step
