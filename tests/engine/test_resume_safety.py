@@ -219,3 +219,93 @@ def test_resume_from_older_step_with_overwrite_truncates_history(tmp_path: Path)
     best_step = min(history, key=history.__getitem__)
     assert latest["step"] == 6 and best["step"] == best_step
     assert latest["best"]["value"] == pytest.approx(history[best_step]) and latest["best"]["step"] == best_step
+
+
+# ---- issue 29 item 3: data.root is stored absolute and may move to a copy of the same files -------
+TINY_AE = REPO / "configs" / "tiny" / "autoencoder.yaml"
+
+
+def _nifti_set(root: Path) -> Path:
+    import nibabel as nib
+    import numpy as np
+
+    for split, n in (("train", 2), ("val", 1)):
+        (root / split).mkdir(parents=True)
+        for i in range(n):
+            vol = np.random.default_rng(i).random((16, 16, 16), dtype=np.float32)
+            nib.save(nib.Nifti1Image(vol, np.eye(4)), str(root / split / f"v{i}.nii.gz"))
+    return root
+
+
+def _ae_resume(run: Path, *overrides: str) -> list[str]:
+    notes: list[str] = []
+    cfg, changed = resume_config(run, "autoencoder", None, list(overrides), notify=notes.append)
+    train_from_config(cfg, resume=run)
+    return notes + changed
+
+
+def test_relative_data_root_is_stored_absolute_and_may_move_to_the_same_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    import yaml
+
+    _nifti_set(tmp_path / "d")
+    monkeypatch.chdir(tmp_path)
+    cfg = build_config("autoencoder", config_file=TINY_AE, overrides=[
+        "data.root=d", "output_dir=runs", "name=rel", "trainer.max_steps=1", "trainer.val_every=100",
+        "data.cache_rate=0"])
+    run = train_from_config(cfg)
+    assert run is not None
+    run = run.resolve()
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["root"] == str(tmp_path / "d")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # another working directory: the run still finds its data
+    _ae_resume(run, "trainer.max_steps=2")
+    # The data moved: a copy with the same names and sizes is accepted, with a note.
+    shutil.move(str(tmp_path / "d"), str(tmp_path / "moved"))
+    notes = _ae_resume(run, "trainer.max_steps=3", f"data.root={tmp_path / 'moved'}")
+    assert any("same 3 files" in n for n in notes) and "data.root" in notes, notes
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["root"] == str(tmp_path / "moved")
+    assert torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["step"] == 3
+    # Other data is refused in one line, and nothing is trained.
+    shutil.copytree(tmp_path / "moved", tmp_path / "other")
+    (tmp_path / "other" / "train" / "v1.nii.gz").unlink()
+    with pytest.raises(MedgenError, match="does not hold the run's data") as info:
+        _ae_resume(run, "trainer.max_steps=4", f"data.root={tmp_path / 'other'}")
+    assert "missing train/v1.nii.gz" in str(info.value) and "\n" not in str(info.value)
+    assert torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["step"] == 3
+
+
+# ---- issue 29 item 6: a refused name creates nothing; an early stop is said and resumable --------
+def test_bad_run_name_creates_no_folder(tmp_path: Path) -> None:
+    cfg = build_config("toy", overrides=[f"output_dir={tmp_path / 'runs'}", "name=a/../../b"])
+    with pytest.raises(MedgenError, match="run name"):
+        train_from_config(cfg)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_stop_before_the_first_step_is_reported_and_resumable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    from medgen_cli.engine.trainer import TrainingInterrupted
+    from tests.toy_family import ToyFamily
+
+    straight = _train(tmp_path, "straight", 8)
+
+    def ctrl_c(self: ToyFamily, ctx: object) -> None:  # Ctrl-C while the model is being set up
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+
+    with monkeypatch.context() as m:
+        m.setattr(ToyFamily, "prepare", ctrl_c)
+        with pytest.raises(TrainingInterrupted) as info:
+            _train(tmp_path, "early", 8)
+    run = tmp_path / "runs" / "toy" / "early"
+    exc = info.value
+    assert exc.run_dir == run and exc.step == 0 and not exc.saved and exc.exit_code == 130
+    assert "config.yaml" in exc.left() and "step 0" in exc.left()
+    assert (run / "config.yaml").is_file() and not list((run / "checkpoints").glob("*.pt"))
+    _resume(run, 8)  # starts at step 0 from the saved config
+    assert _same(run, straight)
