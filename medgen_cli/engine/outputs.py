@@ -12,9 +12,10 @@ Layout of an output folder ``OUT`` (the same for every family)::
 Asking for several formats (``--format nifti,points``) writes one such folder per format,
 ``OUT/nifti/`` and ``OUT/points/``, each with its own ``manifest.json``; previews stay in
 ``OUT/preview/``. Nothing is replaced without ``overwrite``: every target is checked before the
-first file is written, and a folder that already holds a ``manifest.json`` is refused. With
-``overwrite``, files the old manifest listed and the new one does not are removed, so the folder
-again holds exactly the new samples.
+first file is written, and a folder that already holds a ``manifest.json`` is refused, as is a
+non-empty folder that is not a medgen output (no sample ``manifest.json`` in it or in a format
+subfolder: e.g. a data folder). With ``overwrite``, files the old sample manifest listed and the
+new one does not are removed, so the folder again holds exactly the new samples.
 """
 
 from __future__ import annotations
@@ -57,19 +58,49 @@ def _preview_names(samples: Samples) -> list[str]:
     return ["compare.png" if samples.preview == "compare" else "grid.png"]
 
 
-def _old_manifest(folder: Path) -> list[str]:
+def _sample_manifest(folder: Path) -> list[dict[str, Any]] | None:
+    """The entries of ``folder/manifest.json`` when it is a sample manifest (a list of ``{"file",
+    "seed", ...}``; ``data convert-h5``'s manifest lists files too, but without seeds), else None."""
     path = folder / MANIFEST
-    if not path.is_file():
-        return []
     try:
-        return [str(e["file"]) for e in json.loads(path.read_text()) if isinstance(e, dict) and "file" in e]
-    except (ValueError, TypeError):
-        return []
+        entries = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and {"file", "seed"} <= e.keys() for e in entries):
+        return None
+    return entries
+
+
+def _old_manifest(folder: Path) -> list[str]:
+    """The files the sample manifest in ``folder`` lists (none for another kind of manifest)."""
+    return [str(e["file"]) for e in _sample_manifest(folder) or []]
+
+
+def is_output_folder(folder: Path) -> bool:
+    """Whether ``folder`` was written by ``medgen sample``/``interpolate``/``recon``: it (or one
+    of its format subfolders) holds a sample manifest."""
+    folder = Path(folder)
+    return _sample_manifest(folder) is not None or any(
+        _sample_manifest(sub) is not None for sub in folder.iterdir() if sub.is_dir())
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse a file as ``out``, and a non-empty folder that is not a medgen output unless ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise MedgenError(f"--out {out} is a file", "give a folder for the samples")
+    if overwrite or not out.is_dir():
+        return
+    entries = [p for p in out.iterdir() if not p.name.startswith(".")]
+    if entries and not is_output_folder(out):
+        raise MedgenError(f"{out} is not empty ({len(entries)} entries) and holds no medgen {MANIFEST}",
+                          "choose a new or empty folder for --out (or pass --overwrite to write into it anyway)")
 
 
 def check_folders(out: Path, formats: Sequence[str], overwrite: bool) -> dict[str, Path]:
-    """Refuse sample folders that already hold samples (a ``manifest.json``) unless ``overwrite``;
-    cheap, so callers run it before generating anything."""
+    """Refuse sample folders that already hold samples (a ``manifest.json``), and a non-empty
+    ``out`` that is not a medgen output, unless ``overwrite``; cheap, so callers run it before
+    generating anything."""
+    _check_out(Path(out), overwrite)
     folders = sample_folders(Path(out), formats)
     for folder in folders.values():
         if (folder / MANIFEST).exists() and not overwrite:
@@ -79,15 +110,16 @@ def check_folders(out: Path, formats: Sequence[str], overwrite: bool) -> dict[st
 
 
 def check_against_manifest(folder: Path, files: Sequence[Path], what: str) -> None:
-    """A sample folder (one holding ``manifest.json``) must hold exactly the files it lists, so an
-    evaluation counts each sample once; other folders pass unchecked.
+    """A sample folder (one holding a sample ``manifest.json``) must hold exactly the files it lists,
+    so an evaluation counts each sample once; other folders pass unchecked.
 
     Raises:
         MedgenError: files missing from the folder, or files the manifest does not list.
     """
-    if not (Path(folder) / MANIFEST).is_file():
+    entries = _sample_manifest(Path(folder))
+    if entries is None:
         return
-    listed, found = set(_old_manifest(Path(folder))), {Path(f).name for f in files}
+    listed, found = {str(e["file"]) for e in entries}, {Path(f).name for f in files}
     if listed != found:
         raise MedgenError(f"{folder} holds {len(found)} {what} but its {MANIFEST} lists {len(listed)} samples "
                           f"({len(found - listed)} not listed, {len(listed - found)} missing)",
