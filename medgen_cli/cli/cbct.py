@@ -8,19 +8,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Optional
 
 import typer
 
 from medgen_cli.cli.app import app
 from medgen_cli.cli.groups import data_app, eval_app
 from medgen_cli.families.dif_gaussian.config import QUERY_CHUNK
-
-
-def _track(it: Iterable[Any], total: int, description: str) -> Iterable[Any]:
-    from rich.progress import track
-
-    return track(it, total=total, description=description, transient=True)
+from medgen_cli.progress import track
 
 
 @data_app.command("make-cbct")
@@ -55,7 +50,7 @@ def make_cbct_cmd(
 
     summary = build_cbct_dataset(out, volumes_dir, synthetic, geometry, size, val_fraction, test_fraction, seed,
                                  allow_truncation, overwrite, poses, pose_rotation, pose_scale, pose_shift, pose_flip,
-                                 track=_track)
+                                 track=track)
     counts = summary["counts"]
     Console(stderr=True).print(
         f"[green]{summary['written']} written, {summary['skipped']} kept[/] in {out} "
@@ -118,7 +113,7 @@ def eval_recon_cmd(
     """
     from medgen_cli.metrics.recon_eval import evaluate_recon
 
-    results = evaluate_recon(run, data, views, method, checkpoint, iterations, chunk, device, track=_track)
+    results = evaluate_recon(run, data, views, method, checkpoint, iterations, chunk, device, track=track)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return

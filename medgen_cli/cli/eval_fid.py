@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 
@@ -22,29 +22,6 @@ def _parse_window(text: str | None) -> tuple[float, float] | None:
     if not high > low:
         raise MedgenError(f"--window {text!r} is empty", "LOW must be below HIGH")
     return low, high
-
-
-class _Bars:
-    """A rich progress bar on stderr; ``factory(description, total)`` returns an advance callback."""
-
-    def __init__(self, enabled: bool) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True,
-                                 disable=not enabled)
-
-    def __enter__(self) -> "_Bars":
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.__exit__(*exc)
-
-    def factory(self, description: str, total: int) -> Callable[[int], None]:
-        task = self.progress.add_task(description, total=total)
-        return lambda n: self.progress.advance(task, n)
 
 
 def _table(result: dict[str, Any]) -> Any:
@@ -144,7 +121,9 @@ def fid(
                       prdc=prdc_, prdc_k=prdc_k,
                       center_fraction=center_fraction, window=_parse_window(window), use_cache=not no_cache,
                       sqrtm=sqrtm, exact=exact)
-    with _Bars(enabled=True) as bars:
+    from medgen_cli.progress import Bars
+
+    with Bars() as bars:
         result, warnings = evaluate_fid(real, fake, opts, save_stats, overwrite, bars.factory)
     _warn(warnings)
     if fake is None:

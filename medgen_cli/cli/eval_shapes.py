@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
-
 import typer
 
 from medgen_cli.cli.groups import eval_app
@@ -29,18 +27,13 @@ def eval_shapes(
     Works on sparse-gan and diffusion samples alike (NIfTI or point files).
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
     from medgen_cli.metrics.shapes import evaluate_shapes
+    from medgen_cli.progress import Bars
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  console=Console(stderr=True), transient=True, disable=as_json) as bar:
-        def factory(description: str, total: int) -> Callable[[int], None]:
-            task = bar.add_task(description, total=total)
-            return lambda n: bar.advance(task, n)
-
-        result = evaluate_shapes(real, fake, threshold, num_points, normalize, progress=factory)
+    with Bars(enabled=not as_json) as bars:
+        result = evaluate_shapes(real, fake, threshold, num_points, normalize, progress=bars.factory)
     n_r, n_g = int(result["num_real"]), int(result["num_fake"])
     if as_json:
         typer.echo(json.dumps(result))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -41,12 +41,6 @@ class LoadedRun:
                 console.print(f"[yellow]skipped unreadable checkpoint {note}[/]", highlight=False)
             console.print(f"used {self.source.describe()}", highlight=False)
         console.print(f"[green]wrote {len(paths)} file(s)[/] to {out}", highlight=False)
-
-
-def _progress(it: Iterator[Any], total: int, description: str) -> Iterator[Any]:
-    from rich.progress import track
-
-    return iter(track(it, total=total, description=description, console=None, transient=True))
 
 
 def default_out(run_dir: Path, kind: str) -> Path:
@@ -90,5 +84,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto"
     family.load_state_dict(ck.get("family_state", {}))
     for module in family.modules.values():
         module.eval()
-    ctx = InferenceContext(device=dev, run_dir=run.root, modules=family.modules, progress=_progress)
+    from medgen_cli.progress import track
+
+    ctx = InferenceContext(device=dev, run_dir=run.root, modules=family.modules, progress=track)
     return LoadedRun(run_dir=run.root, family=family, ctx=ctx, checkpoint=ck, source=found)
