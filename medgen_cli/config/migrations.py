@@ -37,6 +37,8 @@ class Migration:
         family: the family whose config changed (``None``: every family's).
         renamed: old dotted key → new dotted key.
         removed: dotted keys that no longer exist (their values are dropped).
+        added: dotted keys new in ``version`` whose default differs from the behaviour of older
+            configs: an older config without the key gets this value (its old behaviour).
         why: one sentence for the user.
     """
 
@@ -44,12 +46,15 @@ class Migration:
     family: str | None
     renamed: dict[str, str] = field(default_factory=dict)
     removed: tuple[str, ...] = ()
+    added: dict[str, Any] = field(default_factory=dict)
     why: str = ""
 
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0.2.0", "sparse-gan", renamed={"optim": "optimizer"},
               why="sparse-gan's optimizer section is named like every other family's"),
+    Migration("0.3.0", "sparse-gan", added={"discriminator.kind": "sparse"},
+              why="the default critic is now dense; runs saved before keep their sparse critic"),
 )
 
 
@@ -129,6 +134,9 @@ def migrate_config(data: dict[str, Any], version: str | None = None,
             found, _ = _pop(out, old)
             if found:
                 notes.append(f"config from medgen {stored}: '{old}' was removed in {mig.version} and is ignored{why}")
+        for key, value in mig.added.items():
+            if _put(out, key, value):
+                notes.append(f"config from medgen {stored}: '{key}' (new in {mig.version}) set to {value!r}{why}")
     return out, notes
 
 

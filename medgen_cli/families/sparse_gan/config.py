@@ -32,6 +32,9 @@ class SparseGANData(StrictModel):
 class SparseGenerator(StrictModel):
     """latent → linear → init_size³ grid → one ×2 sparse upsampling per channel step → 1 channel."""
 
+    kind: Literal["sparse", "dense"] = Field(
+        "sparse", description="sparse: prunes to a voxel budget at every level; dense: the classic 3D-GAN "
+                              "(ConvTranspose3d on the full grid, the baseline; needs discriminator.kind=dense).")
     latent_dim: int = Field(256, ge=1, description="Size of z.")
     init_size: int = Field(4, ge=1, description="Edge of the first (dense) grid.")
     channels: list[int] = Field([256, 128, 64, 32, 16], min_length=2,
@@ -48,19 +51,26 @@ class SparseGenerator(StrictModel):
 
 
 class SparseDiscriminator(StrictModel):
-    """Strided sparse convolutions → global pooling → linear."""
+    """Strided convolutions → (minibatch std) → linear: dense on the rendered grid, or sparse."""
 
+    kind: Literal["dense", "sparse"] = Field(
+        "dense", description="dense: sees the generated structure on the full grid (every voxel, present or not, "
+                             "is an input, so penalties act on all of them and the generator's keep/drop "
+                             "decisions get a straight-through gradient); sparse: sees only existing voxels.")
+    mbstd_group: int = Field(4, ge=0, description="dense critic: minibatch-std group size (0 = off).")
     channels: list[int] = Field([16, 32, 64, 128, 256], min_length=1, description="One stride-2 conv per entry.")
     kernel_size: int = Field(3, ge=2, le=3, description="Kernel of the strided convs (2 or 3).")
-    pooling: Literal["mean", "sum", "max"] = Field("mean", description="Global pooling per sample.")
+    pooling: Literal["mean", "sum", "max"] = Field("mean", description="sparse critic: global pooling per sample.")
 
 
 class SparseGANLoss(StrictModel):
     """Adversarial objective."""
 
-    gan_type: Literal["wgan-gp", "vanilla", "lsgan"] = Field("wgan-gp", description="Loss family.")
+    gan_type: Literal["wgan-gp", "vanilla", "lsgan", "hinge"] = Field(
+        "wgan-gp", description="Loss family (vanilla = non-saturating).")
     n_critic: int = Field(5, ge=1, description="D updates per G update: D every step, G every n_critic-th step.")
     gradient_penalty_weight: float = Field(10.0, ge=0.0, description="wgan-gp: weight of the gradient penalty.")
+    r1_weight: float = Field(0.0, ge=0.0, description="dense critic: R1 weight γ (γ/2·E‖∇D(real)‖², every voxel); 0 = off.")
 
 
 class SparseGANOptim(StrictModel):
@@ -116,4 +126,8 @@ class SparseGANConfig(FamilyConfig):
                 f"data.voxel_size = {self.data.voxel_size}")
         if 2 ** len(self.discriminator.channels) > self.data.voxel_size:
             raise ValueError("discriminator has more stride-2 convs than data.voxel_size allows")
+        if self.generator.kind == "dense" and self.discriminator.kind != "dense":
+            raise ValueError("generator.kind=dense needs discriminator.kind=dense")
+        if self.loss.r1_weight > 0 and self.discriminator.kind != "dense":
+            raise ValueError("loss.r1_weight needs discriminator.kind=dense (R1 acts on every voxel of the grid)")
         return self

@@ -22,10 +22,11 @@ from medgen_cli.families.base import Family
 from medgen_cli.families.inference import Samples
 from medgen_cli.families.sparse_gan import sampling, validation
 from medgen_cli.families.sparse_gan.config import SparseGANConfig
-from medgen_cli.families.sparse_gan.losses import d_loss, g_loss, gradient_penalty
+from medgen_cli.families.sparse_gan.dense import DenseCritic, DenseGenerator
+from medgen_cli.families.sparse_gan.losses import d_loss, dense_gradient_penalty, g_loss, gradient_penalty, r1_penalty
 from medgen_cli.families.sparse_gan.networks import SparseDiscriminator, SparseGenerator
 from medgen_cli.sparse import resolve_backend_name
-from medgen_cli.sparse.common import from_dense
+from medgen_cli.sparse.common import from_dense, to_dense
 from medgen_cli.sparse.tensor import SparseTensor
 
 
@@ -63,10 +64,18 @@ class SparseGANFamily(Family):
         c = self.cfg
         self.backend = resolve_backend_name(c.sparse.backend, device)
         g, d = c.generator, c.discriminator
-        gen = SparseGenerator(g.latent_dim, g.init_size, g.channels, c.data.voxel_size, g.max_voxels,
-                              g.occupancy_threshold, g.parent_slack, backend=self.backend, output=g.output).to(device)
-        disc = SparseDiscriminator(d.channels, d.kernel_size, d.pooling, backend=self.backend).to(device)
-        self.modules = {"generator": gen, "discriminator": disc}
+        gen: torch.nn.Module
+        if g.kind == "dense":
+            gen = DenseGenerator(g.latent_dim, g.init_size, g.channels, c.data.voxel_size, g.output)
+        else:
+            gen = SparseGenerator(g.latent_dim, g.init_size, g.channels, c.data.voxel_size, g.max_voxels,
+                                  g.occupancy_threshold, g.parent_slack, backend=self.backend, output=g.output)
+        disc: torch.nn.Module
+        if d.kind == "dense":
+            disc = DenseCritic(d.channels, c.data.voxel_size, d.kernel_size, d.mbstd_group)
+        else:
+            disc = SparseDiscriminator(d.channels, d.kernel_size, d.pooling, backend=self.backend)
+        self.modules = {"generator": gen.to(device), "discriminator": disc.to(device)}
         betas = tuple(c.optimizer.betas)
         self.optimizers = {
             "generator": torch.optim.Adam(gen.parameters(), lr=c.optimizer.lr_g, betas=betas),
@@ -144,21 +153,47 @@ class SparseGANFamily(Family):
         metrics.update(self.last_g.latest)
         return metrics
 
+    @property
+    def dense_critic(self) -> bool:
+        return self.cfg.discriminator.kind == "dense"
+
+    def densify_real(self, real: SparseTensor) -> torch.Tensor:
+        """Real shapes on the grid as the critic sees them: 1 per voxel for occupancy output
+        (binary, like the generated voxels), else the voxel values."""
+        feats = real.feats[:, :1].float()
+        if self.cfg.generator.output == "occupancy":
+            feats = torch.ones_like(feats)
+        return to_dense(real.with_feats(feats), self.cfg.data.voxel_size)
+
+    def _fake(self, gen: Any, z: torch.Tensor) -> Any:
+        """What the critic sees of ``gen(z)``: the dense render, or the sparse output."""
+        if self.dense_critic:
+            return gen.render(z).float()
+        out = gen(z)
+        return out.with_feats(out.feats.float())
+
     def _d_step(self, real: SparseTensor, bsz: int, ctx: TrainContext) -> dict[str, float]:
         c = self.cfg
         gen, disc = ctx.net("generator"), ctx.net("discriminator")
         z = torch.randn(bsz, c.generator.latent_dim, device=ctx.device)
         with torch.no_grad(), ctx.autocast():
-            fake = gen(z)
-        fake = fake.with_feats(fake.feats.float())
+            fake = self._fake(gen, z)
+        real_in: Any = self.densify_real(real) if self.dense_critic else real
+        metrics = {"stats/fake_voxels": self._fake_voxels(gen, fake) / bsz, "stats/real_voxels": real.num_voxels / bsz}
+        terms: dict[str, torch.Tensor] = {}
         with ctx.autocast():
-            d_real, d_fake = disc(real).float(), disc(fake).float()
-            l_real, l_fake = d_loss(c.loss.gan_type, d_real, d_fake)
-        terms = {"d_real": l_real, "d_fake": l_fake}
-        metrics = {"d/real": float(d_real.detach().mean()), "d/fake": float(d_fake.detach().mean()),
-                   "stats/fake_voxels": fake.num_voxels / bsz, "stats/real_voxels": real.num_voxels / bsz}
+            if c.loss.r1_weight > 0:
+                r1, d_real = r1_penalty(disc, real_in)
+                terms["r1"] = 0.5 * c.loss.r1_weight * r1
+                metrics["stats/r1_penalty"] = float(r1.detach())
+            else:
+                d_real = disc(real_in)
+            d_real, d_fake = d_real.float(), disc(fake).float()
+            terms["d_real"], terms["d_fake"] = d_loss(c.loss.gan_type, d_real, d_fake)
+        metrics.update({"d/real": float(d_real.detach().mean()), "d/fake": float(d_fake.detach().mean())})
         if c.loss.gan_type == "wgan-gp":
-            gp = gradient_penalty(self._critic_for_penalty(ctx), real, fake)
+            gp = (dense_gradient_penalty(disc, real_in, fake) if self.dense_critic
+                  else gradient_penalty(self._critic_for_penalty(ctx), real, fake))
             terms["gp"] = c.loss.gradient_penalty_weight * gp
             metrics["stats/gp"] = float(gp.detach())
             metrics["stats/wasserstein"] = float((d_real - d_fake).detach().mean())
@@ -169,12 +204,19 @@ class SparseGANFamily(Family):
                         **shares(values), "grad_norm/d": ctx.step("discriminator")})
         return metrics
 
+    @staticmethod
+    def _fake_voxels(gen: Any, fake: Any) -> int:
+        """Voxels the generator kept over the batch (the sampled shapes' size)."""
+        kept = getattr(gen, "last_stats", {}).get("kept")
+        if kept:
+            return int(kept[-1])
+        return int((fake > 0.5).sum()) if isinstance(fake, torch.Tensor) else fake.num_voxels
+
     def _g_step(self, bsz: int, ctx: TrainContext) -> dict[str, float]:
         gen, disc = ctx.net("generator"), ctx.net("discriminator")
         z = torch.randn(bsz, self.cfg.generator.latent_dim, device=ctx.device)
         with ctx.autocast():
-            out = gen(z)
-            loss_g = g_loss(self.cfg.loss.gan_type, disc(out.with_feats(out.feats.float())).float())
+            loss_g = g_loss(self.cfg.loss.gan_type, disc(self._fake(gen, z)).float())
         ctx.backward(loss_g, "generator")
         grad_norm = ctx.step("generator")
         ctx.zero_grad("discriminator")  # the G loss also filled the critic's gradients

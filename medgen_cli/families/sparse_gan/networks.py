@@ -91,11 +91,14 @@ class SparseGenerator(nn.Module):
         coords = torch.cat([batch[:, None], self.grid.repeat(b, 1)], dim=1)
         x = self.sp.prepare(SparseTensor(coords, feats, self.voxel_size // self.init_size, b))
         created, kept = [], []
+        #: Every created child of each level with its occupancy probability (for render()).
+        self.last_candidates: list[SparseTensor] = []
         prob = None
         for block, budget in zip(self.blocks, self.budgets):
             x, prob = block(x)
             keep = select_children(prob, x.coords[:, 0].long(), b, budget, self.threshold)
             created.append(x.num_voxels)
+            self.last_candidates.append(SparseTensor(x.coords, prob[:, None], x.stride, b))
             # prob rides along as a last column: a backend may reorder rows when pruning.
             x = self.sp.prune(x.with_feats(torch.cat([x.feats * prob[:, None], prob[:, None]], 1)), keep)
             prob = x.feats[:, -1]
@@ -108,6 +111,16 @@ class SparseGenerator(nn.Module):
             return x.with_feats(((prob - prob.detach()) + 1.0)[:, None])  # (p - p) first: exactly 0
         value = torch.sigmoid(self.out(x).feats) * prob[:, None]
         return x.with_feats(value)
+
+    def render(self, z: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, S, S, S]``: the output on the dense grid, with straight-through gradients to
+        every level's keep/drop decision (:func:`~medgen_cli.families.sparse_gan.dense.render_dense`)."""
+        from medgen_cli.families.sparse_gan.dense import render_dense
+
+        x = self(z)
+        x = x.with_feats(x.feats.float())
+        cands = [c.with_feats(c.feats.float()) for c in self.last_candidates]
+        return render_dense(x, cands, self.voxel_size, detach_output=self.output == "occupancy")
 
 
 class SparseDiscriminator(nn.Module):
