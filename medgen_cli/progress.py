@@ -24,13 +24,21 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _columns() -> tuple[Any, ...]:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn())
+
+
 def track(it: Iterable[Any], total: int, description: str) -> Iterator[Any]:
     """``it`` with a transient rich progress bar on stderr (none when stderr is not a terminal)."""
-    from rich.progress import track as rich_track
+    from rich.progress import Progress
 
     console = stderr_console()
-    return iter(rich_track(it, total=total, description=description, console=console, transient=True,
-                           disable=not console.is_terminal))
+    progress = Progress(*_columns(), console=console, transient=True, disable=not console.is_terminal)
+    with progress:
+        yield from progress.track(it, total=total, description=description)
 
 
 class Bars:
@@ -41,11 +49,10 @@ class Bars:
     """
 
     def __init__(self, enabled: bool = True) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress
 
         console = stderr_console()
-        self.progress: Progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                           TimeRemainingColumn(), console=console, transient=True,
+        self.progress: Progress = Progress(*_columns(), console=console, transient=True,
                                            disable=not (enabled and console.is_terminal))
 
     def __enter__(self) -> "Bars":

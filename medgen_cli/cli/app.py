@@ -41,6 +41,26 @@ def _root(
     _STATE["debug"] = debug or os.environ.get("MEDGEN_DEBUG", "") not in ("", "0")
 
 
+def _hide_flag_types() -> None:
+    """No ``<bool>`` type column for flags (``--overwrite``, ``--fid/--no-fid``, ``--help``).
+
+    Typer's rich help shows every option's value type since 0.2x, flags included, although a flag
+    takes no value. Every option, the generated ``train <family>`` ones and ``--help`` included,
+    is made by Typer's one option class, so the fix lives here, once.
+    """
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_medgen_hides_flags", False):
+        return  # an older Typer without the column, or already done
+
+    def display_type_rich(self: TyperOption, ctx: object) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._medgen_hides_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
 def _register_groups() -> None:
     # One line per command module; each attaches its commands to `app` or to a shared group.
     from medgen_cli.cli import train as _train  # noqa: F401
@@ -85,4 +105,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
+_hide_flag_types()
 _register_groups()

@@ -79,20 +79,22 @@ def recon_cmd(
 
     A NIfTI volume is resampled to the geometry's grid and its N views are simulated; the result is written on the input's voxel grid with its affine.
     """
-    from rich.console import Console
-
     from medgen_cli.families.dif_gaussian.recon import reconstruct
     from medgen_cli.io import check_writable, save_nifti
+    from medgen_cli.progress import stderr_console
 
     check_writable(out, overwrite)
+    console = stderr_console()
     t0 = time.perf_counter()
-    result = reconstruct(run, input, method, views, checkpoint, device, geometry, iterations, chunk)
+    result = reconstruct(run, input, method, views, checkpoint, device, geometry, iterations, chunk,
+                         say=console.print, track=track)
     save_nifti(result.volumes[0], out, affine=result.affine, overwrite=overwrite)
     info = (result.extra or [{}])[0]
-    msg = f"[green]wrote[/] {out} ({method}, {info.get('views', '?')} views, {time.perf_counter() - t0:.2f}s)"
+    what = [method if method != "model" else "the run's model"] + ([f"{info['views']} views"] if "views" in info else [])
+    msg = f"[green]wrote[/] {out} ({', '.join(what)}, {time.perf_counter() - t0:.2f}s)"
     if "psnr" in info:
         msg += f"  PSNR {info['psnr']:.2f} dB, SSIM {info['ssim']:.4f} vs the case volume"
-    Console(stderr=True).print(msg, highlight=False)
+    console.print(msg)
 
 
 @eval_app.command("recon")

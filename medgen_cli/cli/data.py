@@ -43,8 +43,7 @@ def convert_h5(
 ) -> None:
     """Voxelize H5 point clouds into float32 .nii.gz volumes with a train/val split and a manifest.
 
-    The NIfTI affine maps voxel indices to the voxel centres in the points' own coordinates, so
-    `medgen data to-points` brings the volume back to the original frame (within half a voxel).
+    The NIfTI affine maps voxel indices to the voxel centres in the points' own coordinates, so `medgen data to-points` brings the volume back to the original frame (within half a voxel).
     """
     from rich.console import Console
 

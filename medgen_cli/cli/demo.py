@@ -45,10 +45,9 @@ def demo(
 ) -> None:
     """Run the whole latent-diffusion pipeline on synthetic data and show where everything went.
 
-    Synthetic H5 point clouds are converted to NIfTI volumes (data convert-h5), a small
-    autoencoder and a small class-conditional latent rectified-flow model are trained, samples
-    are drawn and shown as slice grids, and their quality is measured: the share a classifier
-    trained on the real volumes assigns to their class, and the 2.5D FID. About 5 minutes on 2 CPU cores.
+    Synthetic H5 point clouds are converted to NIfTI volumes (data convert-h5), a small autoencoder and a small class-conditional latent rectified-flow model are trained, samples are drawn and shown as slice grids, and their quality is measured: the share a classifier trained on the real volumes assigns to their class, and the 2.5D FID.
+
+    About 5 minutes on 2 CPU cores.
     """
     from rich.console import Console
 

@@ -32,14 +32,19 @@ class LoadedRun:
     def step(self) -> int:
         return int(self.checkpoint["step"])
 
+    def describe(self) -> list[str]:
+        """The lines that name the checkpoint used (and any unreadable one skipped on the way)."""
+        if self.source is None:
+            return []
+        return [*(f"[yellow]skipped unreadable checkpoint {note}[/]" for note in self.source.skipped),
+                f"used {self.source.describe()}"]
+
     def report(self, paths: list[Path], out: Path) -> None:
         from rich.console import Console
 
         console = Console(stderr=True)
-        if self.source is not None:
-            for note in self.source.skipped:
-                console.print(f"[yellow]skipped unreadable checkpoint {note}[/]", highlight=False)
-            console.print(f"used {self.source.describe()}", highlight=False)
+        for line in self.describe():
+            console.print(line, highlight=False)
         console.print(f"[green]wrote {len(paths)} file(s)[/] to {out}", highlight=False)
 
 

@@ -95,8 +95,10 @@ class InterpolateOptions(InferenceOptions):
 
 
 class ReconOptions(InferenceOptions):
-    """``medgen recon`` (and ``medgen sample --input``): reconstruct one input file."""
+    """``medgen sample --input`` (and ``medgen recon``): reconstruct one input file."""
 
+    #: The command a user is pointed to for this kind of reconstruction.
+    command: ClassVar[str] = "medgen sample RUN --input FILE"
     input: Path = Field(..., description="The file to reconstruct.")
 
 
@@ -200,7 +202,7 @@ def parse_options(model: type[O] | None, flags: dict[str, Any], family: Family, 
     """
     name = family.name
     if model is None:
-        hint = {"sample": "use `medgen recon` for reconstruction runs" if family.recon_options else None,
+        hint = {"sample": f"it reconstructs: {family.recon_options.command}" if family.recon_options else None,
                 "recon": "use `medgen sample` for generative runs" if family.sample_options else None}.get(task)
         raise MedgenError(f"'{name}' runs cannot {task}", hint)
     try:
