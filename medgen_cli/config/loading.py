@@ -33,6 +33,10 @@ RESUME_MUTABLE_KEYS: tuple[str, ...] = (
     "fid.required",
 )
 
+#: Config leaves that may change on resume wherever they are: learning rates (a run that diverged
+#: continues from its last finite checkpoint with a lower one; the trainer applies the new rate).
+RESUME_MUTABLE_LEAVES: tuple[str, ...] = ("lr", "lr_g", "lr_d", "d_lr")
+
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``yaml.safe_load``.
@@ -161,11 +165,11 @@ def check_resume_changes(saved: dict[str, Any], requested: dict[str, Any]) -> li
     a, b = _flatten(saved), _flatten(requested)
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     for key in changed:
-        if key not in RESUME_MUTABLE_KEYS:
+        if key not in RESUME_MUTABLE_KEYS and key.rsplit(".", 1)[-1] not in RESUME_MUTABLE_LEAVES:
             raise MedgenError(
                 f"cannot change '{key}' on resume ({a.get(key)!r} -> {b.get(key)!r})",
                 "start a new run instead; on resume only "
                 + ", ".join(RESUME_MUTABLE_KEYS)
-                + " may change",
+                + ", learning rates (*.lr, *.lr_g, *.lr_d, *.d_lr) and data.root (to a copy of the same files) may change",
             )
     return changed

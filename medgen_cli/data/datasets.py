@@ -55,10 +55,16 @@ def split_files(cfg: ImageDataConfig) -> tuple[list[Path], list[Path]]:
 
 
 def check_files(cfg: ImageDataConfig) -> None:
-    """Check every NIfTI volume of the data config (header + completeness) before a run starts."""
+    """Check every input file of the data config before a run starts: NIfTI volumes (header,
+    completeness, finite voxels) in 3D, images (readable, finite) in 2D."""
     from medgen_cli.data.volumes import check_volume_tree
 
     check_volume_tree(cfg.root, 3 if cfg.spatial_dims == 3 else None)
+    if cfg.spatial_dims == 2:
+        from medgen_cli.data.images import check_image_files
+
+        train, val = split_files(cfg)
+        check_image_files(train + val)
 
 
 def labels_for(cfg: ImageDataConfig) -> dict[str, int] | None:

@@ -16,9 +16,14 @@ from __future__ import annotations
 import json
 import zlib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from medgen_cli.errors import MedgenError
+
+try:  # zlib-ng inflates the same streams ~2x faster (the float scan reads every voxel)
+    from zlib_ng import zlib_ng as _zlib
+except ImportError:  # pragma: no cover - depends on the environment
+    _zlib = zlib  # type: ignore[assignment]
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii")
 INTENSITY_MODES = ("minmax", "none", "zscore")
@@ -148,11 +153,82 @@ def _gzip_complete(path: Path, expected: int) -> bool:
         return dec.eof and total >= expected
 
 
+def _inflate(path: Path) -> Iterator[bytes]:
+    """The decompressed bytes of a (possibly multi-member) gzip file, in chunks."""
+    with open(path, "rb") as fh:
+        dec = _zlib.decompressobj(31)
+        while chunk := fh.read(1 << 20):
+            yield dec.decompress(chunk)
+            while dec.eof and dec.unused_data:  # next gzip member
+                rest = dec.unused_data
+                dec = _zlib.decompressobj(31)
+                yield dec.decompress(rest)
+
+
+def _float_scan(path: Path, offset: int, count: int, dtype: Any) -> tuple[bool, int]:
+    """(complete, number of non-finite values) of the ``count`` floats of ``dtype`` stored at
+    ``offset`` in a NIfTI file: one streaming pass that also replaces the completeness check."""
+    import numpy as np
+
+    nbytes = count * dtype.itemsize
+    if not path.name.endswith(".gz"):
+        if path.stat().st_size < offset + nbytes:
+            return False, 0
+        data = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,)) if count else np.empty(0, dtype)
+        step = 1 << 22
+        return True, sum(int(np.count_nonzero(~np.isfinite(data[i:i + step]))) for i in range(0, count, step))
+    bad, pos, end, carry = 0, 0, offset + nbytes, b""
+    for chunk in _inflate(path):
+        lo, pos = pos, pos + len(chunk)  # this chunk's place in the decompressed stream
+        a, b = max(lo, offset), min(pos, end)  # its part inside the voxel data
+        if b <= a:
+            continue
+        piece = carry + chunk[a - lo:b - lo]
+        whole = len(piece) // dtype.itemsize
+        bad += int(np.count_nonzero(~np.isfinite(np.frombuffer(piece, dtype, whole))))
+        carry = piece[whole * dtype.itemsize:]
+    return pos >= end, bad
+
+
+#: (resolved path, size, mtime) -> shape of the files that passed :func:`check_volume_file`.
+_CHECKED: dict[tuple[str, int, int], tuple[int, ...]] = {}
+
+
+def _checked_shape(p: Path) -> tuple[int, ...]:
+    """The shape of NIfTI file ``p`` once it has passed the checks of :func:`check_volume_file`."""
+    import numpy as np
+
+    hint = "re-create or remove the file (a complete .nii/.nii.gz is needed)"
+    try:
+        hdr = _read_header(p)
+        shape = tuple(int(s) for s in hdr.get_data_shape())
+        dtype, offset = hdr.get_data_dtype(), int(hdr["vox_offset"])
+    except Exception as exc:  # nibabel/zlib raise many types for corrupt files
+        raise MedgenError(f"cannot read NIfTI {p}: {type(exc).__name__}: {exc}".splitlines()[0], hint) from exc
+    count = int(np.prod(shape))
+    try:
+        if dtype.kind == "f":  # only floats can hold NaN/inf; integer files keep the cheap check
+            complete, bad = _float_scan(p, offset, count, dtype)
+        elif p.name.endswith(".gz"):
+            complete, bad = _gzip_complete(p, offset + count * dtype.itemsize), 0
+        else:
+            complete, bad = p.stat().st_size >= offset + count * dtype.itemsize, 0
+    except (OSError, zlib.error, _zlib.error) as exc:
+        raise MedgenError(f"cannot read NIfTI {p}: {exc}".splitlines()[0], hint) from exc
+    if not complete:
+        raise MedgenError(f"NIfTI file {p} is truncated (its data ends early)", hint)
+    if bad:
+        raise MedgenError(f"{p} holds {bad} non-finite voxel(s) (NaN or inf), which would train to NaN",
+                          "replace them (e.g. numpy.nan_to_num) or remove the file")
+    return shape
+
+
 def check_volume_file(path: str | Path, nd: int | None = None) -> tuple[int, ...]:
-    """Cheaply check that a NIfTI file is complete and readable: its header parses, and the data
-    it announces is all there (``.nii``: the file size; ``.nii.gz``: the gzip trailer, see
-    :func:`_gzip_complete`). About 0.5 ms per file, so a whole dataset is checked before a run
-    folder is created.
+    """Check that a NIfTI file is complete, readable and finite: its header parses, the data it
+    announces is all there (``.nii``: the file size; ``.nii.gz``: the gzip trailer, see
+    :func:`_gzip_complete`) and, for floating-point data, every voxel is finite (NaN or inf
+    would train to NaN). About 0.5 ms per integer file; float files are inflated once (a few ms
+    per MB), so a whole dataset is checked before a run folder is created.
 
     Args:
         path: a ``.nii``/``.nii.gz`` file (other suffixes are left to their readers).
@@ -162,28 +238,18 @@ def check_volume_file(path: str | Path, nd: int | None = None) -> tuple[int, ...
         The volume's shape.
 
     Raises:
-        MedgenError: one line naming the file (missing, unreadable, truncated, wrong rank).
+        MedgenError: one line naming the file (missing, unreadable, truncated, non-finite, wrong rank).
     """
-    import numpy as np
-
     p = Path(path)
     if not p.is_file():
         raise MedgenError(f"volume file not found: {p}")
     if not any(p.name.endswith(s) for s in VOLUME_SUFFIXES):
         return ()
-    hint = "re-create or remove the file (a complete .nii/.nii.gz is needed)"
-    try:
-        hdr = _read_header(p)
-        shape = tuple(int(s) for s in hdr.get_data_shape())
-        expected = int(hdr["vox_offset"]) + int(np.prod(shape)) * hdr.get_data_dtype().itemsize
-    except Exception as exc:  # nibabel/zlib raise many types for corrupt files
-        raise MedgenError(f"cannot read NIfTI {p}: {type(exc).__name__}: {exc}".splitlines()[0], hint) from exc
-    try:
-        complete = _gzip_complete(p, expected) if p.name.endswith(".gz") else p.stat().st_size >= expected
-    except (OSError, zlib.error) as exc:
-        raise MedgenError(f"cannot read NIfTI {p}: {exc}".splitlines()[0], hint) from exc
-    if not complete:
-        raise MedgenError(f"NIfTI file {p} is truncated (its data ends early)", hint)
+    stat = p.stat()
+    key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns)
+    shape = _CHECKED.get(key)
+    if shape is None:  # a file checked before the run folder was made is not read again by its dataset
+        shape = _CHECKED[key] = _checked_shape(p)
     dims = shape
     while nd is not None and len(dims) > nd and dims[-1] == 1:
         dims = dims[:-1]
@@ -194,9 +260,11 @@ def check_volume_file(path: str | Path, nd: int | None = None) -> tuple[int, ...
 
 
 def check_volume_files(files: Sequence[str | Path], nd: int | None = None) -> None:
-    """:func:`check_volume_file` for every file (what a family runs before a run folder exists)."""
-    for f in files:
-        check_volume_file(f, nd)
+    """:func:`check_volume_file` for every file (what a family runs before a run folder exists),
+    on a few threads; the first bad file in order is named."""
+    from medgen_cli.data.filecheck import check_each
+
+    check_each(lambda f: check_volume_file(f, nd), files)
 
 
 def check_volume_tree(root: str | Path, nd: int | None = None) -> None:

@@ -8,6 +8,7 @@ training are handled in one place.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -68,6 +69,9 @@ class TrainContext:
     writer: Any = None
     #: Optimizers stepped during the current train_step; their LR schedulers advance after it.
     stepped: set[str] = field(default_factory=set)
+    #: Optimizers whose gradients were not finite in the current train_step (without fp16 loss
+    #: scaling, where that is routine); the trainer stops the run on them.
+    bad_grads: list[str] = field(default_factory=list)
     #: True when a checkpoint will be restored after ``Family.prepare`` (its values win), so
     #: ``prepare`` can skip work whose result the checkpoint holds (and inputs that may be gone).
     resuming: bool = False
@@ -123,6 +127,8 @@ class TrainContext:
                 # The foreach implementation: one fused pass, ~3x cheaper than a Python loop of norms.
                 norm = torch.nn.utils.get_total_norm([p.grad for p in params])
             grad_norm = float(norm)
+            if scaler is None and not math.isfinite(grad_norm):
+                self.bad_grads.append(opt)
         else:
             grad_norm = float("nan")
         if scaler is not None:

@@ -61,17 +61,25 @@ class RunLogger:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def info(self, message: str) -> None:
-        """A line on the console and in log.txt."""
+    def info(self, message: str, console: bool = True) -> None:
+        """A line in log.txt and (``console``) on the console."""
         if not self.active:
             return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         if self._log_fh is not None:
             self._log_fh.write(f"{stamp} {message}\n")
-        if self._progress is not None:
-            self._progress.console.print(message, highlight=False, markup=False)
-        else:
-            self.console.print(message, highlight=False, markup=False)
+        if console:
+            (self._progress.console if self._progress is not None else self.console).print(
+                message, highlight=False, markup=False)
+
+    def warning(self, message: str) -> None:
+        """A yellow ``warning:`` line on the console and in log.txt."""
+        self.info(f"warning: {message}", console=False)
+        if self.active:
+            from rich.text import Text
+
+            (self._progress.console if self._progress is not None else self.console).print(
+                Text(f"warning: {message}", style="yellow"), highlight=False)
 
     def progress(self, step: int, epoch: int, metrics: dict[str, float]) -> None:
         """Advance the bar (cheap; called every step)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 from medgen_cli.config.base import OptimConfig
 
@@ -33,3 +33,24 @@ def lr_multiplier(cfg: OptimConfig, max_steps: Callable[[], int]) -> Callable[[i
         return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * frac))
 
     return lambda step: warmup(step) * schedule(step)
+
+
+def apply_base_lrs(schedulers: dict[str, Any], built: dict[str, list[float]]) -> list[str]:
+    """Give each ``LambdaLR`` (and its optimizer) the base learning rates ``built`` from the
+    config, where they differ from those a restored checkpoint brought; the schedule's position is
+    kept. Returns the names of the optimizers that changed.
+
+    A checkpoint's optimizer and scheduler states carry the learning rates of the run that wrote
+    them; without this, a resume that lowers ``lr`` (e.g. after a divergence) would change nothing.
+    """
+    changed = []
+    for name, sch in schedulers.items():
+        new = built[name]
+        if list(sch.base_lrs) == new:
+            continue
+        sch.base_lrs = list(new)
+        for group, base, fn in zip(sch.optimizer.param_groups, new, sch.lr_lambdas):
+            group["initial_lr"] = base
+            group["lr"] = base * fn(sch.last_epoch)
+        changed.append(name)
+    return changed

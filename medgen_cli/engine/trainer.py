@@ -22,6 +22,7 @@ from medgen_cli.config.base import FamilyConfig
 from medgen_cli.config.migrations import stamped
 from medgen_cli.engine import checkpoint as ckpt_io
 from medgen_cli.engine.context import TrainContext
+from medgen_cli.engine.divergence import divergence_error, nonfinite_metric, nonfinite_weights
 from medgen_cli.engine.distributed import (
     ResumableSampler,
     all_reduce_mean,
@@ -41,7 +42,7 @@ from medgen_cli.engine.runtime import (
     to_channels_last,
 )
 from medgen_cli.devices import resolve_device
-from medgen_cli.engine.schedules import lr_multiplier
+from medgen_cli.engine.schedules import apply_base_lrs, lr_multiplier
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.base import Family
 
@@ -112,6 +113,7 @@ class Trainer:
         self.batch_in_epoch = 0
         self.best_value: float | None = None
         self.best_step: int | None = None
+        self.saved_step: int | None = None  # the step of the newest latest.pt (None: none yet)
         self._logger = logger
 
     # ---- setup ----------------------------------------------------------------------------
@@ -154,7 +156,11 @@ class Trainer:
         )
         fam.prepare(ctx)
         if self.resume is not None:
+            built = {name: list(sch.base_lrs) for name, sch in self.schedulers.items()}
             self._restore(self.resume, ctx)
+            # The config's learning rates win over the checkpoint's (a diverged run resumes with a
+            # lower one); unchanged rates are equal to the saved ones, so exact resume is kept.
+            apply_base_lrs(self.schedulers, built)
         # Different augmentation streams per rank, identical model init (seeded above).
         if self.world_size > 1 and self.resume is None:
             seed_everything(self.tcfg.seed + self.rank)
@@ -181,6 +187,7 @@ class Trainer:
             ) from exc
         fam.load_state_dict(ck.get("family_state", {}))
         self.step, self.epoch, self.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
+        self.saved_step = self.step
         best = ck.get("best") or {}
         self.best_value, self.best_step = best.get("value"), best.get("step")
         ckpt_io.restore_rng(ck["rng"])
@@ -206,6 +213,12 @@ class Trainer:
         }
 
     def _save(self, ctx: TrainContext, names: list[str]) -> None:
+        # Every rank checks (DDP weights are equal), so all stop together.
+        bad = nonfinite_weights(self.family.modules, ctx.ema)
+        if bad is not None:
+            raise self._diverged(f"the weights of '{bad}' are not finite")
+        if "latest" in names:
+            self.saved_step = self.step
         if self.run is None or self.rank != 0:
             return
         paths = [self.run.step_ckpt(self.step) if n == "step" else self.run.checkpoints / f"{n}.pt" for n in names]
@@ -260,6 +273,12 @@ class Trainer:
         logger.scalars(self.step, self.epoch, metrics)
         if metrics:
             logger.info(f"step {self.step} validation: " + ", ".join(f"{k}={v:.5g}" for k, v in metrics.items()))
+        key = self.family.key_metric
+        for name, value in metrics.items():
+            if not math.isfinite(value):  # e.g. psnr=inf on constant data: a problem, never a best value
+                use = " (not a candidate for best.pt)" if key is not None and name.removeprefix("val/") == key.removeprefix("val/") else ""
+                logger.warning(f"{name}={value} at step {self.step} is not finite{use}: constant or empty "
+                               "validation data, or a diverged model?")
         self._update_best(ctx, metrics, logger)
         return metrics
 
@@ -355,6 +374,7 @@ class Trainer:
                 module.train()
             for batch in self._epochs(train_set):
                 last = fam.train_step(move_to(batch, self.device), ctx)
+                self._check_finite(last, ctx, logger)
                 self._after_step(ctx, last, logger, val_set)
                 if self._stop_requested(stop):
                     interrupted = True
@@ -372,6 +392,25 @@ class Trainer:
             # Another rank's signal stops this one too; torchrun forwards SIGTERM to every rank.
             raise TrainingInterrupted(self.step, self.run.root if self.run else None, stop.signum or signal.SIGTERM)
         return TrainResult(self.run.root if self.run else None, self.step, self.epoch, self.best_value, last)
+
+    def _check_finite(self, metrics: dict[str, float], ctx: TrainContext, logger: RunLogger) -> None:
+        """Stop (one line, nothing saved) when this step's loss or gradients are not finite."""
+        problem = nonfinite_metric(metrics, ctx.bad_grads)
+        ctx.bad_grads.clear()
+        if self.world_size > 1:  # any rank's NaN stops every rank at the same step
+            flag = torch.tensor([0.0 if problem is None else 1.0], device=self.device)
+            torch.distributed.all_reduce(flag)
+            if flag.item() > 0 and problem is None:
+                problem = "another process's loss or gradient is not finite"
+        if problem is not None:
+            error = self._diverged(problem, step=self.step + 1)
+            logger.info(f"error: {error}", console=False)  # log.txt says why the run ended
+            raise error
+
+    def _diverged(self, what: str, step: int | None = None) -> MedgenError:
+        return divergence_error(self.step if step is None else step, what, self.family.name,
+                                self.run.root if self.run is not None else None, self.saved_step,
+                                self.cfg.model_dump(mode="json"))
 
     def _stop_requested(self, stop: StopFlag) -> bool:
         if self.world_size == 1:

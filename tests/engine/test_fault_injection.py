@@ -247,3 +247,114 @@ def test_full_disk_during_convert_keeps_finished_volumes(tmp_path: Path, clouds:
         run_convert(_convert_opts(src, out, resume=True, workers=1))
         assert _outputs(out) == ref
         assert json.loads((out / "manifest.json").read_text())
+
+
+# ---- issue 29 items 2 and 4: non-finite or unreadable data, divergence --------------------------
+def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from medgen_cli.cli.app import main
+
+    capsys.readouterr()
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _image_set(root: Path, n: int = 8) -> Path:
+    from PIL import Image
+
+    root.mkdir(parents=True)
+    for i in range(n):
+        pixels = np.random.default_rng(i).integers(0, 255, (16, 16), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"im{i}.png")
+    return root
+
+
+def _train_sagan(root: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    return _cli(["train", "sagan", "--config", str(REPO / "configs" / "tiny" / "sagan.yaml"), "--set",
+                 f"data.root={root}", "--set", "trainer.max_steps=2", "--output-dir", str(out), "--name", "t"], capsys)
+
+
+def test_nan_in_a_volume_is_refused_before_the_run_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import nibabel as nib
+
+    root = tmp_path / "d"
+    for split, n in (("train", 3), ("val", 1)):
+        (root / split).mkdir(parents=True)
+        for i in range(n):
+            vol = np.random.default_rng(i).random((16, 16, 16), dtype=np.float32)
+            if split == "train" and i == 1:
+                vol[4:7, 4:7, 4:7] = np.nan  # one 27-voxel NaN block, as in the report
+            nib.save(nib.Nifti1Image(vol, np.eye(4)), str(root / split / f"v{i}.nii.gz"))
+    out = tmp_path / "runs"
+    code, err = _cli(["train", "autoencoder", "--config", str(REPO / "configs" / "tiny" / "autoencoder.yaml"),
+                      "--set", f"data.root={root}", "--set", "trainer.max_steps=2", "--output-dir", str(out),
+                      "--name", "t"], capsys)
+    line = _one_line(err)
+    assert code == 2 and str(root / "train" / "v1.nii.gz") in line and "27 non-finite" in line, err
+    assert not (out / "autoencoder").exists()
+
+
+def test_nan_in_an_image_set_is_refused_before_the_run_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    root = _image_set(tmp_path / "imgs")
+    bad = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    bad[3, 3] = np.nan
+    Image.fromarray(bad, mode="F").save(root / "float.tif")  # 32-bit float TIFF: can hold NaN
+    out = tmp_path / "runs"
+    code, err = _train_sagan(root, out, capsys)
+    line = _one_line(err)
+    assert code == 2 and str(root / "float.tif") in line and "non-finite" in line, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("damage", ["text", "truncated"])
+def test_unreadable_image_is_refused_before_the_run_exists(damage: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    root = _image_set(tmp_path / "imgs")
+    bad = root / "im5.png"
+    if damage == "text":
+        bad.write_text("not an image\n")
+    else:
+        data = bad.read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "runs"
+    code, err = _train_sagan(root, out, capsys)
+    line = _one_line(err)
+    assert code == 2 and str(bad) in line and "Traceback" not in err, err
+    assert not out.exists()
+
+
+def test_divergence_stops_with_one_line_and_resumes_with_a_lower_lr(tmp_path: Path) -> None:
+    # The LR jumps from 1e-2 to 1e20 after step 10 (a step schedule with gamma=1e22): Adam moves
+    # each weight by ~lr, so the squared error overflows float32 a step later (a run that
+    # diverges by itself, not from its data), while the checkpoint of step 10 is still sane.
+    schedule = ["trainer.optim.schedule=step", "trainer.optim.step_size=10", "trainer.optim.gamma=1e22"]
+    with pytest.raises(MedgenError) as info:
+        _train(tmp_path, "div", 100, "model.lr=1e-2", *schedule, "trainer.ckpt_every=2")
+    text = str(info.value)
+    run = tmp_path / "toy" / "div"
+    latest = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    stopped = int(text.split("step ", 1)[1].split(":")[0].split()[0])
+    assert "train/loss" in text and "\n" not in text and "--resume" in text and "model.lr" in text, text
+    assert 2 <= latest["step"] < stopped, (latest["step"], text)
+    assert all(torch.isfinite(t).all() for t in _state(run).values())  # the last finite state
+    assert all(n < stopped for n, _ in ckpt_io.step_checkpoints(run / "checkpoints"))
+    # Resumed with a base LR 1e22 times lower, the LR after the jump is 1e-2 again: it trains on.
+    cfg, changed = resume_config(run, "toy", None, ["trainer.max_steps=19", "model.lr=1e-24"])
+    assert "model.lr" in changed
+    train_from_config(cfg, resume=run)
+    done = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    group = done["optimizers"]["opt"]["param_groups"][0]
+    assert done["step"] == 19 and group["initial_lr"] == pytest.approx(1e-24)
+    assert group["lr"] == pytest.approx(1e-2)  # the schedule's position is kept: 1e-24 * 1e22
+    assert all(torch.isfinite(t).all() for t in _state(run).values())

@@ -135,6 +135,17 @@ class GAN2DFamily(Family):
             raise MedgenError(f"no images found in {data.root}", "png, jpg, jpeg, tif, tiff or bmp files are read")
         return ds
 
+    def check_data(self) -> None:
+        """Every image readable and finite before the run folder exists (not at step 3)."""
+        from medgen_cli.data.images import check_image_files, list_images
+
+        data = self.cfg.data
+        if data.root is None:
+            raise MedgenError("data.root is not set", "pass --set data.root=FOLDER_OF_IMAGES")
+        if not Path(data.root).is_dir():
+            raise MedgenError(f"data.root {data.root} is not a folder", "point data.root at a folder of images")
+        check_image_files(list_images(data.root))
+
     def train_dataset(self) -> Any:
         return self._dataset(self.cfg.data.flip)
 
