@@ -13,12 +13,13 @@ STAMP="$VENV/.medgen-installed"
 setup() {
     local base="${PYTHON:-$(command -v python3.11 || command -v python3)}"
     [[ -x "$PY" ]] || "$base" -m venv "$VENV"
-    # Reinstall only when pyproject.toml changed since the last install.
-    if [[ ! -f "$STAMP" || pyproject.toml -nt "$STAMP" ]]; then
+    # Reinstall only when pyproject.toml or constraints.txt changed since the last install.
+    # pyproject.toml declares ranges; constraints.txt fixes the exact versions CI runs with.
+    if [[ ! -f "$STAMP" || pyproject.toml -nt "$STAMP" || constraints.txt -nt "$STAMP" ]]; then
         "$PY" -m pip install -q --upgrade pip
-        "$PY" -m pip install -q -e '.[test]'
+        "$PY" -m pip install -q -c constraints.txt -e '.[test]'
         # Packages whose own requirements medgen does not need (pyproject's [tool.medgen]).
-        "$PY" -m pip install -q --no-deps $("$PY" -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["tool"]["medgen"]["no-deps-dependencies"]))')
+        "$PY" -m pip install -q -c constraints.txt --no-deps $("$PY" -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["tool"]["medgen"]["no-deps-dependencies"]))')
         touch "$STAMP"
     fi
 }
