@@ -148,3 +148,22 @@ def test_failed_fresh_run_leaves_no_directory(tmp_path: Path) -> None:
         _train(tmp_path, "data.n_train=2", "trainer.batch_size=4", "name=broken")
     assert not (tmp_path / "runs" / "toy" / "broken").exists()
     _train(tmp_path, "trainer.max_steps=1", "name=broken")  # the name is free again
+
+
+def test_nonfinite_validation_metric_is_a_warning_and_never_best(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # psnr=inf is what constant validation data gives: a problem to report, not the best model.
+    from tests.toy_family import ToyFamily
+
+    values = iter([float("inf"), 20.0, float("nan")])
+    monkeypatch.setattr(ToyFamily, "key_metric", "psnr")
+    monkeypatch.setattr(ToyFamily, "key_mode", "max")
+    monkeypatch.setattr(ToyFamily, "validate", lambda self, batches, ctx: {"psnr": next(values)})
+    run = _train(tmp_path, "trainer.max_steps=6", "trainer.val_every=2", "trainer.ckpt_every=2")
+    err = capsys.readouterr().err
+    assert "warning: val/psnr=inf at step 2 is not finite (not a candidate for best.pt)" in err, err
+    assert "warning: val/psnr=nan at step 6 is not finite" in err, err
+    assert "warning: val/psnr=inf at step 2" in (run / "log.txt").read_text()
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["step"] == 4 and best["best"]["value"] == 20.0
+    assert torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["best"]["value"] == 20.0
