@@ -9,15 +9,33 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.table import Column
+from rich.text import Text
 
 
 def _fmt(value: float) -> str:
+    """4 significant digits: short enough for three metrics on an 80-column line."""
     if not math.isfinite(value):
         return str(value)
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
-        return f"{value:.3e}"
-    return f"{value:.4f}"
+    return f"{value:.4g}"
+
+
+class _MetricsColumn(ProgressColumn):
+    """The metrics: the one column that gives way when the line is too long (cut with "…"), so
+    the step counter and the ETA always show whole. Rich shrinks only columns that may wrap; the
+    text itself never wraps, so the progress stays one line."""
+
+    def __init__(self) -> None:
+        super().__init__(table_column=Column(no_wrap=False, min_width=0))
+
+    def render(self, task: Task) -> Text:
+        return Text(task.fields.get("losses", ""), no_wrap=True, overflow="ellipsis")
+
+
+def _fixed(text: str) -> TextColumn:
+    return TextColumn(text, table_column=Column(no_wrap=True))
 
 
 class RunLogger:
@@ -44,10 +62,13 @@ class RunLogger:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.writer = SummaryWriter(log_dir=str(root / "tb"), purge_step=start_step + 1 if start_step else None)
+        # Order: what must stay visible first; at 80 columns only the metrics are shortened.
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[losses]}"), TextColumn("{task.fields[speed]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
+            _fixed("[bold]{task.description}"), MofNCompleteColumn(table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=10, table_column=Column(no_wrap=True)), _fixed("{task.fields[speed]}"),
+            TimeElapsedColumn(table_column=Column(no_wrap=True)), _fixed("eta"),
+            TimeRemainingColumn(table_column=Column(no_wrap=True)), _MetricsColumn(),
+            console=self.console, transient=False,
         )
         self._task = self._progress.add_task("train", total=total_steps, completed=start_step, losses="", speed="")
         self._t0 = time.perf_counter()
@@ -89,8 +110,8 @@ class RunLogger:
         elapsed = time.perf_counter() - self._t0
         rate = (step - self._s0) / elapsed if elapsed > 0 else 0.0
         shown = " ".join(f"{k.split('/')[-1]}={_fmt(v)}" for k, v in list(metrics.items())[:3])
-        self._progress.update(self._task, completed=step, description=f"epoch {epoch} step",
-                              losses=shown, speed=f"{rate:.2f} it/s")
+        self._progress.update(self._task, completed=step, description=f"ep {epoch}",
+                              losses=shown, speed=f"{rate:.3g} it/s")
 
     def scalars(self, step: int, epoch: int, metrics: dict[str, float], prefix: str = "") -> None:
         """Write metrics to TensorBoard and one JSON line to metrics.jsonl."""
