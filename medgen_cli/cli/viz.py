@@ -27,13 +27,17 @@ def slices(
 
     Also prints per-volume stats (shape, spacing, min/max/mean, occupancy) as a table or --json.
     """
+    from rich.markup import escape
+
+    from medgen_cli.progress import stderr_console
     from medgen_cli.viz.render import render_slices
 
     result = render_slices(paths, out, axes, n_slices, mip, threshold, max_items, overwrite)
-    if result["note"]:
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[yellow]note:[/] {result['note']}", highlight=False)
+    console = stderr_console()
+    for line in result["warnings"]:
+        console.print(f"[yellow]warning:[/] {escape(line)}")
+    for line in result["notes"]:
+        console.print(f"[yellow]note:[/] {escape(line)}")
     if "grid" in result:
         grid = result["grid"]
         if as_json:
@@ -41,7 +45,8 @@ def slices(
         else:
             from rich.console import Console
 
-            Console().print(f"wrote {out}: grid of {grid['images']} image(s) {grid['size'][0]}x{grid['size'][1]}")
+            Console(soft_wrap=True, highlight=False).print(
+                f"wrote {out}: grid of {grid['images']} image(s) {grid['size'][0]}x{grid['size'][1]}")
         return
     _report(result["volumes"], out, as_json)
 

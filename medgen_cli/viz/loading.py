@@ -34,8 +34,9 @@ def load_any_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return load_nifti(path)
 
 
-def collect_inputs(paths: Sequence[Path], max_items: int) -> tuple[str, list[Any]]:
-    """``("images", [image files])`` for one folder of images, else ``("volumes", [(path, array, affine)])``.
+def collect_inputs(paths: Sequence[Path], max_items: int) -> tuple[str, list[Any], int]:
+    """``("images", [image files], found)`` for one folder of images, else ``("volumes", [(path,
+    array, affine)], found)``: at most ``max_items`` of the ``found`` inputs.
 
     Raises:
         MedgenError: a missing path, an unsupported file, or nothing to show.
@@ -51,7 +52,8 @@ def collect_inputs(paths: Sequence[Path], max_items: int) -> tuple[str, list[Any
                 continue
             if len(paths) != 1:
                 raise MedgenError(f"{p} holds no volumes", "show a folder of images on its own")
-            return "images", list_images(p)[:max_items]
+            images = list_images(p)
+            return "images", images[:max_items], len(images)
         if not p.exists():
             raise MedgenError(f"not found: {p}")
         if p.suffix.lower() in IMAGE_SUFFIXES:
@@ -61,4 +63,4 @@ def collect_inputs(paths: Sequence[Path], max_items: int) -> tuple[str, list[Any
         files.append(p)
     if not files:
         raise MedgenError("nothing to show")
-    return "volumes", [(f, *load_any_volume(f)) for f in files[:max_items]]
+    return "volumes", [(f, *load_any_volume(f)) for f in files[:max_items]], len(files)

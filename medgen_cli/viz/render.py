@@ -16,7 +16,8 @@ def render_slices(paths: Sequence[Path], out: Path, axes: str = "axial,coronal,s
 
     Returns:
         ``{"out", "volumes": [per-volume stats]}`` or ``{"out", "grid": image-grid stats}``, and
-        ``"note"``: a sentence when the PNG size cap shrank the panels or dropped rows (else None).
+        ``"notes"``: sentences for inputs left out (``max_items``, the PNG size cap) or panels
+        shrunk, and ``"warnings"``: volumes with NaN/inf voxels (drawn as 0), one per file.
 
     Raises:
         MedgenError: ``out`` exists without ``overwrite``, or unreadable / no inputs.
@@ -25,9 +26,10 @@ def render_slices(paths: Sequence[Path], out: Path, axes: str = "axial,coronal,s
     from medgen_cli.viz.loading import collect_inputs
 
     check_writable(out, overwrite)
-    kind, items = collect_inputs(list(paths), max_items)
+    kind, items, found = collect_inputs(list(paths), max_items)
+    notes = [_left_out(kind, len(items), found)] if found > len(items) else []
     if kind == "images":
-        return {"out": str(out), "grid": _image_grid(items, out), "note": None}
+        return {"out": str(out), "grid": _image_grid(items, out), "notes": notes, "warnings": []}
     from medgen_cli.viz.slices import save_slice_grid
     from medgen_cli.viz.stats import volume_stats
 
@@ -35,8 +37,16 @@ def render_slices(paths: Sequence[Path], out: Path, axes: str = "axial,coronal,s
     vols = [v for _p, v, _a in items]
     titles = [_short(p) for p, _v, _a in items]
     save_slice_grid(vols, out, axes=planes, n_slices=n_slices, mip=mip, titles=titles)
-    note = _cap_note(len(vols), len(planes) * (n_slices + int(mip)) if any(v.ndim == 3 for v in vols) else 1)
-    return {"out": str(out), "volumes": [volume_stats(str(p), v, a, threshold) for p, v, a in items], "note": note}
+    cap = _cap_note(len(vols), len(planes) * (n_slices + int(mip)) if any(v.ndim == 3 for v in vols) else 1)
+    stats = [volume_stats(str(p), v, a, threshold) for p, v, a in items]
+    warnings = [f"{s['path']} has {s['nonfinite']} non-finite voxel(s) (NaN/inf), drawn as 0 and left out of "
+                "its statistics" for s in stats if s["nonfinite"]]
+    return {"out": str(out), "volumes": stats, "notes": notes + ([cap] if cap else []), "warnings": warnings}
+
+
+def _left_out(kind: str, shown: int, found: int) -> str:
+    what = "images" if kind == "images" else "volumes"
+    return f"showing the first {shown} of {found} {what}: {found - shown} left out (--max {shown}; raise it to show more)"
 
 
 def _cap_note(n_rows: int, n_cols: int) -> str | None:
