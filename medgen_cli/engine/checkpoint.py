@@ -118,6 +118,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+def peek_step(path: str | Path) -> int | None:
+    """The ``step`` of a checkpoint without reading its tensors (memory-mapped, weights-only), or
+    ``None`` when the file cannot be read: cheap enough to compare checkpoints before choosing one."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=True)
+        return int(ckpt["step"])
+    except Exception:  # unreadable or foreign: the caller falls back as find_checkpoint would
+        return None
+
+
 def step_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
     """``(N, step_N.pt)`` pairs, oldest first."""
     return sorted(

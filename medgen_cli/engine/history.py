@@ -26,23 +26,24 @@ from medgen_cli.io import atomic_path
 
 def newest_step(run: RunDir) -> int | None:
     """The step of the run's newest readable checkpoint (``latest.pt``, else ``step_N.pt``)."""
-    try:
-        found = ckpt_io.find_checkpoint(run.root, "latest")
-    except MedgenError:
-        return None
-    return None if found is None else int(found.ckpt["step"])
+    for path in ckpt_io.candidates(run.checkpoints, "latest"):
+        step = ckpt_io.peek_step(path)
+        if step is not None:
+            return step
+    return None
 
 
-def check_resume_point(run: RunDir, found: ckpt_io.FoundCheckpoint, explicit: bool, fork: str | None,
-                       overwrite: bool) -> bool:
-    """Whether ``found`` is older than the run's newest checkpoint (then a choice is required).
+def check_resume_point(run: RunDir, step: int, explicit: bool, fork: str | None, overwrite: bool,
+                       path: Path | str = "") -> bool:
+    """Whether checkpoint ``step`` is older than the run's newest one (then a choice is required).
 
     Args:
         run: the run being resumed.
-        found: the checkpoint to continue from.
+        step: the step of the checkpoint to continue from.
         explicit: the user named a checkpoint file (``--resume RUN`` picks the newest itself).
         fork: ``--fork NAME``, if given.
         overwrite: ``--overwrite``, if given.
+        path: the checkpoint file, for the message.
 
     Raises:
         MedgenError: an older checkpoint without ``--fork``/``--overwrite``, or both given.
@@ -52,16 +53,28 @@ def check_resume_point(run: RunDir, found: ckpt_io.FoundCheckpoint, explicit: bo
                           "--fork NAME keeps this run and continues in a new one; --overwrite truncates this run")
     if not explicit:
         return False
-    step, newest = int(found.ckpt["step"]), newest_step(run)
+    newest = newest_step(run)
     if newest is None or step >= newest:
         return False
     if fork is None and not overwrite:
         raise MedgenError(
-            f"{found.path} is step {step}, older than the run's newest checkpoint (step {newest}): continuing it "
+            f"{path} is step {step}, older than the run's newest checkpoint (step {newest}): continuing it "
             "here would replace latest.pt and best.pt",
             f"add --fork NAME to continue it as a new run, or --overwrite to delete this run's history after step {step}",
         )
     return True
+
+
+def precheck(target: str | Path, fork: str | None, overwrite: bool) -> None:
+    """:func:`check_resume_point` for ``--resume target`` from the checkpoints' steps alone, so
+    a refused resume says one line before anything else is printed or read."""
+    root, which = ckpt_io.split_checkpoint_path(target)
+    if which == "resume":
+        check_resume_point(RunDir(Path(root)), 0, False, fork, overwrite)
+        return
+    step = ckpt_io.peek_step(which)
+    if step is not None:
+        check_resume_point(RunDir(Path(root)), step, True, fork, overwrite, which)
 
 
 def _best_file(run: RunDir, record: dict[str, Any], upto: int) -> Path | None:

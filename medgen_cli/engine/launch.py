@@ -252,7 +252,8 @@ def _open_resume(target: str | Path, cfg: FamilyConfig, held: contextlib.ExitSta
         found = ckpt_io.find_checkpoint(run.root, which)
         if found is not None and get_spec(found.ckpt["family"]).name != cfg.family:
             raise MedgenError(f"{run.root} is a '{found.ckpt['family']}' run, not '{cfg.family}'")
-        older = found is not None and history.check_resume_point(run, found, which != "resume", fork, overwrite)
+        older = found is not None and history.check_resume_point(run, int(found.ckpt["step"]), which != "resume", fork,
+                                                                 overwrite, found.path)
         source_root = run.root
         if fork is not None:
             if found is None:
@@ -335,7 +336,9 @@ def train(req: TrainRequest, notify: Callable[[str], None] = _stderr) -> TrainOu
         overrides.append("fid.required=true")
     if req.resume is not None:
         from medgen_cli.engine.checkpoint import split_checkpoint_path
+        from medgen_cli.engine.history import precheck
 
+        precheck(req.resume, req.fork, req.overwrite)  # an older checkpoint without a choice: one line, nothing else
         cfg, changed = resume_config(split_checkpoint_path(req.resume)[0], req.family, req.config_file, overrides,
                                      notify)
         if changed:

@@ -309,3 +309,27 @@ def test_stop_before_the_first_step_is_reported_and_resumable(tmp_path: Path, mo
     assert (run / "config.yaml").is_file() and not list((run / "checkpoints").glob("*.pt"))
     _resume(run, 8)  # starts at step 0 from the saved config
     assert _same(run, straight)
+
+
+def test_cli_refuses_an_older_checkpoint_in_one_line_and_forks_on_request(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from medgen_cli.cli.app import main
+
+    def cli(*args: str) -> tuple[int, list[str]]:
+        capsys.readouterr()
+        try:
+            main(["train", "toy", *args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+    run = _train(tmp_path, "cli", 12)
+    step4 = str(run / "checkpoints" / "step_4.pt")
+    code, lines = cli("--resume", step4, "--set", "trainer.max_steps=14")
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and "--fork NAME" in lines[0], lines
+    code, lines = cli("--resume", step4, "--set", "trainer.max_steps=6", "--fork", "b2")
+    assert code == 0 and any(line.startswith(f"forked {run} at step 4 into") for line in lines), lines
+    assert torch.load(run.parent / "b2" / "checkpoints" / "latest.pt", weights_only=True)["step"] == 6
+    code, lines = cli("--resume", step4, "--fork", "b3", "--overwrite")
+    assert code == 2 and len(lines) == 1 and "exclude each other" in lines[0], lines
