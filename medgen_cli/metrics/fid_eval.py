@@ -20,7 +20,7 @@ from medgen_cli.errors import MedgenError
 from medgen_cli.metrics import fid_inputs as fi
 from medgen_cli.metrics.fid import (DEFAULT_SQRTM, compute_stats, frechet_distance, kid, kid_subset_size,
                                     resolve_weights, weights_fingerprint)
-from medgen_cli.metrics.fid_volumes import PLANES, volume_features
+from medgen_cli.metrics.fid_volumes import PLANES, volume_features, window_warning
 from medgen_cli.metrics.prdc import DEFAULT_K as PRDC_DEFAULT_K
 from medgen_cli.metrics.prdc import NAMES as PRDC_NAMES
 from medgen_cli.metrics.prdc import prdc
@@ -69,6 +69,7 @@ class SetStats:
     n: int | None = None  # images or volumes; None for .npz
     n_features: int | None = None  # feature rows per plane (slices for volumes)
     warnings: list[str] = field(default_factory=list)
+    value_range: tuple[float, float] | None = None  # volumes: min, max of the voxels (cached too)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """npz layout: ``mu``/``sigma`` for images, ``mu_<plane>``/``sigma_<plane>`` for volumes."""
@@ -137,20 +138,20 @@ def _compute(path: Path, kind: str, opts: FIDOptions, extractor: _LazyExtractor,
             warn.append(f"{path} mixes image sizes {sorted(report.sizes)[:4]}; each is resized to 299x299 "
                         "(same values as pytorch-fid --batch-size 1)")
         features = {IMAGE_PLANE: feats}
-        n = len(files)
+        n, value_range = len(files), None
     else:
         files = fi.list_niftis(path)
         advance = progress(f"{label}: {len(files)} volumes", len(files)) if progress else None
-        features, shapes = volume_features(files, extractor, opts.center_fraction, opts.window,
-                                           opts.batch_size, advance)
-        warn = []
+        features, shapes, value_range = volume_features(files, extractor, opts.center_fraction, opts.window,
+                                                        opts.batch_size, advance)
+        warn = [w for w in [window_warning(value_range, opts.window, str(path))] if w]
         if len(shapes) > 1:
             warn.append(f"{path} holds volumes of different shapes {sorted(shapes)[:4]}; every slice is "
                         "resized to 299x299 (aspect ratio not kept)")
         n = len(files)
     stats = {p: compute_stats(f) for p, f in features.items()}
     rows = next(iter(features.values())).shape[0]
-    return SetStats(path, kind, "computed", stats, features, n, rows, warn)
+    return SetStats(path, kind, "computed", stats, features, n, rows, warn, value_range)
 
 
 def _cache_key(path: Path, kind: str, opts: FIDOptions) -> str:
@@ -194,16 +195,20 @@ def set_stats(path: str | Path, opts: FIDOptions, extractor: _LazyExtractor | No
             stats = {p: (hit[f"mu{sfx[p]}"], hit[f"sigma{sfx[p]}"]) for p in planes}
             feats = ({p: hit[f"features{sfx[p]}"].astype(np.float64) for p in planes}
                      if f"features{sfx[planes[0]]}" in hit else None)
-            meta = hit.get("n")
+            meta, span = hit.get("n"), hit.get("value_range")
             n = int(meta[0]) if meta is not None else None
             rows = int(meta[1]) if meta is not None else None
-            return SetStats(path, kind, "cache", stats, feats, n, rows)
+            span = (float(span[0]), float(span[1])) if span is not None else None
+            warn = [w for w in [window_warning(span, opts.window, str(path))] if w]  # as when computed
+            return SetStats(path, kind, "cache", stats, feats, n, rows, warn, span)
     result = _compute(path, kind, opts, extractor, progress, label)
     if key is not None:
         arrays = result.arrays()
         for p, f in (result.features or {}).items():
             arrays["features" + ("" if p == IMAGE_PLANE else f"_{p}")] = f
         arrays["n"] = np.array([result.n, result.n_features])
+        if result.value_range is not None:
+            arrays["value_range"] = np.array(result.value_range, dtype=np.float64)
         fi.cache_store(key, arrays)
     return result
 

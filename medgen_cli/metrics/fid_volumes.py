@@ -6,6 +6,9 @@ sagittal, coronal and axial slices. Intensities are mapped to [0, 1] per volume:
 * default: min–max of the volume (a constant volume becomes all zeros);
 * ``window=(low, high)``: clip to the window, then ``(v − low) / (high − low)`` — e.g. CT
   ``(-1000, 1024)`` HU as in the DIF-Gaussian data, or ``(0, 1)`` for data already in [0, 1].
+  Data that fill under 1% of the window's width (``[0, 1]`` data in a HU window) are warned about.
+
+A volume with NaN/inf voxels is refused (one line naming the file and the count).
 
 Each slice (1 channel, repeated to RGB) goes through pytorch-fid's InceptionV3, which resizes it
 to 299×299; one FID per plane is computed from all slices of all volumes and the reported FID is
@@ -47,6 +50,37 @@ def load_volume(path: Path) -> np.ndarray:
     return vol
 
 
+#: Below this share of the --window's width, the data hardly use the window (e.g. [0, 1] data in a HU window).
+WINDOW_SHARE_WARNING = 0.01
+
+
+def check_finite(vol: np.ndarray, path: Path) -> None:
+    """Refuse a volume with NaN/inf voxels: its slices would become meaningless features.
+
+    Raises:
+        MedgenError: naming the file and the count.
+    """
+    bad = int(vol.size - np.count_nonzero(np.isfinite(vol)))
+    if bad:
+        raise MedgenError(f"{path} has {bad} non-finite voxel(s) (NaN/inf): FID on it would be meaningless",
+                          "fix or remove the volume (medgen viz slices --json shows the counts per file)")
+
+
+def window_warning(value_range: tuple[float, float] | None, window: tuple[float, float] | None,
+                   label: str) -> str | None:
+    """A warning when the data span under :data:`WINDOW_SHARE_WARNING` of the window's width
+    (nearly every voxel then maps to one grey level, and FID says little)."""
+    if value_range is None or window is None:
+        return None
+    (lo, hi), (low, high) = value_range, window
+    share = (min(hi, high) - max(lo, low)) / (high - low)
+    if share >= WINDOW_SHARE_WARNING:
+        return None
+    return (f"{label}: the volumes' values [{lo:.4g}, {hi:.4g}] cover {100 * max(share, 0.0):.2g}% of "
+            f"--window={low:g},{high:g}, so their slices are nearly uniform and FID says little "
+            "(the window is for HU data; leave it out for per-volume min-max, or give the data's own range)")
+
+
 def normalize(vol: np.ndarray, window: tuple[float, float] | None = None) -> np.ndarray:
     """Map intensities to [0, 1] (see the module docstring)."""
     vol = np.nan_to_num(vol.astype(np.float32))
@@ -80,7 +114,7 @@ def plane_slices(vol: np.ndarray, axis: int, center_fraction: float = 1.0) -> np
 def volume_features(files: list[Path], get_extractor: Callable[[], Any], center_fraction: float = 1.0,
                     window: tuple[float, float] | None = None, batch_size: int = 50,
                     on_volume: Callable[[int], None] | None = None
-                    ) -> tuple[dict[str, np.ndarray], set[tuple[int, ...]]]:
+                    ) -> tuple[dict[str, np.ndarray], set[tuple[int, ...]], tuple[float, float]]:
     """Per-plane slice features of NIfTI volumes.
 
     Args:
@@ -92,19 +126,27 @@ def volume_features(files: list[Path], get_extractor: Callable[[], Any], center_
         on_volume: called with 1 after each volume.
 
     Returns:
-        ({plane: float64 features ``[S_total, dims]``}, set of volume shapes seen).
+        ({plane: float64 features ``[S_total, dims]``}, set of volume shapes seen, (min, max) of
+        all voxels before the intensity mapping).
+
+    Raises:
+        MedgenError: an unreadable or non-3D file, or one with non-finite voxels.
     """
     import torch
 
     extractor = get_extractor()
     parts: dict[str, list[np.ndarray]] = {p: [] for p in PLANES}
     shapes: set[tuple[int, ...]] = set()
+    low, high = np.inf, -np.inf
     for path in files:
-        vol = normalize(load_volume(path), window)
+        raw = load_volume(path)
+        check_finite(raw, path)
+        low, high = min(low, float(raw.min())), max(high, float(raw.max()))
+        vol = normalize(raw, window)
         shapes.add(tuple(vol.shape))
         for axis, plane in enumerate(PLANES):
             slices = torch.from_numpy(plane_slices(vol, axis, center_fraction))
             parts[plane].append(extractor.features(slices, batch_size))
         if on_volume is not None:
             on_volume(1)
-    return {p: np.concatenate(v, axis=0) for p, v in parts.items()}, shapes
+    return {p: np.concatenate(v, axis=0) for p, v in parts.items()}, shapes, (low, high)
