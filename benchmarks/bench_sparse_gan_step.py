@@ -1,4 +1,6 @@
-"""One sparse-GAN training step vs the same architecture with dense Conv3d, at 64³ and ≤ 5% occupancy.
+"""One sparse-GAN training step vs the dense baseline (``generator.kind=dense``: ConvTranspose3d of
+the same widths on the full grid, the classic 3D-GAN) with the same critic and loss, at 64³ and ≤ 5%
+occupancy.
 
 Each variant runs in its own subprocess with glibc's mmap threshold fixed at 64 KiB, so freed
 tensors go back to the OS and the resident size follows live memory. After one warm-up step
@@ -21,8 +23,6 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
-import torch.nn.functional as F
 
 
 def real_volumes(batch: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -32,61 +32,6 @@ def real_volumes(batch: int, size: int, seed: int = 0) -> torch.Tensor:
     r = 0.19 * size
     vols = [(np.linalg.norm(g - rng.uniform(r, size - r, 3), axis=-1) < r) * rng.uniform(0.5, 1.0) for _ in range(batch)]
     return torch.from_numpy(np.stack(vols)[:, None].astype(np.float32))
-
-
-class DenseGenerator(nn.Module):
-    """The sparse generator's layers with dense ops: no pruning, occupancy as a soft gate."""
-
-    def __init__(self, latent: int, init: int, channels: list[int]) -> None:
-        super().__init__()
-        self.init, self.c0 = init, channels[0]
-        self.fc = nn.Linear(latent, init**3 * channels[0])
-        self.blocks = nn.ModuleList()
-        for a, b in zip(channels[:-1], channels[1:]):
-            self.blocks.append(nn.ModuleDict({
-                "up": nn.ConvTranspose3d(a, b, 2, 2, bias=False), "bn1": nn.BatchNorm3d(b),
-                "conv": nn.Conv3d(b, b, 3, padding=1, bias=False), "bn2": nn.BatchNorm3d(b), "occ": nn.Conv3d(b, 1, 1)}))
-        self.out = nn.Conv3d(channels[-1], 1, 1)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = F.leaky_relu(self.fc(z), 0.2).view(z.shape[0], self.c0, self.init, self.init, self.init)
-        p = None
-        for blk in self.blocks:
-            x = F.leaky_relu(blk["bn1"](blk["up"](x)), 0.2)
-            x = F.leaky_relu(blk["bn2"](blk["conv"](x)), 0.2)
-            p = torch.sigmoid(blk["occ"](x))
-            x = x * p
-        return torch.sigmoid(self.out(x)) * p
-
-
-class DenseDiscriminator(nn.Module):
-    def __init__(self, channels: list[int], k: int = 3) -> None:
-        super().__init__()
-        layers, c = [], 1
-        for ch in channels:
-            layers += [nn.Conv3d(c, ch, k, 2, padding=k // 2 if k == 3 else 0), nn.LeakyReLU(0.2)]
-            c = ch
-        self.convs, self.head = nn.Sequential(*layers), nn.Linear(c, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.convs(x).mean(dim=(2, 3, 4))).squeeze(1)
-
-
-def dense_step(gen, disc, opt_g, opt_d, real, latent):
-    b = real.shape[0]
-    with torch.no_grad():
-        fake = gen(torch.randn(b, latent))
-    loss = disc(fake).mean() - disc(real).mean()
-    alpha = torch.rand(b, 1, 1, 1, 1)
-    x = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(disc(x).sum(), x, create_graph=True)
-    gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
-    opt_d.zero_grad()
-    (loss + 10 * gp).backward()
-    opt_d.step()
-    opt_g.zero_grad()
-    (-disc(gen(torch.randn(b, latent))).mean()).backward()
-    opt_g.step()
 
 
 def _status_mb(field: str) -> float:
@@ -102,29 +47,24 @@ def reset_peak() -> None:
 
 
 def worker(kind: str, args: argparse.Namespace) -> dict:
+    """One training step of the family itself: ``generator.kind`` sparse or dense, the same critic
+    (``--critic``, default the family's default) and the same loss."""
     torch.manual_seed(0)
+    from medgen_cli.engine.context import TrainContext
     from medgen_cli.families.sparse_gan.config import SparseGANConfig
+    from medgen_cli.families.sparse_gan.family import SparseGANFamily, collate_sparse
 
     init = args.size // 16
     cfg = SparseGANConfig(data={"voxel_size": args.size, "threshold": 0.1},
-                          generator={"init_size": init, "max_voxels": int(0.05 * args.size**3)},
-                          loss={"n_critic": 1}, sparse={"backend": args.backend})
+                          generator={"kind": kind, "init_size": init, "max_voxels": int(0.05 * args.size**3)},
+                          discriminator={"kind": "dense" if kind == "dense" else args.critic}, loss={"n_critic": 1}, sparse={"backend": args.backend})
     real = real_volumes(args.batch_size, args.size)
-    if kind == "dense":
-        gen = DenseGenerator(cfg.generator.latent_dim, init, cfg.generator.channels)
-        disc = DenseDiscriminator(cfg.discriminator.channels)
-        opt_g, opt_d = torch.optim.Adam(gen.parameters(), 1e-4), torch.optim.Adam(disc.parameters(), 1e-4)
-        step = lambda: dense_step(gen, disc, opt_g, opt_d, real, cfg.generator.latent_dim)  # noqa: E731
-    else:
-        from medgen_cli.engine.context import TrainContext
-        from medgen_cli.families.sparse_gan.family import SparseGANFamily, collate_sparse
-
-        fam = SparseGANFamily(cfg)
-        fam.build(torch.device("cpu"))
-        ctx = TrainContext(device=torch.device("cpu"), modules=fam.modules, wrapped=dict(fam.modules),
-                           optimizers=fam.optimizers, ema={}, scalers={}, amp_dtype=None, grad_clip=None)
-        batch = collate_sparse([{"image": v} for v in real], 0.1, 100)
-        step = lambda: fam.train_step(batch, ctx)  # noqa: E731
+    fam = SparseGANFamily(cfg)
+    fam.build(torch.device("cpu"))
+    ctx = TrainContext(device=torch.device("cpu"), modules=fam.modules, wrapped=dict(fam.modules),
+                       optimizers=fam.optimizers, ema={}, scalers={}, amp_dtype=None, grad_clip=None)
+    batch = collate_sparse([{"image": v} for v in real], 0.1, 100)
+    step = lambda: fam.train_step(batch, ctx)  # noqa: E731
     step()  # warm-up: Adam state, allocator pools
     base = _status_mb("VmRSS")
     reset_peak()
@@ -142,6 +82,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--backend", default="torch", choices=["torch", "minkowski", "auto"])
+    ap.add_argument("--critic", default="dense", choices=["dense", "sparse"],
+                    help="discriminator.kind of the sparse model (the dense baseline always has a dense critic)")
     ap.add_argument("--worker", choices=["sparse", "dense"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:

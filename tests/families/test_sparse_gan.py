@@ -115,13 +115,14 @@ def _ctx(fam: SparseGANFamily, step: int = 0):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("gan_type", ["wgan-gp", "vanilla", "lsgan"])
-def test_one_step_changes_both_players(volumes: Path, backend: str, gan_type: str) -> None:
+@pytest.mark.parametrize("critic", ["dense", "sparse"])
+@pytest.mark.parametrize("gan_type", ["wgan-gp", "vanilla", "lsgan", "hinge"])
+def test_one_step_changes_both_players(volumes: Path, backend: str, critic: str, gan_type: str) -> None:
     torch.manual_seed(0)
     cfg = SparseGANConfig(data={"root": str(volumes), "voxel_size": 16},
                           generator={"latent_dim": 8, "init_size": 4, "channels": [8, 8, 4], "max_voxels": 200},
-                          discriminator={"channels": [4, 8]}, loss={"gan_type": gan_type, "n_critic": 1},
-                          sparse={"backend": backend})
+                          discriminator={"kind": critic, "channels": [4, 8]},
+                          loss={"gan_type": gan_type, "n_critic": 1}, sparse={"backend": backend})
     fam = SparseGANFamily(cfg)
     fam.build(torch.device("cpu"))
     ds = fam.train_dataset()
@@ -162,7 +163,7 @@ def test_penalty_reaches_critic_weights(volumes: Path, backend: str) -> None:
     torch.manual_seed(0)
     cfg = SparseGANConfig(data={"root": str(volumes), "voxel_size": 16},
                           generator={"latent_dim": 8, "init_size": 4, "channels": [8, 8, 4], "max_voxels": 200},
-                          discriminator={"channels": [4, 8]}, sparse={"backend": backend})
+                          discriminator={"kind": "sparse", "channels": [4, 8]}, sparse={"backend": backend})
     fam = SparseGANFamily(cfg)
     fam.build(torch.device("cpu"))
     dense = torch.zeros(2, 1, 16, 16, 16)
