@@ -45,6 +45,7 @@ def make_cbct_cmd(
     Re-running resumes: finished cases are kept.
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from medgen_cli.data.cbct_build import build_cbct_dataset
 
@@ -52,6 +53,8 @@ def make_cbct_cmd(
                                  allow_truncation, overwrite, poses, pose_rotation, pose_scale, pose_shift, pose_flip,
                                  track=track)
     counts = summary["counts"]
+    for warning in summary["warnings"]:
+        Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     Console(stderr=True).print(
         f"[green]{summary['written']} written, {summary['skipped']} kept[/] in {out} "
         + (f"({summary['removed']} stale file(s) removed) " if summary["removed"] else "") +

@@ -286,7 +286,8 @@ def make_cbct(sources: list[tuple[str, Callable[[], tuple[np.ndarray, np.ndarray
         poses: random poses per input volume (default: each volume once, unposed).
 
     Returns:
-        Summary ``{"written": n, "skipped": n, "removed": n, "split": {case: split}}``.
+        Summary ``{"written": n, "skipped": n, "removed": n, "split": {case: split}, "warnings": [...]}``
+        (a warning per written case that is constant in the field of view or one grey level).
     """
     geometry.check()
     poses = poses or PoseSpec()
@@ -308,6 +309,7 @@ def make_cbct(sources: list[tuple[str, Callable[[], tuple[np.ndarray, np.ndarray
         tmp.write_text(json.dumps(manifest, indent=2))
     fingerprint = _fingerprint(manifest)
     written = skipped = 0
+    warnings: list[str] = []
     items: Iterable[Any] = sources if track is None else track(sources, len(sources), "make-cbct")
     try:
         for name, load in items:
@@ -316,23 +318,27 @@ def make_cbct(sources: list[tuple[str, Callable[[], tuple[np.ndarray, np.ndarray
             skipped += len(posed_names(name, poses)) - len(todo)
             if todo:
                 written += _write_cases(out, name, load, todo, split, geometry, is_hu_grid, allow_truncation,
-                                        poses, seed, fingerprint)
+                                        poses, seed, fingerprint, warnings)
     finally:
         close = getattr(items, "close", None)
         if close is not None:  # stop the progress bar now, not at interpreter shutdown
             close()
-    return {"written": written, "skipped": skipped, "removed": removed, "split": split, "out": str(out)}
+    return {"written": written, "skipped": skipped, "removed": removed, "split": split, "out": str(out),
+            "warnings": warnings}
 
 
 def _write_cases(out: Path, name: str, load: Callable[[], tuple[np.ndarray, np.ndarray]], todo: list[tuple[int, str]],
                  split: dict[str, str], geometry: CBCTGeometry, is_hu_grid: bool, allow_truncation: bool,
-                 poses: PoseSpec, seed: int, fingerprint: str) -> int:
+                 poses: PoseSpec, seed: int, fingerprint: str, warnings: list[str]) -> int:
     """Simulate and write the cases ``todo`` (pose index, case name) of one input volume."""
     hu, affine = load()
     angles = geometry.angles()
     for k, case in todo:
         vol, aff = _case_volume(hu, affine, geometry, is_hu_grid,
                                 draw_pose(poses, name, k, seed, geometry.extent) if poses.copies else None)
+        warning = case_warning(vol, hu, case)
+        if warning is not None:
+            warnings.append(warning)
         if not allow_truncation:
             try:
                 geometry.check_field_of_view(vol)
@@ -341,6 +347,21 @@ def _write_cases(out: Path, name: str, load: Callable[[], tuple[np.ndarray, np.n
         write_case(out / split[case] / f"{case}.h5", vol, simulate(vol, geometry, angles), angles, geometry,
                    aff, source=name, settings=fingerprint)
     return len(todo)
+
+
+def case_warning(vol: np.ndarray, hu: np.ndarray, case: str) -> str | None:
+    """A warning for a case with nothing to learn (``None`` if usable): a field of view of one value,
+    or an input spanning under 1% of the HU window (e.g. a [0, 1] T1 volume read as HU)."""
+    lo, hi = float(np.nanmin(hu)), float(np.nanmax(hu))
+    if float(vol.max()) - float(vol.min()) <= 1e-6:
+        what = (f"is constant inside the field of view (every voxel {float(vol.min()):.3g}; "
+                f"its input spans {lo:.4g}..{hi:.4g})")
+    elif hi - lo < 0.01 * (HU_WINDOW[1] - HU_WINDOW[0]):
+        what = (f"is one grey level: its input spans {lo:.4g}..{hi:.4g}, "
+                f"under 1% of the HU window {HU_WINDOW[0]:g}..{HU_WINDOW[1]:g}")
+    else:
+        return None
+    return f"case {case} {what} — make-cbct reads CT in HU (air -1000, water 0): convert it to HU or leave it out"
 
 
 def _case_volume(hu: np.ndarray, affine: np.ndarray, geometry: CBCTGeometry, is_hu_grid: bool,
