@@ -20,7 +20,7 @@ run_logged() {
     echo "$desc, log: $log"
     # Job control on for this one job: it gets its own process group, so a signal stops all of it.
     set -m
-    "$@" </dev/null >"$log" 2>&1 &
+    ( set +m; "$@" ) </dev/null >"$log" 2>&1 &
     pid=$!
     set +m
     trap 'kill -TERM -- "-$pid" 2>/dev/null; echo "interrupted; log: '"$log"'" >&2; exit 130' INT
