@@ -223,7 +223,7 @@ def write_previews(samples: Samples, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     arrays = samples.arrays
     if samples.preview == "strip":
-        return _strip(arrays, folder, samples.value_range)
+        return _strip(samples, folder)
     if samples.preview == "compare" and samples.references is not None:
         from medgen_cli.viz.slices import save_comparison_grid
 
@@ -252,30 +252,16 @@ def _volume_grid(items: list[np.ndarray], path: Path, titles: list[str]) -> Path
                            path, titles=titles)
 
 
-def _strip(frames: np.ndarray, folder: Path, value_range: tuple[float, float] | None) -> list[Path]:
-    """Frames side by side on one grey scale (volumes: the middle axial slice, upscaled so small
-    grids stay visible); 2D frames also as a looping GIF."""
-    from medgen_cli.viz.slices import save_image_grid
+def _strip(samples: Samples, folder: Path) -> list[Path]:
+    """Frames side by side on one grey scale, each zoomed like the sample grids and labelled with
+    its ``t`` (volumes: the middle axial slice, first axis horizontal, origin lower left); 2D
+    frames also as a looping GIF with the same zoom and labels."""
+    from medgen_cli.viz.strip import save_gif, save_strip, t_labels
 
-    if frames.ndim == 5:  # [K, 1, X, Y, Z] → middle axial slices, first axis horizontal, origin lower left
+    frames, value_range = samples.arrays, samples.value_range
+    labels = t_labels([e.get("t") for e in samples.extra] if samples.extra else [None] * len(frames))
+    if frames.ndim == 5:  # [K, 1, X, Y, Z] → middle axial slices
         tiles = frames[:, 0, :, :, frames.shape[-1] // 2].transpose(0, 2, 1)[:, ::-1]
-        tiles = _unit(tiles, value_range)
-        k = max(1, 128 // max(tiles.shape[1:]))
-        strip = save_image_grid(tiles.repeat(k, axis=1).repeat(k, axis=2), folder / "strip.png", ncols=len(tiles))
-        return [strip]
+        return [save_strip(_unit(tiles, value_range), labels, folder / "strip.png")]
     unit = _unit(frames, value_range or (0.0, 1.0))
-    paths = [save_image_grid(unit, folder / "strip.png", ncols=len(frames))]
-    paths.append(_gif(unit, folder / "interpolation.gif"))
-    return paths
-
-
-def _gif(frames: np.ndarray, path: Path, duration_ms: int = 120) -> Path:
-    """``[K, C, H, W]`` frames in [0, 1] as a looping GIF."""
-    from PIL import Image
-
-    u8 = (frames * 255 + 0.5).astype(np.uint8)
-    mode = "L" if u8.shape[1] == 1 else "RGB"
-    pil = [Image.fromarray(f[0] if mode == "L" else f.transpose(1, 2, 0), mode=mode) for f in u8]
-    with atomic_path(path, suffix=".gif") as tmp:
-        pil[0].save(tmp, format="GIF", save_all=True, append_images=pil[1:], duration=duration_ms, loop=0)
-    return path
+    return [save_strip(unit, labels, folder / "strip.png"), save_gif(unit, labels, folder / "interpolation.gif")]

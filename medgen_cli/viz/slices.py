@@ -5,7 +5,7 @@ Volumes are indexed ``[x, y, z]`` as stored in NIfTI (``[i, j, k]``). Planes: ``
 with its first remaining axis horizontal and origin at the lower left (radiological-style
 orientation is not attempted). A MIP is the maximum intensity projection along the plane's axis.
 Each volume is shown with its own min..max range, drawn as a colour bar at the end of its row;
-every panel is titled with its row's title and its plane. 2D volumes are one panel per view.
+a row's title stands once above its first panel, and every panel is labelled with its plane. 2D volumes are one panel per view.
 
 Figure size: each panel is ``panel_inches`` square at ``dpi`` plus half a panel for the colour
 bars, so a grid of R rows and C columns is ``(C + 0.5) * panel_inches * dpi`` by
@@ -95,7 +95,7 @@ def save_slice_grid(volumes: list[np.ndarray], out_png: str | Path, axes: Sequen
         axes: planes among ``axial``, ``coronal``, ``sagittal``.
         n_slices: evenly spaced slices per plane (1 = the middle slice).
         mip: add a maximum intensity projection per plane.
-        titles: one row title per volume (shown on every panel of the row).
+        titles: one row title per volume (shown once, above the row's first panel).
         panel_inches, dpi: panel size (see the module docstring for the PNG size).
         max_pixels: cap on either side of the PNG (see :func:`fit_panels`).
         cmaps: a matplotlib colour map per row (default grey).
@@ -130,7 +130,12 @@ def save_slice_grid(volumes: list[np.ndarray], out_png: str | Path, axes: Sequen
             label, img = panels[c]
             image = ax.imshow(img.T, cmap=cmaps[r] if cmaps is not None else "gray", origin="lower", vmin=vmin,
                               vmax=vmax, interpolation="nearest", aspect="equal")
-            ax.set_title(f"{titles[r]}\n{label}" if titles is not None else label, fontsize=font, pad=2)
+            ax.set_title(label, fontsize=font, pad=2)
+            if titles is not None and c == 0:
+                # The row's title once, left-aligned a line above the panel labels: repeated over
+                # every panel, a long title ran into its neighbours' (compare.png).
+                ax.annotate(titles[r], xy=(0, 1), xycoords="axes fraction", xytext=(0, 3 + 1.3 * font),
+                            textcoords="offset points", ha="left", va="bottom", fontsize=font)
         cax = fig.add_subplot(grid[r, ncols])
         cax.set_box_aspect(4)
         bar = fig.colorbar(image, cax=cax, ticks=[vmin, vmax])
