@@ -40,6 +40,28 @@ def nonfinite_metric(metrics: dict[str, float], bad_grads: Iterable[str] = ()) -
     return None
 
 
+def step_problem(metrics: dict[str, float], ctx: Any, world_size: int) -> str | None:
+    """:func:`nonfinite_metric` of one step (clearing ``ctx.bad_grads``); with several processes,
+    any rank's problem is every rank's, so all stop at the same step."""
+    problem = nonfinite_metric(metrics, ctx.bad_grads)
+    ctx.bad_grads.clear()
+    if world_size > 1:
+        flag = torch.tensor([0.0 if problem is None else 1.0], device=ctx.device)
+        torch.distributed.all_reduce(flag)
+        if flag.item() > 0 and problem is None:
+            problem = "another process's loss or gradient is not finite"
+    return problem
+
+
+def nonfinite_val_warnings(metrics: dict[str, float], key: str | None, step: int) -> list[str]:
+    """One warning per validation metric that is not finite (``val/psnr=inf`` on constant data)."""
+    key = None if key is None else key.removeprefix("val/")
+    return [f"{name}={value} at step {step} is not finite"
+            + (" (not a candidate for best.pt)" if name.removeprefix("val/") == key else "")
+            + ": constant or empty validation data, or a diverged model?"
+            for name, value in metrics.items() if not math.isfinite(value)]
+
+
 def nonfinite_weights(modules: dict[str, torch.nn.Module], ema: dict[str, Any]) -> str | None:
     """The name of the first module (or EMA copy) with a non-finite parameter or float buffer."""
     named = [(n, m) for n, m in modules.items()] + [(f"{n} (EMA)", a) for n, a in ema.items()]

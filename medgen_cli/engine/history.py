@@ -86,12 +86,8 @@ def _best_file(run: RunDir, record: dict[str, Any], upto: int) -> Path | None:
     by_step = run.step_ckpt(int(best_step))
     if by_step.is_file():
         return by_step
-    if run.best.is_file():
-        try:
-            if int(ckpt_io.load_checkpoint(run.best)["step"]) == int(best_step):
-                return run.best
-        except MedgenError:
-            return None
+    if run.best.is_file() and ckpt_io.peek_step(run.best) == int(best_step):
+        return run.best
     return None
 
 
@@ -161,16 +157,20 @@ def fork_run(run: RunDir, found: ckpt_io.FoundCheckpoint, name: str, config_text
     fork = RunDir(run.root.parent / name)
     if fork.root.exists() and any(fork.root.iterdir()):
         raise MedgenError(f"run directory {fork.root} already exists", "pick another --fork NAME")
-    fork.create()
     step = int(found.ckpt["step"])
-    with atomic_path(fork.config) as tmp:
-        tmp.write_text(config_text(name))
-    _link_or_copy(found.path, fork.step_ckpt(step))
-    _link_or_copy(fork.step_ckpt(step), fork.latest)
-    best_note = _settle_best(run, fork, found)
-    if run.metrics.is_file():  # the fork's curves start with the source's (steps after `step` are dropped on start)
-        shutil.copyfile(run.metrics, fork.metrics)
-    origin = {"forked_from": str(run.root.resolve()), "checkpoint": str(found.path.resolve()), "step": step}
-    with atomic_path(fork.root / "origin.json") as tmp:
-        tmp.write_text(json.dumps(origin, indent=2) + "\n")
+    fork.create()
+    try:
+        with atomic_path(fork.config) as tmp:
+            tmp.write_text(config_text(name))
+        _link_or_copy(found.path, fork.step_ckpt(step))
+        _link_or_copy(fork.step_ckpt(step), fork.latest)
+        best_note = _settle_best(run, fork, found)
+        if run.metrics.is_file():  # the fork's curves start with the source's (later steps are dropped on start)
+            shutil.copyfile(run.metrics, fork.metrics)
+        origin = {"forked_from": str(run.root.resolve()), "checkpoint": str(found.path.resolve()), "step": step}
+        with atomic_path(fork.root / "origin.json") as tmp:
+            tmp.write_text(json.dumps(origin, indent=2) + "\n")
+    except BaseException:  # a full disk or Ctrl-C while copying: no half-made fork takes the name
+        shutil.rmtree(fork.root, ignore_errors=True)
+        raise
     return fork, f"forked {run.root} at step {step} into {fork.root}; {best_note}"

@@ -22,7 +22,7 @@ from medgen_cli.config.base import FamilyConfig
 from medgen_cli.config.migrations import stamped
 from medgen_cli.engine import checkpoint as ckpt_io
 from medgen_cli.engine.context import TrainContext
-from medgen_cli.engine.divergence import divergence_error, nonfinite_metric, nonfinite_weights
+from medgen_cli.engine.divergence import divergence_error, nonfinite_val_warnings, nonfinite_weights, step_problem
 from medgen_cli.engine.distributed import (
     ResumableSampler,
     all_reduce_mean,
@@ -273,12 +273,8 @@ class Trainer:
         logger.scalars(self.step, self.epoch, metrics)
         if metrics:
             logger.info(f"step {self.step} validation: " + ", ".join(f"{k}={v:.5g}" for k, v in metrics.items()))
-        key = self.family.key_metric
-        for name, value in metrics.items():
-            if not math.isfinite(value):  # e.g. psnr=inf on constant data: a problem, never a best value
-                use = " (not a candidate for best.pt)" if key is not None and name.removeprefix("val/") == key.removeprefix("val/") else ""
-                logger.warning(f"{name}={value} at step {self.step} is not finite{use}: constant or empty "
-                               "validation data, or a diverged model?")
+        for line in nonfinite_val_warnings(metrics, self.family.key_metric, self.step):
+            logger.warning(line)  # e.g. psnr=inf on constant data: a problem, never a best value
         self._update_best(ctx, metrics, logger)
         return metrics
 
@@ -395,13 +391,7 @@ class Trainer:
 
     def _check_finite(self, metrics: dict[str, float], ctx: TrainContext, logger: RunLogger) -> None:
         """Stop (one line, nothing saved) when this step's loss or gradients are not finite."""
-        problem = nonfinite_metric(metrics, ctx.bad_grads)
-        ctx.bad_grads.clear()
-        if self.world_size > 1:  # any rank's NaN stops every rank at the same step
-            flag = torch.tensor([0.0 if problem is None else 1.0], device=self.device)
-            torch.distributed.all_reduce(flag)
-            if flag.item() > 0 and problem is None:
-                problem = "another process's loss or gradient is not finite"
+        problem = step_problem(metrics, ctx, self.world_size)
         if problem is not None:
             error = self._diverged(problem, step=self.step + 1)
             logger.info(f"error: {error}", console=False)  # log.txt says why the run ended
