@@ -125,7 +125,8 @@ def eval_recon_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{results['method']} · {results['views']} views · {results['data']}")
+    used = f" · {results['checkpoint']}" if results["checkpoint"] else ""
+    table = Table(title=f"{results['method']}{used} · {results['views']} views · {results['data']}")
     for col in ("case", "PSNR (dB)", "SSIM", "time (s)"):
         table.add_column(col, justify="left" if col == "case" else "right")
     for r in results["cases"]:

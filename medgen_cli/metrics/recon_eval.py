@@ -62,7 +62,8 @@ def evaluate_recon(run: Path | None, data: Path, views: int | None, method: str 
         track: progress wrapper ``track(iterable, total, description)``.
 
     Returns:
-        ``{"method", "run", "views", "data", "data_range", "cases": [{case, psnr, ssim, seconds}], "mean"}``.
+        ``{"method", "run", "checkpoint" (the one used, ``None`` for fdk/sirt), "views", "data",
+        "data_range", "cases": [{case, psnr, ssim, seconds}], "mean"}``.
     """
     from medgen_cli.data import cbct
     from medgen_cli.metrics.recon import recon_metrics
@@ -84,5 +85,6 @@ def evaluate_recon(run: Path | None, data: Path, views: int | None, method: str 
         seconds = time.perf_counter() - t0
         rows.append({"case": case.name, **recon_metrics(vol, case.volume), "seconds": seconds})
     mean = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "seconds")}
-    return {"method": method, "run": str(run) if run else None, "views": views, "data": str(data),
-            "data_range": 1.0, "cases": rows, "mean": mean}
+    used = loaded.source.describe() if loaded is not None and loaded.source is not None else None
+    return {"method": method, "run": str(run) if run else None, "checkpoint": used, "views": views,
+            "data": str(data), "data_range": 1.0, "cases": rows, "mean": mean}

@@ -150,3 +150,18 @@ def test_demo_help_keeps_sentences_whole(subprocess_env: dict[str, str]) -> None
     lines = [line.strip(" │") for line in r.stdout.splitlines()]
     # At 400 columns a paragraph is one line: a source line break shows as a break mid-sentence.
     assert any(line.startswith("Synthetic H5 point clouds") and line.endswith("and the 2.5D FID.") for line in lines), r.stdout
+
+
+# ---- dif-gaussian runs: recon and eval recon name the checkpoint ----------------------------------
+def test_recon_and_eval_recon_name_the_checkpoint(trained_run: Path, cbct_data: Path, tmp_path: Path, cli: Any) -> None:
+    case = sorted((cbct_data / "test").glob("*.h5"))[0]
+    code, _, err = cli("recon", trained_run, "--input", case, "--out", tmp_path / "r.nii.gz", "--device", "cpu")
+    assert code == 0, err
+    lines = err.splitlines()
+    assert lines[0].startswith("used checkpoints/best.pt (step ") and lines[1].startswith("note: model: 10 views on the run's")
+    assert "(the run's model, 10 views," in err
+    code, out, err = cli("eval", "recon", trained_run, "--data", cbct_data / "test", "--device", "cpu", "--json")
+    assert code == 0, err
+    assert json.loads(out)["checkpoint"].startswith("checkpoints/best.pt (step ")
+    code, out, _ = cli("eval", "recon", "--method", "fdk", "--data", cbct_data / "test", "--json")
+    assert code == 0 and json.loads(out)["checkpoint"] is None
