@@ -90,6 +90,8 @@ def print_error(exc: BaseException) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning :class:`MedgenError` into one line and exit 2."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--"]:  # torchrun ... -m medgen_cli -- ARGS: kept by some Pythons' argparse
+        args = args[1:]
     if "--debug" in args[:1]:
         _STATE["debug"] = True
     try:

@@ -46,12 +46,14 @@ def sample(
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion: sampling steps (default: the run's sample.steps)."),
     truncation: Optional[float] = typer.Option(None, "--truncation", help="StyleGAN2: truncation psi (default 1 = none)."),
     guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale", help="Class-conditional diffusion: classifier-free guidance (default: the run's conditioning.guidance_scale)."),
-    class_label: Optional[int] = typer.Option(None, "--class-label", help="Class-conditional diffusion: class of every sample (default: cycle 0, 1, ...)."),
+    class_label: Optional[int] = typer.Option(None, "--class-label", help="Class-conditional diffusion: class of every sample (default: seed s draws class s mod classes)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="--format points: voxels above this become points (default 0.5)."),
     input_path: Optional[Path] = typer.Option(None, "--input", help="Autoencoder runs: the volume/image to reconstruct."),
     checkpoint: str = typer.Option("best", "--checkpoint", help=_CHECKPOINT_HELP),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the samples of an earlier run of this command in --out."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Split the seeds over N processes (torchrun; one GPU each "
+                              "where there are GPUs): the same files and manifest as one process."),
 ) -> None:
     """Generate samples from a trained run (autoencoder runs: reconstruct --input).
 
@@ -62,7 +64,36 @@ def sample(
     flags = _set(num=num, seed=seed, batch_size=batch_size, format=fmt, scheduler=scheduler, steps=steps,
                  truncation=truncation, guidance_scale=guidance_scale, class_label=class_label,
                  threshold=threshold, input=input_path)
+    if nproc > 1 or _torchrun_worker():
+        _sample_sharded(run, flags, out, checkpoint, device, overwrite, nproc)
+        return
     _report(infer_to_dir(run, "sample", flags, out, checkpoint=checkpoint, device=device, overwrite=overwrite))
+
+
+def _torchrun_worker() -> bool:
+    """Whether this process is one of several torchrun workers (from --nproc, or torchrun by hand)."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", 1)) > 1
+
+
+def _sample_sharded(run: Path, flags: dict[str, Any], out: Optional[Path], checkpoint: str, device: str,
+                    overwrite: bool, nproc: int) -> None:
+    """``--nproc``: check the request here (one error line, not one per rank), then rerun this
+    command under torchrun, whose workers split the seeds."""
+    import os
+    import sys
+
+    from medgen_cli.engine.sharded import check_sharded, sample_sharded
+    from medgen_cli.engine.torchrun import Launch, spawn
+
+    if "LOCAL_RANK" not in os.environ:
+        target = check_sharded(run, flags, out, checkpoint, overwrite)
+        argv = sys.argv[1:] + ([] if out is not None else ["--out", str(target)])
+        raise SystemExit(spawn(Launch(nproc=nproc), argv))
+    result = sample_sharded(run, flags, out, checkpoint=checkpoint, device=device, overwrite=overwrite)
+    if result is not None:
+        _report(result)
 
 
 @app.command("interpolate")

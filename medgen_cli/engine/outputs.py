@@ -35,6 +35,8 @@ MANIFEST = "manifest.json"
 PREVIEW_DIR = "preview"
 #: Most items shown in a preview grid (a bigger figure is unreadable; every sample is still written).
 PREVIEW_CAP = 64
+#: Most volumes shown in a preview grid (three slices each).
+VOLUME_PREVIEW_CAP = 16
 
 
 @dataclass
@@ -131,12 +133,17 @@ def _plan(samples: Samples, out: Path, formats: Sequence[str], overwrite: bool) 
     if "points" in formats and samples.spatial_dims != 3:
         raise MedgenError("--format points needs 3D samples", "use png or npy for 2D images")
     folders = check_folders(out, formats, overwrite)
-    for fmt, folder in folders.items():
-        for name in samples.names:
-            check_writable(folder / f"{name}{FORMAT_SUFFIXES[fmt]}", overwrite)
+    check_writable_samples(samples, folders, overwrite)
     for name in _preview_names(samples):
         check_writable(out / PREVIEW_DIR / name, overwrite)
     return folders
+
+
+def check_writable_samples(samples: Samples, folders: dict[str, Path], overwrite: bool) -> None:
+    """Refuse to replace any of the files ``samples`` would write unless ``overwrite``."""
+    for fmt, folder in folders.items():
+        for name in samples.names:
+            check_writable(folder / f"{name}{FORMAT_SUFFIXES[fmt]}", overwrite)
 
 
 def _unit(arr: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
@@ -175,7 +182,7 @@ def _write_item(item: np.ndarray, path: Path, fmt: str, affine: np.ndarray, thre
         save_points(pts, path, values=vals, overwrite=overwrite)
 
 
-def _write_manifest(folder: Path, entries: list[dict[str, Any]], overwrite: bool) -> Path:
+def write_manifest(folder: Path, entries: list[dict[str, Any]], overwrite: bool) -> Path:
     """``manifest.json``; with ``overwrite``, files of the previous manifest not listed now are removed."""
     path = folder / MANIFEST
     keep = {e["file"] for e in entries}
@@ -205,17 +212,33 @@ def write_samples(samples: Samples, out: str | Path, formats: Sequence[str], ove
     out = Path(out)
     folders = _plan(samples, out, list(formats), overwrite)
     written = Written(folders=folders)
+    files, entries = write_files(samples, folders, threshold, overwrite)
+    written.files += files
+    written.manifests += [write_manifest(folders[fmt], entries[fmt], overwrite) for fmt in folders]
+    written.previews = write_previews(samples, out / PREVIEW_DIR)
+    return written
+
+
+def write_files(samples: Samples, folders: dict[str, Path], threshold: float = 0.5, overwrite: bool = False
+                ) -> tuple[list[Path], dict[str, list[dict[str, Any]]]]:
+    """The sample files alone (no manifest, no previews): what each rank of a sharded
+    ``medgen sample --nproc`` writes. Returns the files and each format's manifest entries."""
+    files: list[Path] = []
+    entries: dict[str, list[dict[str, Any]]] = {}
     for fmt, folder in folders.items():
         folder.mkdir(parents=True, exist_ok=True)
-        entries = samples.manifest()
-        for item, name, entry in zip(samples.arrays, samples.names, entries):
+        entries[fmt] = samples.manifest()
+        for item, name, entry in zip(samples.arrays, samples.names, entries[fmt]):
             path = folder / f"{name}{FORMAT_SUFFIXES[fmt]}"
             _write_item(item, path, fmt, samples.affine, threshold, samples.value_range, overwrite)
             entry["file"] = path.name
-            written.files.append(path)
-        written.manifests.append(_write_manifest(folder, entries, overwrite))
-    written.previews = write_previews(samples, out / PREVIEW_DIR)
-    return written
+            files.append(path)
+    return files, entries
+
+
+def preview_count(spatial_dims: int) -> int:
+    """How many samples a ``grid.png`` shows (every sample is still written)."""
+    return PREVIEW_CAP if spatial_dims == 2 else VOLUME_PREVIEW_CAP
 
 
 def write_previews(samples: Samples, folder: Path) -> list[Path]:
@@ -236,8 +259,8 @@ def write_previews(samples: Samples, folder: Path) -> list[Path]:
 
         unit = np.stack([_unit(a, samples.value_range or (0.0, 1.0)) for a in shown])
         return [save_image_grid(unit, folder / "grid.png", min_tile=128)]  # 16x16 samples: 8x zoom
-    titles = [_title(s, lab) for s, lab in zip(samples.seeds, samples.labels)][: len(shown)]
-    return [_volume_grid(list(shown[:16]), folder / "grid.png", titles[:16])]
+    titles = [_title(s, lab) for s, lab in zip(samples.seeds, samples.labels)][:VOLUME_PREVIEW_CAP]
+    return [_volume_grid(list(arrays[:VOLUME_PREVIEW_CAP]), folder / "grid.png", titles)]
 
 
 def _title(seed: int | None, label: int | None) -> str:

@@ -292,15 +292,16 @@ class DiffusionFamily(Family):
         elif class_label is not None and class_label >= self.num_classes:
             raise ValueError(f"--class-label must be in [0, {self.num_classes - 1}]")
 
-    def _label_list(self, n: int, class_label: int | None) -> list[int] | None:
-        """The class of each of ``n`` samples: ``class_label``, else cycling 0, 1, ... (``None``:
-        an unconditional run)."""
+    def _label_list(self, n: int, class_label: int | None, seed: int = 0) -> list[int] | None:
+        """The class of each of ``n`` samples from seeds ``seed, seed + 1, ...``: ``class_label``,
+        else the seed's class ``(seed + i) % classes`` (0, 1, ... from seed 0), so a seed gives the
+        same sample however the request is split (``--nproc``) (``None``: an unconditional run)."""
         if not self.cfg.conditioning.enabled:
             return None
-        return [class_label if class_label is not None else i % self.num_classes for i in range(n)]
+        return [class_label if class_label is not None else (seed + i) % self.num_classes for i in range(n)]
 
-    def _class_labels(self, n: int, class_label: int | None, device: torch.device) -> torch.Tensor | None:
-        labels = self._label_list(n, class_label)
+    def _class_labels(self, n: int, class_label: int | None, device: torch.device, seed: int = 0) -> torch.Tensor | None:
+        labels = self._label_list(n, class_label, seed)
         return None if labels is None else torch.tensor(labels, dtype=torch.long, device=device)
 
     def _require_ready(self) -> None:
@@ -321,7 +322,7 @@ class DiffusionFamily(Family):
         """``num`` volumes ``[num, *size]``; sample ``i`` starts from the noise of seed ``seed + i``."""
         self._require_ready()
         sched = self._sampler(scheduler, steps)
-        labels = self._class_labels(num, class_label, device)
+        labels = self._class_labels(num, class_label, device, seed)
         guidance = guidance_scale if guidance_scale is not None else self.cfg.conditioning.guidance_scale
         out = []
         batches = range(0, num, batch_size)
@@ -363,7 +364,8 @@ class DiffusionFamily(Family):
         vols = self.generate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, opts.num, opts.seed,
                              opts.scheduler, opts.steps, opts.guidance_scale, opts.class_label, opts.batch_size,
                              ctx.track)
-        return seeded_samples(vols[:, None], opts.seed, self._label_list(opts.num, opts.class_label), self._affine())
+        return seeded_samples(vols[:, None], opts.seed, self._label_list(opts.num, opts.class_label, opts.seed),
+                              self._affine())
 
     def interpolate(self, opts: DiffusionInterpolateOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
         frames = self.interpolate_volumes(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device,
