@@ -18,6 +18,7 @@ import numpy as np
 
 from medgen_cli.errors import MedgenError
 from medgen_cli.metrics import fid_inputs as fi
+from medgen_cli.metrics import fid_shard
 from medgen_cli.metrics.fid import (DEFAULT_SQRTM, compute_stats, frechet_distance, kid, kid_subset_size,
                                     resolve_weights, weights_fingerprint)
 from medgen_cli.metrics.fid_volumes import PLANES, volume_features, window_warning
@@ -121,37 +122,56 @@ def _workers(opts: FIDOptions, n_files: int) -> int:
         return opts.workers
     # Worker start-up costs more than it saves on small folders; at 300 + 300 images on 2 cores
     # two workers already won (68.5 s vs 75.4 s wall, same FID).
-    return 0 if n_files < 200 else min(8, os.cpu_count() or 1)
+    return 0 if n_files < 200 else min(8, max(1, (os.cpu_count() or 1) // fid_shard.group()[1]))
 
 
 def _compute(path: Path, kind: str, opts: FIDOptions, extractor: _LazyExtractor,
-             progress: ProgressFactory | None, label: str) -> SetStats:
+             progress: ProgressFactory | None, label: str) -> SetStats | None:
+    """Features and statistics of an image or NIfTI folder. Under ``--nproc`` each rank extracts
+    its block (:mod:`medgen_cli.metrics.fid_shard`) and rank 0 alone returns the result."""
+    files = fi.list_images(path) if kind == "images" else fi.list_niftis(path)
+    unit = "images" if kind == "images" else "volumes"
+    count = fid_shard.GlobalCount(progress(f"{label}: {len(files)} {unit}", len(files)) if progress else None,
+                                  len(files))
+    mine = fid_shard.part(files, opts.batch_size if kind == "images" else 1)
+    part = _extract(mine, kind, opts, extractor, count) if mine else None
+    count.wait()
+    parts = [p for p in fid_shard.gather(part) or [] if p is not None]
+    if not fid_shard.is_main():
+        return None
+    features = {p: np.concatenate([x[0][p] for x in parts]) for p in parts[0][0]}
     if kind == "images":
-        files = fi.list_images(path)
-        advance = progress(f"{label}: {len(files)} images", len(files)) if progress else None
-        feats, report = fi.image_features(files, extractor, opts.batch_size, _workers(opts, len(files)), advance)
+        sixteen = [f for x in parts for f in x[1]["sixteen_bit"]]
+        sizes = set().union(*(x[1]["sizes"] for x in parts))
         warn = []
-        if report.sixteen_bit:
-            warn.append(f"{len(report.sixteen_bit)} 16-bit image(s) in {path} (e.g. {report.sixteen_bit[0]}) are "
+        if sixteen:
+            warn.append(f"{len(sixteen)} 16-bit image(s) in {path} (e.g. {sixteen[0]}) are "
                         "read as pytorch-fid reads them: values above 255 saturate — convert to 8-bit first")
-        if len(report.sizes) > 1:
-            warn.append(f"{path} mixes image sizes {sorted(report.sizes)[:4]}; each is resized to 299x299 "
+        if len(sizes) > 1:
+            warn.append(f"{path} mixes image sizes {sorted(sizes)[:4]}; each is resized to 299x299 "
                         "(same values as pytorch-fid --batch-size 1)")
-        features = {IMAGE_PLANE: feats}
-        n, value_range = len(files), None
+        value_range = None
     else:
-        files = fi.list_niftis(path)
-        advance = progress(f"{label}: {len(files)} volumes", len(files)) if progress else None
-        features, shapes, value_range = volume_features(files, extractor, opts.center_fraction, opts.window,
-                                                        opts.batch_size, advance)
+        shapes = set().union(*(x[1]["shapes"] for x in parts))
+        value_range = (min(x[1]["range"][0] for x in parts), max(x[1]["range"][1] for x in parts))
         warn = [w for w in [window_warning(value_range, opts.window, str(path))] if w]
         if len(shapes) > 1:
             warn.append(f"{path} holds volumes of different shapes {sorted(shapes)[:4]}; every slice is "
                         "resized to 299x299 (aspect ratio not kept)")
-        n = len(files)
     stats = {p: compute_stats(f) for p, f in features.items()}
     rows = next(iter(features.values())).shape[0]
-    return SetStats(path, kind, "computed", stats, features, n, rows, warn, value_range)
+    return SetStats(path, kind, "computed", stats, features, len(files), rows, warn, value_range)
+
+
+def _extract(files: list[Path], kind: str, opts: FIDOptions, extractor: _LazyExtractor,
+             advance: Callable[[int], None]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Features of ``files`` per plane and the facts the warnings need."""
+    if kind == "images":
+        feats, report = fi.image_features(files, extractor, opts.batch_size, _workers(opts, len(files)), advance)
+        return {IMAGE_PLANE: feats}, {"sixteen_bit": report.sixteen_bit, "sizes": report.sizes}
+    features, shapes, value_range = volume_features(files, extractor, opts.center_fraction, opts.window,
+                                                    opts.batch_size, advance)
+    return features, {"shapes": shapes, "range": value_range}
 
 
 def _cache_key(path: Path, kind: str, opts: FIDOptions) -> str:
@@ -166,8 +186,9 @@ def _cache_key(path: Path, kind: str, opts: FIDOptions) -> str:
 
 
 def set_stats(path: str | Path, opts: FIDOptions, extractor: _LazyExtractor | None = None,
-              progress: ProgressFactory | None = None, label: str = "", cache: bool = False) -> SetStats:
-    """Statistics (and features, when computed or cached) of one input.
+              progress: ProgressFactory | None = None, label: str = "", cache: bool = False) -> SetStats | None:
+    """Statistics (and features, when computed or cached) of one input (``None`` on the ranks
+    other than 0 of a ``--nproc`` evaluation, which only extract their share).
 
     Args:
         path: image folder, NIfTI folder or ``.npz``.
@@ -186,10 +207,12 @@ def set_stats(path: str | Path, opts: FIDOptions, extractor: _LazyExtractor | No
                               "give the image or volume folder instead of the .npz")
         return _npz_stats(path, opts.dims)
     extractor = extractor or _LazyExtractor(opts)
-    key = _cache_key(path, kind, opts) if cache and opts.use_cache else None
-    if key is not None:
-        hit = fi.cache_load(key, need_features=opts.needs_features)
-        if hit is not None:
+    key = _cache_key(path, kind, opts) if cache and opts.use_cache and fid_shard.is_main() else None
+    if key is not None or fid_shard.group()[1] > 1:
+        hit = fi.cache_load(key, need_features=opts.needs_features) if key is not None else None
+        if fid_shard.broadcast(hit is not None):  # under --nproc rank 0 reads the cache; the others wait
+            if hit is None:
+                return None
             planes = [IMAGE_PLANE] if kind == "images" else list(PLANES)
             sfx = {p: "" if p == IMAGE_PLANE else f"_{p}" for p in planes}
             stats = {p: (hit[f"mu{sfx[p]}"], hit[f"sigma{sfx[p]}"]) for p in planes}
@@ -202,7 +225,7 @@ def set_stats(path: str | Path, opts: FIDOptions, extractor: _LazyExtractor | No
             warn = [w for w in [window_warning(span, opts.window, str(path))] if w]  # as when computed
             return SetStats(path, kind, "cache", stats, feats, n, rows, warn, span)
     result = _compute(path, kind, opts, extractor, progress, label)
-    if key is not None:
+    if key is not None and result is not None:
         arrays = result.arrays()
         for p, f in (result.features or {}).items():
             arrays["features" + ("" if p == IMAGE_PLANE else f"_{p}")] = f
@@ -254,6 +277,35 @@ def describe(s: SetStats) -> dict[str, Any]:
     return {"path": str(s.path), "kind": s.kind, "source": s.source, "n": s.n, "samples": s.n_features}
 
 
+def check_request(real: str | Path, fake: str | Path | None, opts: FIDOptions, save_stats: str | Path | None = None,
+                  overwrite: bool = False) -> FIDOptions:
+    """Refuse a bad request before any feature pass (also before ``--nproc`` starts processes);
+    the options to use (KID and precision/recall off without ``fake``).
+
+    Raises:
+        MedgenError: bad options, paths, device or ``--save-stats`` target.
+    """
+    from medgen_cli.devices import resolve_device
+    from medgen_cli.io import check_writable
+    from medgen_cli.metrics.fid import SUPPORTED_DIMS
+
+    if fake is None and save_stats is None:
+        raise MedgenError("give FAKE to compare with, or --save-stats OUT.npz to save REAL's statistics")
+    if opts.dims not in SUPPORTED_DIMS:
+        raise MedgenError(f"--dims {opts.dims} is not supported", f"choose one of {SUPPORTED_DIMS}")
+    if opts.sqrtm not in ("schur", "scipy", "eigh"):
+        raise MedgenError(f"--sqrtm {opts.sqrtm!r} is not supported", "use schur, scipy or eigh")
+    resolve_device(opts.device)  # a device this machine lacks fails now, not after reading REAL
+    if save_stats is not None:
+        if Path(save_stats).suffix != ".npz":
+            raise MedgenError(f"--save-stats {save_stats} must end in .npz")
+        check_writable(save_stats, overwrite)
+    if fake is None:
+        opts = FIDOptions(**{**opts.__dict__, "kid": False, "prdc": False})
+    fi.check_inputs(real, fake, opts.prdc_k if opts.prdc else None)  # before the (minutes-long) feature passes
+    return opts
+
+
 def evaluate_fid(real: str | Path, fake: str | Path | None, opts: FIDOptions, save_stats: str | Path | None = None,
                  overwrite: bool = False, progress: ProgressFactory | None = None) -> tuple[dict[str, Any], list[str]]:
     """The library side of ``medgen eval fid``: check the request, compute REAL's statistics
@@ -274,32 +326,18 @@ def evaluate_fid(real: str | Path, fake: str | Path | None, opts: FIDOptions, sa
     Raises:
         MedgenError: a bad request (options, paths, device) or unreadable inputs.
     """
-    from medgen_cli.devices import resolve_device
-    from medgen_cli.io import check_writable
-    from medgen_cli.metrics.fid import SUPPORTED_DIMS
-
-    if fake is None and save_stats is None:
-        raise MedgenError("give FAKE to compare with, or --save-stats OUT.npz to save REAL's statistics")
-    if opts.dims not in SUPPORTED_DIMS:
-        raise MedgenError(f"--dims {opts.dims} is not supported", f"choose one of {SUPPORTED_DIMS}")
-    if opts.sqrtm not in ("schur", "scipy", "eigh"):
-        raise MedgenError(f"--sqrtm {opts.sqrtm!r} is not supported", "use schur, scipy or eigh")
-    resolve_device(opts.device)  # a device this machine lacks fails now, not after reading REAL
-    if save_stats is not None:
-        if Path(save_stats).suffix != ".npz":
-            raise MedgenError(f"--save-stats {save_stats} must end in .npz")
-        check_writable(save_stats, overwrite)
-    if fake is None:
-        opts = FIDOptions(**{**opts.__dict__, "kid": False, "prdc": False})
-    fi.check_inputs(real, fake, opts.prdc_k if opts.prdc else None)  # before the (minutes-long) feature passes
+    opts = check_request(real, fake, opts, save_stats, overwrite)
     extractor = _LazyExtractor(opts)
     real_stats = set_stats(real, opts, extractor, progress, "REAL", cache=opts.use_cache)
-    warnings = sample_warnings(real_stats, opts.dims, f"REAL ({real})")
-    if save_stats is not None:
+    # None: a rank other than 0 under --nproc, whose share of the features went to rank 0.
+    warnings = [] if real_stats is None else sample_warnings(real_stats, opts.dims, f"REAL ({real})")
+    if save_stats is not None and real_stats is not None and fid_shard.is_main():
         fi.save_stats_npz(Path(save_stats), real_stats.arrays())
     if fake is None:
         return {"saved": str(save_stats)}, warnings
     fake_stats = set_stats(fake, opts, extractor, progress, "FAKE", cache=False)
+    if real_stats is None or fake_stats is None:
+        return {}, []
     warnings += sample_warnings(fake_stats, opts.dims, f"FAKE ({fake})")
     result = compare(real_stats, fake_stats, opts)
     if save_stats is not None:
