@@ -151,7 +151,10 @@ def test_contract_sample_and_interpolate(blobs: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(frames[-1], arr[1], atol=1e-5)  # t = 1: seed_b = seed_a + 1
     gif = Image.open(interp / "preview" / "interpolation.gif")
     assert gif.n_frames == 5
-    assert Image.open(interp / "preview" / "strip.png").size == (5 * 16 + 4 * 2, 16)
+    from medgen_cli.viz.strip import CAPTION_PX, SEPARATOR_PX
+
+    # 16-px frames zoomed ×8 to the sample grids' 128-px tiles, a caption band below each.
+    assert Image.open(interp / "preview" / "strip.png").size == (5 * 128 + 4 * SEPARATOR_PX, 128 + CAPTION_PX)
 
 
 def _stub_tracker(monkeypatch: pytest.MonkeyPatch, calls: list[int]) -> None:
