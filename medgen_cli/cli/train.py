@@ -58,7 +58,7 @@ class FamilyCommand(TyperCommand):
         pass
 
 
-def run_train(req: Any) -> None:
+def run_train(req: Any, launch: Any = None) -> None:
     """Call :func:`medgen_cli.engine.launch.train` and report: the dry-run config on stdout,
     torchrun for ``--nproc``, the run folder, or how to resume after SIGINT (exit 130) / SIGTERM
     (exit 143)."""
@@ -81,7 +81,9 @@ def run_train(req: Any) -> None:
     if outcome.config_text is not None:
         sys.stdout.write(outcome.config_text)
     elif outcome.processes > 1:
-        raise SystemExit(spawn_torchrun(outcome.processes, sys.argv[1:]))
+        from medgen_cli.engine.torchrun import Launch, spawn
+
+        raise SystemExit(spawn(launch or Launch(nproc=outcome.processes), sys.argv[1:]))
     elif outcome.run_dir is not None and int(os.environ.get("RANK", 0)) == 0:
         console.print(f"[green]done:[/] {outcome.run_dir}")
 
@@ -90,29 +92,6 @@ def signal_name(signum: int) -> str:
     import signal
 
     return signal.Signals(signum).name
-
-
-def spawn_torchrun(nproc: int, argv: list[str]) -> int:
-    """Run ``medgen ARGV`` (without ``--nproc``) under ``torch.distributed.run`` with ``nproc``
-    processes; its exit code."""
-    import subprocess
-    import sys
-
-    cleaned: list[str] = []
-    skip = False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == "--nproc":
-            skip = True
-            continue
-        if a.startswith("--nproc="):
-            continue
-        cleaned.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "medgen_cli", *cleaned]
-    return subprocess.call(cmd)
 
 
 def _make_command(spec: FamilySpec) -> None:
@@ -124,7 +103,12 @@ def _make_command(spec: FamilySpec) -> None:
         resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR with its saved config from its newest readable checkpoint "
                                               "(latest.pt, else the newest step_N.pt), or from a given RUN_DIR/checkpoints/FILE.pt."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
-        nproc: int = typer.Option(1, "--nproc", min=1, help="Launch N processes with torchrun (DDP)."),
+        nproc: int = typer.Option(1, "--nproc", min=1, help="Launch N processes (per node) with torchrun (DDP)."),
+        nnodes: int = typer.Option(1, "--nnodes", min=1, help="Nodes taking part; run the same command on each "
+                                   "with its --node-rank (see docs/scale.md)."),
+        node_rank: int = typer.Option(0, "--node-rank", min=0, help="With --nnodes: this node's rank, 0..N-1."),
+        master: Optional[str] = typer.Option(None, "--master", metavar="HOST:PORT", help="With --nnodes: the "
+                                             "rendezvous endpoint (torchrun --rdzv-endpoint), the same on every node."),
         require_fid: bool = typer.Option(False, "--require-fid", help="GAN families: fail instead of training without FID weights."),
         fork: Optional[str] = typer.Option(None, "--fork", metavar="NAME", help="With --resume: continue as a new run NAME "
                                            "next to it (config and that checkpoint copied; the source run is kept)."),
@@ -132,10 +116,12 @@ def _make_command(spec: FamilySpec) -> None:
                                        "delete the run's history after it (newer step_N.pt; best.pt becomes the best up to it)."),
     ) -> None:
         from medgen_cli.engine.launch import TrainRequest
+        from medgen_cli.engine.torchrun import Launch, check_launch
 
+        launch = check_launch(Launch(nproc=nproc, nnodes=nnodes, node_rank=node_rank, master=master))
         run_train(TrainRequest(family=spec.name, config_file=config, overrides=list(overrides), name=name,
-                               output_dir=output_dir, resume=resume, dry_run=dry_run, nproc=nproc,
-                               require_fid=require_fid, fork=fork, overwrite=overwrite))
+                               output_dir=output_dir, resume=resume, dry_run=dry_run, nproc=launch.world_size,
+                               require_fid=require_fid, fork=fork, overwrite=overwrite), launch)
 
     cls = type(f"{spec.name.title()}Command", (FamilyCommand,), {"spec": spec})
     train_app.command(spec.name, help=spec.help, short_help=spec.help, cls=cls)(command)
