@@ -49,6 +49,9 @@ def sample(
     class_label: Optional[int] = typer.Option(None, "--class-label", help="Class-conditional diffusion: class of every sample (default: seed s draws class s mod classes)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="--format points: voxels above this become points (default 0.5)."),
     input_path: Optional[Path] = typer.Option(None, "--input", help="Autoencoder runs: the volume/image to reconstruct."),
+    resize: Optional[bool] = typer.Option(None, "--resize/--no-resize", help="--input: resize it to the run's data.size (default), or keep its own voxel grid (3D)."),
+    tile: Optional[str] = typer.Option(None, "--tile", help="--input: volumes larger than this are reconstructed in overlapping tiles (MONAI sliding window, Gaussian blending); voxels, e.g. 64 or 64,64,32 (default: the run's data.size, the training size)."),
+    overlap: Optional[float] = typer.Option(None, "--overlap", help="--input: fraction of a tile shared with its neighbour, in [0, 1) (default 0.25)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help=_CHECKPOINT_HELP),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the samples of an earlier run of this command in --out."),
@@ -63,7 +66,7 @@ def sample(
 
     flags = _set(num=num, seed=seed, batch_size=batch_size, format=fmt, scheduler=scheduler, steps=steps,
                  truncation=truncation, guidance_scale=guidance_scale, class_label=class_label,
-                 threshold=threshold, input=input_path)
+                 threshold=threshold, input=input_path, resize=resize, tile=tile, overlap=overlap)
     if nproc > 1 or _torchrun_worker():
         _sample_sharded(run, flags, out, checkpoint, device, overwrite, nproc)
         return

@@ -17,11 +17,9 @@ from medgen_cli.data import datasets
 from medgen_cli.viz import montage
 from medgen_cli.families.autoencoder.config import AutoencoderConfig
 from medgen_cli.families.base import Family
-from medgen_cli.families.inference import PointsThreshold, ReconOptions, Samples
-
-
-class AutoencoderReconOptions(PointsThreshold, ReconOptions):
-    """Reconstructing one volume (or 2D image) file: ``medgen sample AE_RUN --input FILE``."""
+from medgen_cli.families.autoencoder import tiles
+from medgen_cli.families.autoencoder.tiles import AutoencoderReconOptions
+from medgen_cli.families.inference import Samples
 
 
 def build_autoencoder(cfg: AutoencoderConfig) -> torch.nn.Module:
@@ -183,8 +181,7 @@ class AutoencoderFamily(Family):
 
     def reconstruct_tensor(self, ae: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Deterministic reconstruction (decode the posterior mean)."""
-        z_mu, _ = ae.encode(x)
-        return ae.decode(z_mu).float()
+        return tiles.reconstruct(ae, x)
 
     def validate(self, batches: Any, ctx: TrainContext) -> dict[str, float]:
         from monai.metrics import PSNRMetric, SSIMMetric
@@ -232,32 +229,44 @@ class AutoencoderFamily(Family):
             self.affine = state["affine"]
 
     # ---- inference -------------------------------------------------------------------------------
-    def reconstruct_file(self, path: str | Path, ae: torch.nn.Module, device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(input as the model sees it, reconstruction, output affine) for one volume/image file."""
+    def _load_input(self, p: Path, resize: bool) -> tuple[torch.Tensor, np.ndarray]:
+        """The file as the model sees it (``[1, *spatial]``) and its voxel-to-world matrix: at
+        the run's data.size, or with ``resize=False`` on the file's own grid (3D)."""
+        data = self.cfg.data
+        if data.spatial_dims == 2:
+            from medgen_cli.data.images import load_image
+
+            img2d = load_image(p, 1, data.size[0]).transpose(2, 0, 1)
+            return torch.from_numpy(np.ascontiguousarray(img2d)), np.eye(4)
+        import nibabel as nib
+
+        from medgen_cli.data.volumes import check_volume_file, make_volume_dataset
+
+        shape = tuple(data.size) if resize else tuple(check_volume_file(p, 3)[:3])
+        x = make_volume_dataset([p], shape, intensity=data.intensity)[0]["image"]
+        img = nib.load(str(p))
+        return x, datasets.resized_affine(img.affine, img.shape[:3], shape)
+
+    def reconstruct_file(self, path: str | Path, ae: torch.nn.Module, device: torch.device,
+                         opts: AutoencoderReconOptions | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(input as the model sees it, reconstruction, output affine) for one volume/image file,
+        in overlapping tiles where it is larger than ``opts.tile`` (default: data.size)."""
         p = Path(path)
         if not p.is_file():
             raise MedgenError(f"input not found: {p}")
-        data = self.cfg.data
-        if data.spatial_dims == 3:
-            from medgen_cli.data.volumes import make_volume_dataset
-            import nibabel as nib
-
-            x = make_volume_dataset([p], tuple(data.size), intensity=data.intensity)[0]["image"]
-            img = nib.load(str(p))
-            affine = datasets.resized_affine(img.affine, img.shape[:3], data.size)
-        else:
-            from medgen_cli.data.images import load_image
-
-            x = torch.from_numpy(np.ascontiguousarray(load_image(p, 1, data.size[0]).transpose(2, 0, 1)))
-            affine = np.eye(4)
+        opts = opts if opts is not None else AutoencoderReconOptions(input=p)
+        x, affine = self._load_input(p, opts.resize)
+        factor = tiles.downsampling(len(self.cfg.model.channels))
+        tile = opts.tile if opts.tile is not None else tuple(self.cfg.data.size)
         with torch.no_grad():
-            recon = self.reconstruct_tensor(ae, x[None].to(device))[0, 0].cpu().numpy()
+            recon = tiles.reconstruct_tiled(ae, x[None], tile, opts.overlap, factor, device)[0, 0].numpy()
         return x[0].numpy(), recon, affine
 
     def recon(self, opts: AutoencoderReconOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
-        """The reconstruction of ``opts.input`` at the model's size, with the input's affine
-        (adapted to that size); the input is kept for the comparison preview."""
-        inp, recon, affine = self.reconstruct_file(opts.input, ctx.eval_module("autoencoder"), ctx.device)
+        """The reconstruction of ``opts.input`` at the model's size (or, ``resize=False``, at the
+        input's own), with the input's affine adapted to that grid; the input is kept for the
+        comparison preview."""
+        inp, recon, affine = self.reconstruct_file(opts.input, ctx.eval_module("autoencoder"), ctx.device, opts)
         name = Path(opts.input).name.split(".")[0]
         return Samples(arrays=recon[None, None], names=[f"recon_{name}"], seeds=[None], labels=[None],
                        affine=affine, preview="compare", references=inp[None, None],
