@@ -53,8 +53,8 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0.2.0", "sparse-gan", renamed={"optim": "optimizer"},
               why="sparse-gan's optimizer section is named like every other family's"),
-    Migration("0.3.0", "sparse-gan", added={"discriminator.kind": "sparse"},
-              why="the default critic is now dense; runs saved before keep their sparse critic"),
+    Migration("0.3.0", "sparse-gan", added={"discriminator.kind": "sparse", "loss.r1_weight": 0.0},
+              why="the default critic is now dense with R1; runs saved before keep their sparse critic"),
 )
 
 

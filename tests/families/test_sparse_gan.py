@@ -122,7 +122,8 @@ def test_one_step_changes_both_players(volumes: Path, backend: str, critic: str,
     cfg = SparseGANConfig(data={"root": str(volumes), "voxel_size": 16},
                           generator={"latent_dim": 8, "init_size": 4, "channels": [8, 8, 4], "max_voxels": 200},
                           discriminator={"kind": critic, "channels": [4, 8]},
-                          loss={"gan_type": gan_type, "n_critic": 1}, sparse={"backend": backend})
+                          loss={"gan_type": gan_type, "n_critic": 1, "r1_weight": 10.0 if critic == "dense" else 0.0},
+                          sparse={"backend": backend})
     fam = SparseGANFamily(cfg)
     fam.build(torch.device("cpu"))
     ds = fam.train_dataset()
@@ -132,7 +133,10 @@ def test_one_step_changes_both_players(volumes: Path, backend: str, critic: str,
     assert all(math.isfinite(v) for v in metrics.values()), metrics
     if gan_type == "wgan-gp":
         assert metrics["stats/gp"] > 0 and metrics["loss/gp"] == pytest.approx(10 * metrics["stats/gp"])
-    assert metrics["loss/d"] == pytest.approx(sum(v for k, v in metrics.items() if k in ("loss/d_real", "loss/d_fake", "loss/gp")))
+    assert metrics["loss/d"] == pytest.approx(sum(v for k, v in metrics.items()
+                                                  if k in ("loss/d_real", "loss/d_fake", "loss/gp", "loss/r1")))
+    if critic == "dense":
+        assert metrics["stats/r1_penalty"] > 0 and metrics["loss/r1"] == pytest.approx(5 * metrics["stats/r1_penalty"])
     for name, module in fam.modules.items():
         changed = [k for k, v in module.state_dict().items() if not torch.equal(v, before[name][k])]
         assert changed, f"{name} did not change"
@@ -163,7 +167,8 @@ def test_penalty_reaches_critic_weights(volumes: Path, backend: str) -> None:
     torch.manual_seed(0)
     cfg = SparseGANConfig(data={"root": str(volumes), "voxel_size": 16},
                           generator={"latent_dim": 8, "init_size": 4, "channels": [8, 8, 4], "max_voxels": 200},
-                          discriminator={"kind": "sparse", "channels": [4, 8]}, sparse={"backend": backend})
+                          discriminator={"kind": "sparse", "channels": [4, 8]}, loss={"r1_weight": 0.0},
+                          sparse={"backend": backend})
     fam = SparseGANFamily(cfg)
     fam.build(torch.device("cpu"))
     dense = torch.zeros(2, 1, 16, 16, 16)

@@ -93,6 +93,7 @@ def test_old_sparse_gan_runs_keep_their_sparse_critic() -> None:
     del old["discriminator"]["kind"], old["discriminator"]["mbstd_group"], old["loss"]["r1_weight"]
     migrated, notes = migrate_config({"medgen_version": "0.2.0", **old})
     assert SparseGANConfig(**migrated).discriminator.kind == "sparse"
+    assert SparseGANConfig(**migrated).loss.r1_weight == 0.0
     assert any("discriminator.kind" in n for n in notes)
     assert SparseGANConfig().discriminator.kind == "dense"  # new runs: the measured default
 

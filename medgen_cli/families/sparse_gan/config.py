@@ -67,10 +67,10 @@ class SparseGANLoss(StrictModel):
     """Adversarial objective."""
 
     gan_type: Literal["wgan-gp", "vanilla", "lsgan", "hinge"] = Field(
-        "wgan-gp", description="Loss family (vanilla = non-saturating).")
+        "vanilla", description="Loss family (vanilla = non-saturating; wgan-gp was the seed scripts' default).")
     n_critic: int = Field(5, ge=1, description="D updates per G update: D every step, G every n_critic-th step.")
     gradient_penalty_weight: float = Field(10.0, ge=0.0, description="wgan-gp: weight of the gradient penalty.")
-    r1_weight: float = Field(0.0, ge=0.0, description="dense critic: R1 weight γ (γ/2·E‖∇D(real)‖², every voxel); 0 = off.")
+    r1_weight: float = Field(10.0, ge=0.0, description="dense critic: R1 weight γ (γ/2·E‖∇D(real)‖², every voxel); 0 = off.")
 
 
 class SparseGANOptim(StrictModel):
@@ -129,5 +129,6 @@ class SparseGANConfig(FamilyConfig):
         if self.generator.kind == "dense" and self.discriminator.kind != "dense":
             raise ValueError("generator.kind=dense needs discriminator.kind=dense")
         if self.loss.r1_weight > 0 and self.discriminator.kind != "dense":
-            raise ValueError("loss.r1_weight needs discriminator.kind=dense (R1 acts on every voxel of the grid)")
+            raise ValueError("loss.r1_weight needs discriminator.kind=dense (R1 acts on every voxel of the grid); "
+                             "set loss.r1_weight=0 with the sparse critic")
         return self

@@ -179,7 +179,10 @@ class SparseGANFamily(Family):
         with torch.no_grad(), ctx.autocast():
             fake = self._fake(gen, z)
         real_in: Any = self.densify_real(real) if self.dense_critic else real
-        metrics = {"stats/fake_voxels": self._fake_voxels(gen, fake) / bsz, "stats/real_voxels": real.num_voxels / bsz}
+        n_fake = self._fake_voxels(gen, fake)
+        # Side by side in TensorBoard (train/stats/): a run that loses voxels shows at once.
+        metrics = {"stats/fake_voxels": n_fake / bsz, "stats/real_voxels": real.num_voxels / bsz,
+                   "stats/voxel_ratio": n_fake / max(real.num_voxels, 1)}
         terms: dict[str, torch.Tensor] = {}
         with ctx.autocast():
             if c.loss.r1_weight > 0:
