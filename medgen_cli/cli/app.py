@@ -70,6 +70,7 @@ def _register_groups() -> None:
     from medgen_cli.cli import eval_fid as _eval_fid  # noqa: F401
     from medgen_cli.cli import cbct as _cbct  # noqa: F401
     from medgen_cli.cli import eval_shapes as _eval_shapes  # noqa: F401
+    from medgen_cli.cli import eval_frd as _eval_frd  # noqa: F401
     from medgen_cli.cli.groups import attach_groups
 
     attach_groups(app)
