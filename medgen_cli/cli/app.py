@@ -84,8 +84,10 @@ def debug_enabled() -> bool:
 def print_error(exc: BaseException) -> None:
     """One red line on stderr."""
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {exc}", markup=True)
+    # escaped: a message's own brackets (pip install 'medgen[frd]', a path) are text, not markup
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
 
 
 def main(argv: list[str] | None = None) -> None:

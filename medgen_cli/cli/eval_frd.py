@@ -22,7 +22,7 @@ def eval_frd(
 
     Radiomic features (pyradiomics: intensity, texture, LoG and wavelet images) of every volume,
     normalised over both sets; FRD = log of their squared Fréchet distance (lower is better).
-    Needs the optional extra: pip install 'medgen[frd]'.
+    Needs the optional extra: pip install 'medgen\\[frd]'.
     """
     from rich.console import Console
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from medgen_cli.cli.app import app
+from medgen_cli.cli.app import app, main
 from medgen_cli.errors import MedgenError
 from medgen_cli.metrics import frd
 
@@ -64,7 +64,12 @@ def test_a_folder_with_one_volume_is_one_line(tmp_path: Path) -> None:
     assert isinstance(res.exception, MedgenError) and "not a folder" in str(res.exception)
 
 
-def test_without_the_extra_the_fix_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_the_extra_the_fix_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(frd, "missing_reason", lambda: "frd-score is not installed")
     with pytest.raises(MedgenError, match=r"medgen\[frd\]"):
         frd.compute_frd(tmp_path, tmp_path)
+    with pytest.raises(SystemExit) as exit_info:  # the CLI prints it as one line, brackets kept
+        main(["eval", "frd", str(tmp_path), str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "pip install 'medgen[frd]'" in err and len(err.strip().splitlines()) == 1
