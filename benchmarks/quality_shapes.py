@@ -121,7 +121,42 @@ def mip_grid(real: list[Path], fake: list[Path], path: Path, rows: int = 8) -> N
     tmp.replace(path)
 
 
-def main() -> None:
+def cpu_model() -> str:
+    """The CPU's model name (``lscpu``'s), for the report."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def score(args: argparse.Namespace, data: Path, run: Path) -> dict[str, Any]:
+    """Sample ``best.pt``, turn real and generated volumes into points, and compare them."""
+    from medgen_cli.metrics.shapes import shape_metrics
+
+    t = time.perf_counter()
+    fake_files = sample_files(run, args.num, args.work / "samples")
+    s_per_sample = (time.perf_counter() - t) / args.num
+    real_a = sorted((data / "val").glob("*.nii*"))[: args.num]
+    real_b = sorted((data / "train").glob("*.nii*"))[: args.num]
+    pa, pb, pf = (volume_points(f, args.threshold, args.points) for f in (real_a, real_b, fake_files))
+    keys = ("1nna_cd", "cov_cd", "mmd_cd")
+    mip_grid(real_a, fake_files, args.json.with_suffix(".png"))
+    return {"generated": {k: v for k, v in shape_metrics(pa, pf).items() if k in keys},
+            "real_vs_real": {k: v for k, v in shape_metrics(pa, pb).items() if k in keys},
+            "s_per_sample": round(s_per_sample, 4)}
+
+
+def report(result: dict[str, Any]) -> None:
+    gen_m, ref_m = result["generated"], result["real_vs_real"]
+    print("| set vs real A | 1-NNA (%) | COV (%) | MMD-CD |")
+    print("|---|---|---|---|")
+    for name, m in (("generated", gen_m), ("real B (floor)", ref_m)):
+        print(f"| {name} | {100 * m['1nna_cd']:.1f} | {100 * m['cov_cd']:.1f} | {m['mmd_cd']:.5f} |")
+    goal = gen_m["1nna_cd"] <= ref_m["1nna_cd"] + 0.10 and gen_m["cov_cd"] >= 0.8 * ref_m["cov_cd"]
+    print(f"goal (1-NNA ≤ floor + 10 points, COV ≥ 0.8× floor): {'met' if goal else 'not met'}")
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", choices=sorted(FAMILIES), default="sparse-gan")
     ap.add_argument("--data", type=Path, default=None, help="folder with train/ and val/ NIfTI volumes")
@@ -135,41 +170,34 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.5, help="voxels above it become points")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "quality-shapes")
+    ap.add_argument("--rescore", action="store_true",
+                    help="score the run already in --work again (other --num/--points) instead of training")
     ap.add_argument("--json", type=Path, required=True)
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def main() -> None:
+    args = parse_args()
     import torch
 
-    from medgen_cli.metrics.shapes import shape_metrics
     from make_shape_data import make_shape_data
 
     args.work.mkdir(parents=True, exist_ok=True)
     data = args.data or make_shape_data(args.dataset, args.size, args.work / f"{args.dataset}{args.size}")
-    run, steps, wall, cpu = train(args, data)
-    print(f"training: {steps} steps in {wall:.1f} min wall ({cpu:.1f} CPU min)", flush=True)
-    t = time.perf_counter()
-    fake_files = sample_files(run, args.num, args.work / "samples")
-    s_per_sample = (time.perf_counter() - t) / args.num
-    real_a = sorted((data / "val").glob("*.nii*"))[: args.num]
-    real_b = sorted((data / "train").glob("*.nii*"))[: args.num]
-    pa, pb, pf = (volume_points(f, args.threshold, args.points) for f in (real_a, real_b, fake_files))
-    keys = ("1nna_cd", "cov_cd", "mmd_cd")
-    gen_m = {k: v for k, v in shape_metrics(pa, pf).items() if k in keys}
-    ref_m = {k: v for k, v in shape_metrics(pa, pb).items() if k in keys}
+    if args.rescore:
+        run = args.work / "runs" / args.family / "bench"
+        ck = torch.load(run / "checkpoints" / "latest.pt", weights_only=True, map_location="cpu")
+        steps, wall, cpu = int(ck["step"]), float("nan"), float("nan")
+    else:
+        run, steps, wall, cpu = train(args, data)
+        print(f"training: {steps} steps in {wall:.1f} min wall ({cpu:.1f} CPU min)", flush=True)
     result = {"family": args.family, "size": args.size, "steps": steps, "minutes": round(wall, 2),
               "cpu_minutes": round(cpu, 2), "data": str(data), "num": args.num, "points": args.points,
-              "generated": gen_m, "real_vs_real": ref_m, "s_per_sample": round(s_per_sample, 4),
-              "overrides": args.set, "cpu": platform.processor() or platform.machine(),
+              **score(args, data, run), "overrides": args.set, "cpu": cpu_model(),
               "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
-    mip_grid(real_a, fake_files, args.json.with_suffix(".png"))
-    print("| set vs real A | 1-NNA (%) | COV (%) | MMD-CD |")
-    print("|---|---|---|---|")
-    for name, m in (("generated", gen_m), ("real B (floor)", ref_m)):
-        print(f"| {name} | {100 * m['1nna_cd']:.1f} | {100 * m['cov_cd']:.1f} | {m['mmd_cd']:.5f} |")
-    goal = gen_m["1nna_cd"] <= ref_m["1nna_cd"] + 0.10 and gen_m["cov_cd"] >= 0.8 * ref_m["cov_cd"]
-    print(f"goal (1-NNA ≤ floor + 10 points, COV ≥ 0.8× floor): {'met' if goal else 'not met'}")
+    report(result)
 
 
 if __name__ == "__main__":
