@@ -132,7 +132,8 @@ def test_same_files_for_the_same_format(runs: dict[str, Path], name: str, tmp_pa
     files = ["sample_00005.npy", "sample_00006.npy", "sample_00007.npy"]
     assert sorted(p.name for p in out.iterdir()) == sorted([*files, "manifest.json", "preview"])
     assert [p.name for p in (out / "preview").iterdir()] == ["grid.png"]
-    labels = [0, 1, 0] if name == "diffusion-cond" else [None] * 3
+    # A conditional sample's class is its seed's, (seed + i) mod 2 classes: sample 5 is class 1 in any request.
+    labels = [1, 0, 1] if name == "diffusion-cond" else [None] * 3
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest == [{"file": f, "seed": 5 + i, "label": labels[i]} for i, f in enumerate(files)]
     # The files hold the API's samples; sample i depends on seed 5 + i only.
