@@ -73,3 +73,23 @@ def trained_run(cbct_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     run = train_from_config(cfg)
     assert run is not None
     return run
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``medgen ARGS`` in this process: (exit code, stdout, stderr); earlier output is discarded."""
+    from medgen_cli.cli.app import main
+
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def cli_streams(capsys: pytest.CaptureFixture[str]):  # noqa: ANN201
+    """``medgen ARGS``: (exit code, stdout, stderr), each stream apart (:func:`run_cli`)."""
+    return lambda *args: run_cli(list(args), capsys)

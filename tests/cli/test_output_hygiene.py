@@ -13,18 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from medgen_cli.cli.app import main
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]):  # noqa: ANN201
-    """``medgen ARGS``: (exit code, stdout, stderr)."""
-    def run(*args: object) -> tuple[int, str, str]:
-        with pytest.raises(SystemExit) as exc:
-            main([str(a) for a in args])
-        cap = capsys.readouterr()
-        return int(exc.value.code or 0), cap.out, cap.err
-    return run
+def cli(cli_streams):  # noqa: ANN001, ANN201
+    """``medgen ARGS``: (exit code, stdout, stderr) (tests/conftest.py)."""
+    return cli_streams
 
 
 def test_inference_progress_writes_nothing_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,20 +13,14 @@ from typing import Any, Iterable
 import numpy as np
 import pytest
 
-from medgen_cli.cli.app import main
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]):  # noqa: ANN201
-    """``medgen ARGS``: (exit code, stdout, stderr)."""
-    def run(*args: object) -> tuple[int, str, str]:
-        with pytest.raises(SystemExit) as exc:
-            main([str(a) for a in args])
-        cap = capsys.readouterr()
-        return int(exc.value.code or 0), cap.out, cap.err
-    return run
+def cli(cli_streams):  # noqa: ANN001, ANN201
+    """``medgen ARGS``: (exit code, stdout, stderr) (tests/conftest.py)."""
+    return cli_streams
 
 
 def _ct(path: Path, n: int = 12) -> Path:

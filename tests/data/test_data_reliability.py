@@ -11,7 +11,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medgen_cli.cli.app import main
 from medgen_cli.data.convert import ConvertOptions, run_convert
 from medgen_cli.data.volumes import check_volume_file, make_volume_dataset
 from medgen_cli.errors import MedgenError
@@ -20,14 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    from tests.conftest import run_cli
+
+    return run_cli(args, capsys)
 
 
 def _ball(size: int = 16, r: float = 4.0) -> np.ndarray:

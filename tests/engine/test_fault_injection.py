@@ -251,15 +251,10 @@ def test_full_disk_during_convert_keeps_finished_volumes(tmp_path: Path, clouds:
 
 # ---- issue 29 items 2 and 4: non-finite or unreadable data, divergence --------------------------
 def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    from medgen_cli.cli.app import main
+    from tests.conftest import run_cli
 
-    capsys.readouterr()
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
+    code, _, err = run_cli(args, capsys)
+    return code, err
 
 
 def _one_line(err: str) -> str:
