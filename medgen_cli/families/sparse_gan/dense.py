@@ -103,8 +103,8 @@ class DenseGenerator(nn.Module):
     """The dense baseline (the classic 3D-GAN): z → linear → ``init³`` grid → per channel step a
     stride-2 ConvTranspose3d + BN + LeakyReLU → Conv3d → sigmoid occupancy on the full grid.
 
-    ``render(z)`` is the training output (probabilities, differentiable); ``forward(z)`` returns
-    the voxels above 0.5 as a :class:`SparseTensor` like the sparse generator's (value 1 in
+    ``forward(z, dense=True)`` is the training output (probabilities, differentiable); ``forward(z)``
+    returns the voxels above 0.5 as a :class:`SparseTensor` like the sparse generator's (value 1 in
     occupancy mode, else the probability), so validation and sampling share one path.
     """
 
@@ -119,19 +119,18 @@ class DenseGenerator(nn.Module):
             layers += [nn.ConvTranspose3d(a, b, 4, stride=2, padding=1, bias=False), nn.BatchNorm3d(b), nn.LeakyReLU(0.2)]
         self.blocks = nn.Sequential(*layers)
         self.out = nn.Conv3d(channels[-1], 1, 3, padding=1)
-        self.last_stats: dict[str, list[int]] = {}
 
     def render(self, z: torch.Tensor) -> torch.Tensor:
         s = self.init_size
         x = F.leaky_relu(self.fc(z), 0.2).view(z.shape[0], self.c0, s, s, s)
         return torch.sigmoid(self.out(self.blocks(x)))
 
-    def forward(self, z: torch.Tensor) -> SparseTensor:
+    def forward(self, z: torch.Tensor, dense: bool = False) -> SparseTensor | torch.Tensor:
+        """The voxels above 0.5, or with ``dense`` the probabilities on the grid."""
         from medgen_cli.sparse.common import from_dense
 
         p = self.render(z)
+        if dense:
+            return p
         x = from_dense(p, 0.5)
-        if self.output == "occupancy":
-            x = x.with_feats(torch.ones_like(x.feats))
-        self.last_stats = {"kept": [x.num_voxels]}
-        return x
+        return x.with_feats(torch.ones_like(x.feats)) if self.output == "occupancy" else x

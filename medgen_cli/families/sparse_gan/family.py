@@ -168,7 +168,7 @@ class SparseGANFamily(Family):
     def _fake(self, gen: Any, z: torch.Tensor) -> Any:
         """What the critic sees of ``gen(z)``: the dense render, or the sparse output."""
         if self.dense_critic:
-            return gen.render(z).float()
+            return gen(z, dense=True).float()
         out = gen(z)
         return out.with_feats(out.feats.float())
 
@@ -179,7 +179,7 @@ class SparseGANFamily(Family):
         with torch.no_grad(), ctx.autocast():
             fake = self._fake(gen, z)
         real_in: Any = self.densify_real(real) if self.dense_critic else real
-        n_fake = self._fake_voxels(gen, fake)
+        n_fake = self._fake_voxels(fake)
         # Side by side in TensorBoard (train/stats/): a run that loses voxels shows at once.
         metrics = {"stats/fake_voxels": n_fake / bsz, "stats/real_voxels": real.num_voxels / bsz,
                    "stats/voxel_ratio": n_fake / max(real.num_voxels, 1)}
@@ -207,13 +207,13 @@ class SparseGANFamily(Family):
                         **shares(values), "grad_norm/d": ctx.step("discriminator")})
         return metrics
 
-    @staticmethod
-    def _fake_voxels(gen: Any, fake: Any) -> int:
-        """Voxels the generator kept over the batch (the sampled shapes' size)."""
-        kept = getattr(gen, "last_stats", {}).get("kept")
-        if kept:
-            return int(kept[-1])
-        return int((fake > 0.5).sum()) if isinstance(fake, torch.Tensor) else fake.num_voxels
+    def _fake_voxels(self, fake: Any) -> int:
+        """Generated voxels over the batch, as sampling writes them: a sparse output's voxels; a
+        sparse generator's render is exactly 0 where no voxel was kept; the dense baseline keeps
+        the voxels above 0.5."""
+        if not isinstance(fake, torch.Tensor):
+            return fake.num_voxels
+        return int((fake > 0.5).sum()) if self.cfg.generator.kind == "dense" else int((fake != 0).sum())
 
     def _g_step(self, bsz: int, ctx: TrainContext) -> dict[str, float]:
         gen, disc = ctx.net("generator"), ctx.net("discriminator")

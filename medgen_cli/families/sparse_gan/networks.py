@@ -83,7 +83,13 @@ class SparseGenerator(nn.Module):
         #: Voxel counts of the last forward (children created / kept per level), for tests and logs.
         self.last_stats: dict[str, list[int]] = {}
 
-    def forward(self, z: torch.Tensor) -> SparseTensor:
+    def forward(self, z: torch.Tensor, dense: bool = False) -> SparseTensor | torch.Tensor:
+        """The sparse output, or with ``dense`` its straight-through render on the grid
+        (:meth:`render`; an argument of ``forward`` so a DDP-wrapped generator renders too)."""
+        return self.render(z) if dense else self.generate(z)
+
+    def generate(self, z: torch.Tensor) -> SparseTensor:
+        """z ``[B, latent]`` → the kept voxels (stride 1, one feature each)."""
         b = z.shape[0]
         c0 = self.fc.out_features // self.init_size**3
         feats = nn.functional.leaky_relu(self.fc(z), 0.2).view(b, c0, -1).transpose(1, 2).reshape(-1, c0)
@@ -117,7 +123,7 @@ class SparseGenerator(nn.Module):
         every level's keep/drop decision (:func:`~medgen_cli.families.sparse_gan.dense.render_dense`)."""
         from medgen_cli.families.sparse_gan.dense import render_dense
 
-        x = self(z)
+        x = self.generate(z)
         x = x.with_feats(x.feats.float())
         cands = [c.with_feats(c.feats.float()) for c in self.last_candidates]
         return render_dense(x, cands, self.voxel_size, detach_output=self.output == "occupancy")
