@@ -42,10 +42,8 @@ class SparseGenerator(StrictModel):
     max_voxels: int = Field(8192, ge=1, description="Voxel budget per sample at full resolution.")
     occupancy_threshold: float = Field(0.5, gt=0.0, lt=1.0,
                                        description="Children with occupancy above it are kept.")
-    parent_slack: float = Field(8.0, ge=1.0,
-                                description="Coarser levels keep up to slack·max_voxels/8^levels_below voxels "
-                                            "(a surface needs ~4^k, not 8^k, times fewer cells k levels up; "
-                                            "at 2 the coarse budget cut real shapes).")
+    parent_slack: float = Field(2.0, ge=1.0,
+                                description="Coarser levels keep up to slack·max_voxels/8^levels_below voxels.")
     output: Literal["value", "occupancy"] = Field(
         "value", description="value: each kept voxel carries a learned value in (0, 1) (density/intensity data); "
                              "occupancy: exactly 1 like binary data (straight-through: the gradient reaches the "
