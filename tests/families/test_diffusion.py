@@ -135,7 +135,8 @@ def test_ddim_is_reproducible_and_batch_independent(cond_run: Path) -> None:
     a = run.sample(3, seed=7, scheduler="ddim", steps=3, batch_size=2)
     b = run.sample(3, seed=7, scheduler="ddim", steps=3, batch_size=3)
     c = run.sample(3, seed=8, scheduler="ddim", steps=3)
-    assert a.arrays.shape == (3, 1, 16, 16, 16) and a.seeds == [7, 8, 9] and a.labels == [0, 1, 0]
+    # Each sample's class is its seed's, (seed + i) mod 2.
+    assert a.arrays.shape == (3, 1, 16, 16, 16) and a.seeds == [7, 8, 9] and a.labels == [1, 0, 1]
     np.testing.assert_allclose(a, b, atol=1e-5)
     assert not np.allclose(a, c)
     # guidance changes a conditional sample; the class label is honoured
