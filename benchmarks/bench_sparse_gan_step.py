@@ -55,9 +55,11 @@ def worker(kind: str, args: argparse.Namespace) -> dict:
     from medgen_cli.families.sparse_gan.family import SparseGANFamily, collate_sparse
 
     init = args.size // 16
+    critic = "dense" if kind == "dense" else args.critic  # the seed's sparse critic has no R1
     cfg = SparseGANConfig(data={"voxel_size": args.size, "threshold": 0.1},
                           generator={"kind": kind, "init_size": init, "max_voxels": int(0.05 * args.size**3)},
-                          discriminator={"kind": "dense" if kind == "dense" else args.critic}, loss={"n_critic": 1}, sparse={"backend": args.backend})
+                          discriminator={"kind": critic}, sparse={"backend": args.backend},
+                          loss={"n_critic": 1, "r1_weight": 10.0 if critic == "dense" else 0.0})
     real = real_volumes(args.batch_size, args.size)
     fam = SparseGANFamily(cfg)
     fam.build(torch.device("cpu"))
