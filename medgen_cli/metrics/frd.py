@@ -78,13 +78,14 @@ def compute_frd(real: str | Path, fake: str | Path, workers: int | None = None) 
     Raises:
         MedgenError: the extra is not installed, a bad folder or file, or no features extracted.
     """
-    reason = missing_reason()
-    if reason is not None:
-        raise MedgenError(f"FRD needs frd-score and pyradiomics: {reason}", INSTALL_HINT)
+    # The user's inputs first: a wrong folder is the same mistake with or without the extra.
     if workers is not None and workers < 1:
         raise MedgenError(f"--workers must be at least 1, not {workers}")
     real_files = volume_files(Path(real), "REAL")
     fake_files = volume_files(Path(fake), "FAKE")
+    reason = missing_reason()
+    if reason is not None:
+        raise MedgenError(f"FRD needs frd-score and pyradiomics: {reason}", INSTALL_HINT)
     import contextlib
     import io
 

@@ -67,9 +67,11 @@ def test_a_folder_with_one_volume_is_one_line(tmp_path: Path) -> None:
 def test_without_the_extra_the_fix_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(frd, "missing_reason", lambda: "frd-score is not installed")
+    real = _balls(tmp_path / "real", 2, 4.0, seed=0)
+    fake = _balls(tmp_path / "fake", 2, 5.0, seed=1)
     with pytest.raises(MedgenError, match=r"medgen\[frd\]"):
-        frd.compute_frd(tmp_path, tmp_path)
+        frd.compute_frd(real, fake)
     with pytest.raises(SystemExit) as exit_info:  # the CLI prints it as one line, brackets kept
-        main(["eval", "frd", str(tmp_path), str(tmp_path)])
+        main(["eval", "frd", str(real), str(fake)])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "pip install 'medgen[frd]'" in err and len(err.strip().splitlines()) == 1
