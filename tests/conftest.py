@@ -93,3 +93,16 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 def cli_streams(capsys: pytest.CaptureFixture[str]):  # noqa: ANN201
     """``medgen ARGS``: (exit code, stdout, stderr), each stream apart (:func:`run_cli`)."""
     return lambda *args: run_cli(list(args), capsys)
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A toy-family run trained for 2 steps on the CPU (a checkpoint to sample from)."""
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
+
+    out = tmp_path_factory.mktemp("runs")
+    run = train_from_config(build_config("toy", overrides=["trainer.max_steps=2", "trainer.ckpt_every=2",
+                                                           "trainer.device=cpu", f"output_dir={out}", "name=t"]))
+    assert run is not None
+    return run

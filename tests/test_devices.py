@@ -30,18 +30,6 @@ def assert_one_line_exit_2(code: int, err: str, *needles: str) -> None:
         assert needle in lines[0], err
 
 
-@pytest.fixture(scope="module")
-def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from medgen_cli.config.build import build_config
-    from medgen_cli.engine.launch import train_from_config
-
-    out = tmp_path_factory.mktemp("runs")
-    run = train_from_config(build_config("toy", overrides=["trainer.max_steps=2", "trainer.device=cpu",
-                                                          f"output_dir={out}", "name=dev"]))
-    assert run is not None
-    return run
-
-
 @pytest.mark.parametrize("spec", ["auto", "cpu", "CPU", "cuda", "cuda:1", "mps"])
 def test_spelling_accepted(spec: str) -> None:
     assert check_device_spec(spec) == spec.lower()

@@ -11,19 +11,6 @@ import numpy as np
 import pytest
 
 
-
-@pytest.fixture(scope="module")
-def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from medgen_cli.config.build import build_config
-    from medgen_cli.engine.launch import train_from_config
-
-    out = tmp_path_factory.mktemp("runs")
-    run = train_from_config(build_config("toy", overrides=["trainer.max_steps=2", "trainer.ckpt_every=2",
-                                                           f"output_dir={out}", "name=t"]))
-    assert run is not None
-    return run
-
-
 @pytest.fixture
 def cli(cli_streams):  # noqa: ANN001, ANN201
     """``medgen ARGS``: (exit code, stdout, stderr) (tests/conftest.py)."""
