@@ -23,7 +23,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from medgen_cli.sparse.common import to_dense
+from medgen_cli.sparse.common import from_dense, to_dense
 from medgen_cli.sparse.tensor import SparseTensor
 
 
@@ -127,8 +127,6 @@ class DenseGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, dense: bool = False) -> SparseTensor | torch.Tensor:
         """The voxels above 0.5, or with ``dense`` the probabilities on the grid."""
-        from medgen_cli.sparse.common import from_dense
-
         p = self.render(z)
         if dense:
             return p

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from medgen_cli.families.sparse_gan.dense import render_dense
 from medgen_cli.sparse import get_backend
 from medgen_cli.sparse.tensor import SparseTensor
 
@@ -121,8 +122,6 @@ class SparseGenerator(nn.Module):
     def render(self, z: torch.Tensor) -> torch.Tensor:
         """``[B, 1, S, S, S]``: the output on the dense grid, with straight-through gradients to
         every level's keep/drop decision (:func:`~medgen_cli.families.sparse_gan.dense.render_dense`)."""
-        from medgen_cli.families.sparse_gan.dense import render_dense
-
         x = self.generate(z)
         x = x.with_feats(x.feats.float())
         cands = [c.with_feats(c.feats.float()) for c in self.last_candidates]
