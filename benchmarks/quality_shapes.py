@@ -34,35 +34,67 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 REPO = Path(__file__).resolve().parents[1]
 
-def sparse_gan_overrides(cfg: dict[str, Any], size: int) -> list[str]:
-    """Grid size: the preset's channel lists stay, the generator's first grid scales with the size."""
-    ups = len(cfg["generator"]["channels"]) - 1
-    if size % 2**ups or size // 2**ups < 1:
-        raise SystemExit(f"--size {size} is not a multiple of 2^{ups} (the preset's upsamplings)")
-    return [f"data.voxel_size={size}", f"generator.init_size={size // 2**ups}"]
-
-
-#: Per family: its CPU preset, default minutes, and the overrides that set the grid size on the
-#: preset (a family added here — e.g. diffusion with its autoencoder stage — supplies these three).
-FAMILIES: dict[str, dict[str, Any]] = {
-    "sparse-gan": {"preset": REPO / "configs" / "cpu" / "sparse_gan.yaml", "minutes": 30.0,
-                   "size_overrides": sparse_gan_overrides},
-}
-
-
-def train(args: argparse.Namespace, data: Path) -> tuple[Path, int, float, float]:
+def _preset(name: str) -> dict[str, Any]:
     import yaml
 
+    return yaml.safe_load((REPO / "configs" / "cpu" / f"{name}.yaml").read_text())
+
+
+def _common(args: argparse.Namespace, data: Path, name: str, max_steps: int | None) -> list[str]:
+    return [f"data.root={data.resolve()}", f"output_dir={args.work / 'runs'}", f"name={name}",
+            "trainer.device=cpu", f"trainer.max_steps={max_steps or 10**7}"]
+
+
+def train_sparse_gan(args: argparse.Namespace, data: Path, minutes: float) -> dict[str, Any]:
+    """The CPU preset at ``--size``: its channel lists stay, the generator's first grid scales."""
     from _budget import train_for_minutes
     from medgen_cli.config.build import build_config
 
+    preset = _preset("sparse_gan")
+    ups = len(preset["generator"]["channels"]) - 1
+    if args.size % 2**ups or args.size // 2**ups < 1:
+        raise SystemExit(f"--size {args.size} is not a multiple of 2^{ups} (the preset's upsamplings)")
+    sets = [*_common(args, data, "bench", args.steps), f"data.voxel_size={args.size}",
+            f"generator.init_size={args.size // 2**ups}", *args.set]
+    cfg = build_config("sparse-gan", config_file=REPO / "configs" / "cpu" / "sparse_gan.yaml", overrides=sets)
+    run, steps, wall, cpu = train_for_minutes(cfg, minutes)
+    return {"run": run, "steps": steps, "minutes": wall, "cpu_minutes": cpu}
+
+
+def train_diffusion(args: argparse.Namespace, data: Path, minutes: float) -> dict[str, Any]:
+    """Latent diffusion in one budget: the autoencoder CPU preset for ``--ae-fraction`` of it (its
+    cosine schedule sized to ``--ae-steps``, which end the stage early when they come first), then
+    the diffusion CPU preset on that run for the rest. ``--set`` goes to the diffusion stage,
+    ``--ae-set`` to the autoencoder."""
+    from _budget import train_for_minutes
+    from medgen_cli.config.build import build_config
+
+    s = args.size
+    ae_sets = [*_common(args, data, "bench-ae", args.ae_steps), f"data.size=[{s},{s},{s}]", *args.ae_set]
+    ae_cfg = build_config("autoencoder", config_file=REPO / "configs" / "cpu" / "autoencoder.yaml", overrides=ae_sets)
+    ae_run, ae_steps, ae_wall, ae_cpu = train_for_minutes(ae_cfg, minutes * args.ae_fraction)
+    print(f"autoencoder: {ae_steps} steps in {ae_wall:.1f} min", flush=True)
+    sets = [*_common(args, data, "bench", args.steps), f"autoencoder_run={ae_run}", *args.set]
+    if args.conditional:
+        sets.append("conditioning.enabled=true")
+    cfg = build_config("diffusion", config_file=REPO / "configs" / "cpu" / "diffusion.yaml", overrides=sets)
+    run, steps, wall, cpu = train_for_minutes(cfg, max(minutes - ae_wall, 0.5))
+    return {"run": run, "ae_run": ae_run, "steps": steps, "ae_steps": ae_steps, "minutes": ae_wall + wall,
+            "ae_minutes": ae_wall, "diffusion_minutes": wall, "cpu_minutes": ae_cpu + cpu}
+
+
+#: Per family: how it trains in one budget, its default minutes, and the convert-h5 method its
+#: data is made with (the points rule is the same for all: voxels above --threshold).
+FAMILIES: dict[str, dict[str, Any]] = {
+    "sparse-gan": {"train": train_sparse_gan, "minutes": 30.0, "method": "occupancy"},
+    "diffusion": {"train": train_diffusion, "minutes": 60.0, "method": "gaussian"},
+}
+
+
+def train(args: argparse.Namespace, data: Path) -> dict[str, Any]:
+    shutil.rmtree(args.work / "runs", ignore_errors=True)  # this benchmark's own runs from a previous call
     spec = FAMILIES[args.family]
-    preset = yaml.safe_load(Path(spec["preset"]).read_text())
-    sets = [f"data.root={data.resolve()}", f"output_dir={args.work / 'runs'}", "name=bench", "trainer.device=cpu",
-            f"trainer.max_steps={args.steps or 10**7}", *spec["size_overrides"](preset, args.size), *args.set]
-    cfg = build_config(args.family, config_file=spec["preset"], overrides=sets)
-    shutil.rmtree(args.work / "runs", ignore_errors=True)  # this benchmark's own run from a previous call
-    return train_for_minutes(cfg, args.minutes or spec["minutes"])
+    return spec["train"](args, data, args.minutes or spec["minutes"])
 
 
 def volume_points(files: list[Path], threshold: float, points: int) -> list:
@@ -85,14 +117,17 @@ def volume_points(files: list[Path], threshold: float, points: int) -> list:
     return out
 
 
-def sample_files(run: Path, num: int, out: Path) -> list[Path]:
+def sample_files(run: Path, num: int, out: Path) -> tuple[list[Path], list[int] | None]:
+    """``num`` samples of seeds 1000… written as ``medgen sample`` writes them; their files and
+    (conditional runs) classes."""
     from medgen_cli.api import load_run
 
     loaded = load_run(run, checkpoint="best")
     shutil.rmtree(out, ignore_errors=True)
     samples = loaded.sample(num, seed=1000)
     loaded.write(samples, out)
-    return sorted(out.rglob("*.nii.gz"))
+    labels = getattr(samples, "labels", None)
+    return sorted(out.rglob("*.nii.gz")), (None if not labels or labels[0] is None else [int(x) for x in labels])
 
 
 def mip_grid(real: list[Path], fake: list[Path], path: Path, rows: int = 8) -> None:
@@ -131,21 +166,60 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def score(args: argparse.Namespace, data: Path, run: Path) -> dict[str, Any]:
+def load_volumes(files: list[Path]) -> list:
+    import numpy as np
+
+    from medgen_cli.io import load_nifti
+
+    return [np.asarray(load_nifti(f)[0], dtype=np.float32) for f in files]
+
+
+def diffusion_extras(args: argparse.Namespace, data: Path, trained: dict[str, Any], real_a: list[Path],
+                     real_b: list[Path], fake: list[Path], fake_labels: list[int] | None) -> dict[str, Any]:
+    """2.5D FID of the samples and its real-vs-real floor, the autoencoder's PSNR/SSIM on the val
+    volumes, and (``--conditional``) the class accuracy of the samples by a classifier trained
+    on the real training volumes."""
+    import numpy as np
+
+    from medgen_cli.api import load_run
+    from medgen_cli.metrics.recon import psnr, ssim
+    from medgen_cli.metrics.sample_quality import fid_with_floor, sample_class_accuracy
+
+    va, vb, vf = load_volumes(real_a), load_volumes(real_b), load_volumes(fake)
+    out: dict[str, Any] = {}
+    if not args.no_fid:
+        fid = fid_with_floor(vb, va, vf, center_fraction=0.5)
+        out.update({"fid_2_5d": fid["fid"], "fid_2_5d_floor": fid["fid_floor"]})
+    ae = load_run(trained["ae_run"], checkpoint="best")
+    rec = [np.asarray(ae.reconstruct(f).arrays)[0, 0] for f in real_a]
+    out["ae_psnr"] = float(np.mean([psnr(r, v) for r, v in zip(rec, va)]))
+    out["ae_ssim"] = float(np.mean([ssim(r, v) for r, v in zip(rec, va)]))
+    if fake_labels is not None:
+        lab = {Path(e["file"]).name: int(e["label"]) for e in json.loads((data / "manifest.json").read_text())}
+        train_files = sorted((data / "train").glob("*.nii*"))
+        out.update(sample_class_accuracy(load_volumes(train_files), [lab[f.name] for f in train_files], vf,
+                                         fake_labels, va, [lab[f.name] for f in real_a]))
+    return out
+
+
+def score(args: argparse.Namespace, data: Path, trained: dict[str, Any]) -> dict[str, Any]:
     """Sample ``best.pt``, turn real and generated volumes into points, and compare them."""
     from medgen_cli.metrics.shapes import shape_metrics
 
     t = time.perf_counter()
-    fake_files = sample_files(run, args.num, args.work / "samples")
+    fake_files, fake_labels = sample_files(trained["run"], args.num, args.work / "samples")
     s_per_sample = (time.perf_counter() - t) / args.num
     real_a = sorted((data / "val").glob("*.nii*"))[: args.num]
     real_b = sorted((data / "train").glob("*.nii*"))[: args.num]
     pa, pb, pf = (volume_points(f, args.threshold, args.points) for f in (real_a, real_b, fake_files))
     keys = ("1nna_cd", "cov_cd", "mmd_cd")
     mip_grid(real_a, fake_files, args.json.with_suffix(".png"))
-    return {"generated": {k: v for k, v in shape_metrics(pa, pf).items() if k in keys},
-            "real_vs_real": {k: v for k, v in shape_metrics(pa, pb).items() if k in keys},
-            "s_per_sample": round(s_per_sample, 4)}
+    out = {"generated": {k: v for k, v in shape_metrics(pa, pf).items() if k in keys},
+           "real_vs_real": {k: v for k, v in shape_metrics(pa, pb).items() if k in keys},
+           "s_per_sample": round(s_per_sample, 4)}
+    if args.family == "diffusion":
+        out.update(diffusion_extras(args, data, trained, real_a, real_b, fake_files, fake_labels))
+    return out
 
 
 def report(result: dict[str, Any]) -> None:
@@ -155,7 +229,16 @@ def report(result: dict[str, Any]) -> None:
     for name, m in (("generated", gen_m), ("real B (floor)", ref_m)):
         print(f"| {name} | {100 * m['1nna_cd']:.1f} | {100 * m['cov_cd']:.1f} | {m['mmd_cd']:.5f} |")
     goal = gen_m["1nna_cd"] <= ref_m["1nna_cd"] + 0.10 and gen_m["cov_cd"] >= 0.8 * ref_m["cov_cd"]
-    print(f"goal (1-NNA ≤ floor + 10 points, COV ≥ 0.8× floor): {'met' if goal else 'not met'}")
+    rule = "1-NNA ≤ floor + 10 points, COV ≥ 0.8× floor"
+    if "fid_2_5d" in result:
+        print(f"2.5D FID {result['fid_2_5d']:.2f} vs floor {result['fid_2_5d_floor']:.2f} "
+              f"({result['fid_2_5d'] / max(result['fid_2_5d_floor'], 1e-9):.2f}×)")
+        goal = goal and result["fid_2_5d"] <= 2 * result["fid_2_5d_floor"]
+        rule += ", 2.5D FID ≤ 2× floor"
+    for key in ("ae_psnr", "ae_ssim", "sample_accuracy", "real_accuracy"):
+        if key in result:
+            print(f"{key}: {result[key]:.4f}")
+    print(f"goal ({rule}): {'met' if goal else 'not met'}")
 
 
 def parse_args() -> argparse.Namespace:
@@ -170,7 +253,17 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--num", type=int, default=32, help="shapes per compared set")
     ap.add_argument("--points", type=int, default=512, help="points per shape (Chamfer cost grows with its square)")
     ap.add_argument("--threshold", type=float, default=0.5, help="voxels above it become points")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra config override (diffusion: of the diffusion stage)")
+    ap.add_argument("--method", default=None, help="convert-h5 -m of the made set (default: the family's)")
+    ap.add_argument("--ae-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="diffusion: override of the autoencoder stage")
+    ap.add_argument("--ae-fraction", type=float, default=0.3, help="diffusion: share of the budget for the autoencoder")
+    ap.add_argument("--ae-steps", type=int, default=2800,
+                    help="diffusion: autoencoder steps (sizes its LR schedule; ends the stage when before the time)")
+    ap.add_argument("--conditional", action="store_true",
+                    help="diffusion: class-conditional on the manifest's labels (+ class accuracy of the samples)")
+    ap.add_argument("--no-fid", action="store_true", help="diffusion: skip the 2.5D FID")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "quality-shapes")
     ap.add_argument("--rescore", action="store_true",
                     help="score the run already in --work again (other --num/--points) instead of training")
@@ -185,18 +278,25 @@ def main() -> None:
     from make_shape_data import make_shape_data
 
     args.work.mkdir(parents=True, exist_ok=True)
-    data = args.data or make_shape_data(args.dataset, args.size, args.work / f"{args.dataset}{args.size}")
+    method = args.method or FAMILIES[args.family]["method"]
+    suffix = "" if method == "occupancy" else f"-{method}"
+    data = args.data or make_shape_data(args.dataset, args.size, args.work / f"{args.dataset}{args.size}{suffix}",
+                                        method=method)
     if args.rescore:
         run = args.work / "runs" / args.family / "bench"
         ck = torch.load(run / "checkpoints" / "latest.pt", weights_only=True, map_location="cpu")
-        steps, wall, cpu = int(ck["step"]), float("nan"), float("nan")
+        trained = {"run": run, "steps": int(ck["step"]), "minutes": float("nan"), "cpu_minutes": float("nan"),
+                   "ae_run": args.work / "runs" / "autoencoder" / "bench-ae"}
     else:
-        run, steps, wall, cpu = train(args, data)
-        print(f"training: {steps} steps in {wall:.1f} min wall ({cpu:.1f} CPU min)", flush=True)
-    result = {"family": args.family, "size": args.size, "steps": steps, "minutes": round(wall, 2),
-              "cpu_minutes": round(cpu, 2), "data": str(data), "num": args.num, "points": args.points,
-              **score(args, data, run), "overrides": args.set, "cpu": cpu_model(),
-              "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+        trained = train(args, data)
+        print(f"training: {trained['steps']} steps in {trained['minutes']:.1f} min wall "
+              f"({trained['cpu_minutes']:.1f} CPU min)", flush=True)
+    budget = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in trained.items()
+              if k not in ("run", "ae_run")}
+    result = {"family": args.family, "size": args.size, **budget, "data": str(data), "method": method,
+              "num": args.num, "points": args.points, **score(args, data, trained), "overrides": args.set,
+              "ae_overrides": args.ae_set, "cpu": cpu_model(), "threads": torch.get_num_threads(),
+              "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     report(result)
