@@ -62,7 +62,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from benchmarks.make_gan2d_data import make
-    from medgen_cli.metrics.fid_weights import PYTORCH_FID_NAME, default_weights
+    from medgen_cli.metrics.fid.weights import PYTORCH_FID_NAME, default_weights
 
     weights = default_weights()
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -8,10 +8,10 @@ from __future__ import annotations
 def random_fid_inception_state(seed: int = 0) -> dict:
     import torch
 
-    from medgen_cli.metrics.fid_weights import _fid_inception_template
+    from medgen_cli.metrics.fid.inception import fid_inception_template
 
     torch.manual_seed(seed)
-    net = _fid_inception_template()  # pytorch-fid's FID-Inception architecture, no download
+    net = fid_inception_template()  # pytorch-fid's FID-Inception architecture, no download
     # He-initialised convolutions keep activations from vanishing through ~90 layers, so the
     # features (and the FID values compared) are well above float noise.
     for m in net.modules():

@@ -83,7 +83,7 @@ def _evaluate_sharded(real: Path, fake: Path | None, opts: Any, save_stats: Path
 
     from medgen_cli.devices import resolve_device
     from medgen_cli.engine.distributed import env_world, init_distributed, shutdown_distributed
-    from medgen_cli.metrics.fid_eval import check_request, evaluate_fid
+    from medgen_cli.metrics.fid.evaluate import check_request, evaluate_fid
     from medgen_cli.progress import Bars
 
     if "LOCAL_RANK" not in os.environ:
@@ -155,7 +155,7 @@ def fid(
 
     REAL's statistics are cached by content (names, sizes, mtimes, dims, weights), so evaluating again against the same reference does not recompute them.
     """
-    from medgen_cli.metrics.fid_eval import FIDOptions, evaluate_fid
+    from medgen_cli.metrics.fid.evaluate import FIDOptions, evaluate_fid
 
     opts = FIDOptions(dims=dims, device=device, batch_size=batch_size, workers=workers, weights=weights,
                       kid=kid_, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,

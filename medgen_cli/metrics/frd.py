@@ -56,7 +56,7 @@ def volume_files(folder: Path, role: str) -> list[Path]:
         MedgenError: not a folder, fewer than two volumes, or a file that is not a 3D volume.
     """
     from medgen_cli.data.volumes import check_volume_files
-    from medgen_cli.metrics.fid_inputs import list_niftis
+    from medgen_cli.metrics.fid.inputs import list_niftis
 
     if not folder.is_dir():
         raise MedgenError(f"{role} {folder} is not a folder", "give a folder of NIfTI volumes")

@@ -24,7 +24,7 @@ def write_volumes(volumes: Sequence[np.ndarray] | np.ndarray, folder: Path) -> P
 
 
 def _options(center_fraction: float, window: tuple[float, float] | None, device: str) -> Any:
-    from medgen_cli.metrics.fid_eval import FIDOptions
+    from medgen_cli.metrics.fid.evaluate import FIDOptions
 
     return FIDOptions(device=device, center_fraction=center_fraction, window=window, use_cache=False, sqrtm="eigh")
 
@@ -47,7 +47,7 @@ def volume_fids(reference: Sequence[np.ndarray] | np.ndarray, others: dict[str, 
     Raises:
         MedgenError: no FID weights available (the message says how to get them).
     """
-    from medgen_cli.metrics.fid_eval import compare, set_stats
+    from medgen_cli.metrics.fid.evaluate import compare, set_stats
 
     opts = _options(center_fraction, window, device)
     with tempfile.TemporaryDirectory(prefix="medgen-fid-") as tmp:

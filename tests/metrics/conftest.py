@@ -20,7 +20,7 @@ FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 @pytest.fixture(scope="session")
 def fid_weights_file() -> Path:
     """The mapped, verified weights (mapped on first use, ~30 s; cached across sessions)."""
-    from medgen_cli.metrics.fid_weights import default_weights
+    from medgen_cli.metrics.fid.weights import default_weights
 
     return default_weights()
 

@@ -155,7 +155,7 @@ def test_resolve_weights_order(fid_env, tmp_path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_missing_weights_package_says_how_to_install(fid_env, tmp_path, monkeypatch) -> None:
-    from medgen_cli.metrics import fid_weights
+    from medgen_cli.metrics.fid import weights as fid_weights
 
     monkeypatch.setattr(fid_weights, "source_path", lambda: None)
     monkeypatch.setattr(F, "source_path", lambda: None)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from medgen_cli.errors import MedgenError
-from medgen_cli.metrics import fid_inputs as fi
+from medgen_cli.metrics.fid import inputs as fi
 
 KIB = 1 << 10
 ENV = "MEDGEN_FID_CACHE_MB"  # the documented name

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from medgen_cli.cli.app import app
 from medgen_cli.errors import MedgenError
-from medgen_cli.metrics import fid_inputs
+from medgen_cli.metrics.fid import inputs as fid_inputs
 
 
 def run(*args: str, fast: bool = False) -> dict:
@@ -126,7 +126,7 @@ def test_cached_and_npz_runs_never_load_inception(fid_env, sets, tmp_path, monke
     real, fake = sets
     stats = tmp_path / "fake.npz"
     run(str(fake), "--dims", "64", "--save-stats", str(stats))  # also caches fake's stats
-    from medgen_cli.metrics import fid as F
+    from medgen_cli.metrics.fid import extractor as F
 
     def boom(*a, **k):
         raise AssertionError("Inception loaded although every input has statistics")
@@ -172,7 +172,7 @@ def test_default_fast_path_is_within_1e6_of_pytorch_fid(fid_env, photos3) -> Non
 
 def test_missing_weights_cli(fid_env, sets, tmp_path, monkeypatch) -> None:
     from medgen_cli.metrics import fid as F
-    from medgen_cli.metrics import fid_weights
+    from medgen_cli.metrics.fid import weights as fid_weights
 
     monkeypatch.setattr(fid_weights, "source_path", lambda: None)
     monkeypatch.setattr(F, "source_path", lambda: None)
@@ -195,7 +195,7 @@ def test_random_weights_are_rejected_in_one_line(fid_env, sets, tmp_path) -> Non
 
 
 def test_torchscript_weights_are_accepted(fid_env, sets) -> None:
-    from medgen_cli.metrics.fid_weights import source_path
+    from medgen_cli.metrics.fid.weights import source_path
 
     real, fake = sets
     default = run(str(real), str(fake), "--dims", "64")
@@ -306,7 +306,7 @@ def test_reader_tensor_equals_torchvision_to_tensor_without_importing_it(make_im
         assert got.dtype == want.dtype and torch.equal(got, want), mode
     # A DataLoader worker reading an image must not pay torchvision's import (seconds per worker).
     make_images(tmp_path / "one", 1, seed=0)
-    code = ("import sys; from pathlib import Path; from medgen_cli.metrics import fid_inputs as fi; "
+    code = ("import sys; from pathlib import Path; from medgen_cli.metrics.fid import inputs as fi; "
             f"t, err, mode = fi._ImageFiles(fi.list_images(Path({str(tmp_path / 'one')!r})))[0]; "
             "assert err == '' and t.shape[0] == 3, err; print('torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -15,7 +15,7 @@ import torch
 from pytorch_fid.fid_score import calculate_frechet_distance as pf_frechet
 
 from medgen_cli.metrics import fid as F
-from medgen_cli.metrics import fid_fast
+from medgen_cli.metrics.fid import fast as fid_fast
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,7 +26,7 @@ def _images(n: int, seed: int) -> torch.Tensor:
 
 
 def _cached_files(dims: int) -> list[Path]:
-    from medgen_cli.metrics.fid_weights import weights_cache_dir
+    from medgen_cli.metrics.fid.weights import weights_cache_dir
 
     return sorted(weights_cache_dir().glob(f"*-f{fid_fast.FORMAT}-*-fid-fast-{dims}-cpu.pt"))
 
@@ -57,7 +57,7 @@ def test_folded_network_equals_pytorch_fids_module(fid_env) -> None:
 def test_merged_pointwise_blocks_equal_pytorch_fids_blocks(fid_env) -> None:
     """Mixed_5b..7c with their input-reading 1x1 convolutions merged into one and the average pool
     moved after its 1x1 convolution: pool3 features of pytorch-fid's unmodified network."""
-    from medgen_cli.metrics.fid_weights import inception_for_dims
+    from medgen_cli.metrics.fid.inception import inception_for_dims
 
     weights = F.resolve_weights()
     model = fid_fast.eager_folded(weights, 2048).eval()
@@ -126,6 +126,7 @@ def test_schur_trace_equals_pytorch_fid(n: int, d: int) -> None:
 
 
 def test_schur_falls_back_to_scipys_route_where_sqrtm_would_retry_or_fail() -> None:
+    from medgen_cli.metrics.fid import stats as F
     mu = np.zeros(3)
     s1, s2 = np.diag([1.0, 0.0, 0.0]), np.diag([0.0, 0.0, 1.0])  # product 0: three zero eigenvalues
     assert F._sqrt_eigenvalues_schur(s1 @ s2) is None

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from medgen_cli.cli.app import app
 from medgen_cli.errors import MedgenError
-from medgen_cli.metrics.fid_volumes import central_indices, normalize
+from medgen_cli.metrics.fid.volumes import central_indices, normalize
 
 
 def write_volumes(folder: Path, n: int, seed: int, shape=(8, 8, 8), offset: float = 0.0) -> list[np.ndarray]:

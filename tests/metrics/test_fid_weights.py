@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from medgen_cli.metrics import fid as F
-from medgen_cli.metrics import fid_weights as W
+from medgen_cli.metrics.fid import weights as W
 
 REPO = Path(__file__).resolve().parents[2]
 

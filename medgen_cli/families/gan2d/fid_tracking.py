@@ -37,9 +37,9 @@ def as_png_values(images: torch.Tensor) -> torch.Tensor:
 
 def readable_folder(root: str | Path | None) -> Path | None:
     """``root`` when ``medgen eval fid`` can read it as a folder of images (not nested), else None."""
-    from medgen_cli.metrics import fid_inputs
+    from medgen_cli.metrics.fid.inputs import list_images
 
-    if root is None or not Path(root).is_dir() or not fid_inputs.list_images(Path(root)):
+    if root is None or not Path(root).is_dir() or not list_images(Path(root)):
         return None
     return Path(root)
 

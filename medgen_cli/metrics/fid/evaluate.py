@@ -2,7 +2,7 @@
 
 An input is a folder of images (pytorch-fid's reading), a ``.npz`` with ``mu``/``sigma``
 (pytorch-fid's format), or a folder of NIfTI volumes (2.5D FID, see
-:mod:`medgen_cli.metrics.fid_volumes`; their ``.npz`` holds ``mu_<plane>``/``sigma_<plane>``).
+:mod:`medgen_cli.metrics.fid.volumes`; their ``.npz`` holds ``mu_<plane>``/``sigma_<plane>``).
 The reference (first) input's statistics are cached under ``cache_dir()`` keyed by a hash of its
 file names, sizes and modification times, the feature size, the weights and the volume options.
 """
@@ -17,11 +17,13 @@ from typing import Any, Callable
 import numpy as np
 
 from medgen_cli.errors import MedgenError
-from medgen_cli.metrics import fid_inputs as fi
-from medgen_cli.metrics import fid_shard
-from medgen_cli.metrics.fid import (DEFAULT_SQRTM, compute_stats, frechet_distance, kid, kid_subset_size,
-                                    resolve_weights, weights_fingerprint)
-from medgen_cli.metrics.fid_volumes import PLANES, volume_features, window_warning
+from medgen_cli.metrics.fid import inputs as fi
+from medgen_cli.metrics.fid import shard
+from medgen_cli.metrics.fid.extractor import SUPPORTED_DIMS, LazyExtractor
+from medgen_cli.metrics.fid.stats import (DEFAULT_SQRTM, SQRTM_METHODS, compute_stats, frechet_distance, kid,
+                                          kid_subset_size)
+from medgen_cli.metrics.fid.volumes import PLANES, volume_features, window_warning
+from medgen_cli.metrics.fid.weights import resolve_weights, weights_fingerprint
 from medgen_cli.metrics.prdc import DEFAULT_K as PRDC_DEFAULT_K
 from medgen_cli.metrics.prdc import NAMES as PRDC_NAMES
 from medgen_cli.metrics.prdc import prdc
@@ -57,6 +59,10 @@ class FIDOptions:
         """KID and precision/recall need each sample's features, not only mean and covariance."""
         return self.kid or self.prdc
 
+    def extractor(self) -> LazyExtractor:
+        """A lazy feature extractor with these settings (loaded on first use)."""
+        return LazyExtractor(self.dims, self.device, self.weights, self.exact)
+
 
 @dataclass
 class SetStats:
@@ -79,21 +85,6 @@ class SetStats:
             sfx = "" if plane == IMAGE_PLANE else f"_{plane}"
             out[f"mu{sfx}"], out[f"sigma{sfx}"] = mu, sigma
         return out
-
-
-class _LazyExtractor:
-    """Builds the FeatureExtractor on first use, so cached/.npz-only runs never load Inception."""
-
-    def __init__(self, opts: FIDOptions) -> None:
-        self.opts = opts
-        self._ex: Any = None
-
-    def __call__(self) -> Any:
-        if self._ex is None:
-            from medgen_cli.metrics.fid import FeatureExtractor
-
-            self._ex = FeatureExtractor(self.opts.dims, self.opts.device, self.opts.weights, exact=self.opts.exact)
-        return self._ex
 
 
 def _npz_stats(path: Path, dims: int) -> SetStats:
@@ -122,22 +113,22 @@ def _workers(opts: FIDOptions, n_files: int) -> int:
         return opts.workers
     # Worker start-up costs more than it saves on small folders; at 300 + 300 images on 2 cores
     # two workers already won (68.5 s vs 75.4 s wall, same FID).
-    return 0 if n_files < 200 else min(8, max(1, (os.cpu_count() or 1) // fid_shard.group()[1]))
+    return 0 if n_files < 200 else min(8, max(1, (os.cpu_count() or 1) // shard.group()[1]))
 
 
-def _compute(path: Path, kind: str, opts: FIDOptions, extractor: _LazyExtractor,
+def _compute(path: Path, kind: str, opts: FIDOptions, extractor: LazyExtractor,
              progress: ProgressFactory | None, label: str) -> SetStats | None:
     """Features and statistics of an image or NIfTI folder. Under ``--nproc`` each rank extracts
-    its block (:mod:`medgen_cli.metrics.fid_shard`) and rank 0 alone returns the result."""
+    its block (:mod:`medgen_cli.metrics.fid.shard`) and rank 0 alone returns the result."""
     files = fi.list_images(path) if kind == "images" else fi.list_niftis(path)
     unit = "images" if kind == "images" else "volumes"
-    count = fid_shard.GlobalCount(progress(f"{label}: {len(files)} {unit}", len(files)) if progress else None,
+    count = shard.GlobalCount(progress(f"{label}: {len(files)} {unit}", len(files)) if progress else None,
                                   len(files))
-    mine = fid_shard.part(files, opts.batch_size if kind == "images" else 1)
+    mine = shard.part(files, opts.batch_size if kind == "images" else 1)
     part = _extract(mine, kind, opts, extractor, count) if mine else None
     count.wait()
-    parts = [p for p in fid_shard.gather(part) or [] if p is not None]
-    if not fid_shard.is_main():
+    parts = [p for p in shard.gather(part) or [] if p is not None]
+    if not shard.is_main():
         return None
     features = {p: np.concatenate([x[0][p] for x in parts]) for p in parts[0][0]}
     if kind == "images":
@@ -163,7 +154,7 @@ def _compute(path: Path, kind: str, opts: FIDOptions, extractor: _LazyExtractor,
     return SetStats(path, kind, "computed", stats, features, len(files), rows, warn, value_range)
 
 
-def _extract(files: list[Path], kind: str, opts: FIDOptions, extractor: _LazyExtractor,
+def _extract(files: list[Path], kind: str, opts: FIDOptions, extractor: LazyExtractor,
              advance: Callable[[int], None]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Features of ``files`` per plane and the facts the warnings need."""
     if kind == "images":
@@ -185,7 +176,7 @@ def _cache_key(path: Path, kind: str, opts: FIDOptions) -> str:
     return fi.content_key(files, extra)
 
 
-def set_stats(path: str | Path, opts: FIDOptions, extractor: _LazyExtractor | None = None,
+def set_stats(path: str | Path, opts: FIDOptions, extractor: LazyExtractor | None = None,
               progress: ProgressFactory | None = None, label: str = "", cache: bool = False) -> SetStats | None:
     """Statistics (and features, when computed or cached) of one input (``None`` on the ranks
     other than 0 of a ``--nproc`` evaluation, which only extract their share).
@@ -206,11 +197,11 @@ def set_stats(path: str | Path, opts: FIDOptions, extractor: _LazyExtractor | No
             raise MedgenError(f"{flag} needs image features but {path} holds only statistics",
                               "give the image or volume folder instead of the .npz")
         return _npz_stats(path, opts.dims)
-    extractor = extractor or _LazyExtractor(opts)
-    key = _cache_key(path, kind, opts) if cache and opts.use_cache and fid_shard.is_main() else None
-    if key is not None or fid_shard.group()[1] > 1:
+    extractor = extractor or opts.extractor()
+    key = _cache_key(path, kind, opts) if cache and opts.use_cache and shard.is_main() else None
+    if key is not None or shard.group()[1] > 1:
         hit = fi.cache_load(key, need_features=opts.needs_features) if key is not None else None
-        if fid_shard.broadcast(hit is not None):  # under --nproc rank 0 reads the cache; the others wait
+        if shard.broadcast(hit is not None):  # under --nproc rank 0 reads the cache; the others wait
             if hit is None:
                 return None
             planes = [IMAGE_PLANE] if kind == "images" else list(PLANES)
@@ -287,13 +278,12 @@ def check_request(real: str | Path, fake: str | Path | None, opts: FIDOptions, s
     """
     from medgen_cli.devices import resolve_device
     from medgen_cli.io import check_writable
-    from medgen_cli.metrics.fid import SUPPORTED_DIMS
 
     if fake is None and save_stats is None:
         raise MedgenError("give FAKE to compare with, or --save-stats OUT.npz to save REAL's statistics")
     if opts.dims not in SUPPORTED_DIMS:
         raise MedgenError(f"--dims {opts.dims} is not supported", f"choose one of {SUPPORTED_DIMS}")
-    if opts.sqrtm not in ("schur", "scipy", "eigh"):
+    if opts.sqrtm not in SQRTM_METHODS:
         raise MedgenError(f"--sqrtm {opts.sqrtm!r} is not supported", "use schur, scipy or eigh")
     resolve_device(opts.device)  # a device this machine lacks fails now, not after reading REAL
     if save_stats is not None:
@@ -327,11 +317,11 @@ def evaluate_fid(real: str | Path, fake: str | Path | None, opts: FIDOptions, sa
         MedgenError: a bad request (options, paths, device) or unreadable inputs.
     """
     opts = check_request(real, fake, opts, save_stats, overwrite)
-    extractor = _LazyExtractor(opts)
+    extractor = opts.extractor()
     real_stats = set_stats(real, opts, extractor, progress, "REAL", cache=opts.use_cache)
     # None: a rank other than 0 under --nproc, whose share of the features went to rank 0.
     warnings = [] if real_stats is None else sample_warnings(real_stats, opts.dims, f"REAL ({real})")
-    if save_stats is not None and real_stats is not None and fid_shard.is_main():
+    if save_stats is not None and real_stats is not None and shard.is_main():
         fi.save_stats_npz(Path(save_stats), real_stats.arrays())
     if fake is None:
         return {"saved": str(save_stats)}, warnings

