@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from medgen_cli.engine.inference import Task, options_for, run_task
-from medgen_cli.families.inference import Samples
+from medgen_cli.contract.samples import Samples
 
 
 class Run:

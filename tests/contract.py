@@ -16,7 +16,7 @@ import torch
 
 from medgen_cli.config.build import build_config
 from medgen_cli.engine.launch import resume_config, train_from_config
-from medgen_cli.engine.metric_names import is_train_metric, is_val_metric
+from medgen_cli.contract.metric_names import is_train_metric, is_val_metric
 from medgen_cli.engine.run_loading import load_run
 
 

@@ -14,11 +14,12 @@ import torch
 from pydantic import Field
 from torch.utils.data import TensorDataset
 
-from medgen_cli.config.base import FamilyConfig, StrictModel
-from medgen_cli.families.base import Family
-from medgen_cli.families.inference import SampleOptions, Samples, seeded_samples
+from medgen_cli.contract.config import FamilyConfig, StrictModel
+from medgen_cli.contract.family import Family
+from medgen_cli.contract.options import SampleOptions
+from medgen_cli.contract.samples import Samples, seeded_samples
 from medgen_cli.families.latents import seeded_normal
-from medgen_cli.families.registry import FamilySpec, register
+from medgen_cli.contract.registry import FamilySpec, register
 
 
 class ToyData(StrictModel):

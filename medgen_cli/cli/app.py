@@ -1,44 +1,20 @@
-"""The ``medgen`` application: command groups, ``--version``, ``--debug`` and error printing.
+"""The ``medgen`` application: every command module registered, error printing, the entry point.
 
+The application object lives in :mod:`medgen_cli.cli.root`; command modules attach to it and this
+module imports them (one line each), so the two never import each other. Importing
+:mod:`medgen_cli.families` registers every built-in family (``medgen train <family>``).
 Heavy libraries (torch, monai, ...) are imported inside commands so ``medgen --help`` is instant.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
-import typer
-
-from medgen_cli import __version__
+import medgen_cli.families  # noqa: F401  (registers the built-in families)
+from medgen_cli.cli.root import app, debug_enabled, set_debug
 from medgen_cli.errors import MedgenError
 
-app = typer.Typer(
-    name="medgen",
-    help="Convert data, train generative and reconstruction models, sample, interpolate, "
-    "evaluate and look at the results.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-_STATE = {"debug": False}
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"medgen {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
-) -> None:
-    """medgen: generative and reconstruction models for medical and scientific imaging."""
-    _STATE["debug"] = debug or os.environ.get("MEDGEN_DEBUG", "") not in ("", "0")
+__all__ = ["app", "debug_enabled", "main", "print_error"]
 
 
 def _hide_flag_types() -> None:
@@ -76,11 +52,6 @@ def _register_groups() -> None:
     attach_groups(app)
 
 
-def debug_enabled() -> bool:
-    """Whether ``--debug`` (or ``MEDGEN_DEBUG=1``) is in effect."""
-    return _STATE["debug"] or os.environ.get("MEDGEN_DEBUG", "") not in ("", "0")
-
-
 def print_error(exc: BaseException) -> None:
     """One red line on stderr."""
     from rich.console import Console
@@ -96,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     if args[:1] == ["--"]:  # torchrun ... -m medgen_cli -- ARGS: kept by some Pythons' argparse
         args = args[1:]
     if "--debug" in args[:1]:
-        _STATE["debug"] = True
+        set_debug()
     try:
         # Standalone mode: Typer prints usage errors itself (exit 2) and raises SystemExit.
         app(args=args, prog_name="medgen")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from medgen_cli.cli.app import app
+from medgen_cli.cli.root import app
 
 
 def _summary(rows: list[tuple[str, str, str]], quality: list[str], seconds: float) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from medgen_cli.cli.app import app
+from medgen_cli.cli.root import app
 
 _FORMAT_HELP = ("nifti | npy | png | points (default: nifti for volume families, png for 2D GANs). "
                 "One format per sample folder; a comma list (nifti,points) writes OUT/<format>/ each.")

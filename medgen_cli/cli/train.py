@@ -8,8 +8,8 @@ from typing import Any, Optional
 import typer
 from typer.core import TyperCommand
 
-from medgen_cli.cli.app import app
-from medgen_cli.families.registry import FamilySpec, all_specs
+from medgen_cli.cli.root import app
+from medgen_cli.contract.registry import FamilySpec, all_specs
 
 train_app = typer.Typer(
     help="Train a model family. Options: --config FILE, repeatable --set key=value, --resume RUN_DIR.",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medgen_cli.config.base import (
+from medgen_cli.contract.config import (
     EMAConfig,
     FamilyConfig,
     OptimConfig,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medgen_cli.config.base import FamilyConfig
+from medgen_cli.contract.config import FamilyConfig
 from medgen_cli.config.loading import apply_overrides, load_yaml, validate_config
 from medgen_cli.config.migrations import read_saved_config
 from medgen_cli.errors import MedgenError
@@ -33,7 +33,7 @@ def build_config(family: str, config_file: str | Path | None = None, overrides: 
     Raises:
         MedgenError: an unknown family, a file for another family, or any invalid key/value.
     """
-    from medgen_cli.families.registry import get_spec
+    from medgen_cli.contract.registry import get_spec
 
     spec = get_spec(family)
     data: dict[str, Any] = dict(base or {})

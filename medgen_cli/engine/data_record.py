@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from medgen_cli.config.base import FamilyConfig
+from medgen_cli.contract.config import FamilyConfig
 from medgen_cli.errors import MedgenError
 from medgen_cli.io import atomic_path
 

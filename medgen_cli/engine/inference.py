@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from medgen_cli.engine.outputs import Written, check_folders, write_samples
-from medgen_cli.families.inference import InferenceOptions, PointsThreshold, Samples, parse_options
+from medgen_cli.contract.options import InferenceOptions, PointsThreshold, parse_options
+from medgen_cli.contract.samples import Samples
 
 Task = Literal["sample", "interpolate", "recon"]
 

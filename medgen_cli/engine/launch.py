@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from medgen_cli.config.base import FamilyConfig
+from medgen_cli.contract.config import FamilyConfig
 from medgen_cli.config.build import build_config
 from medgen_cli.config.loading import check_resume_changes, dump_config
 from medgen_cli.config.migrations import dump_run_config, load_run_config
 from medgen_cli.engine.rundir import run_lock
 from medgen_cli.errors import MedgenError
-from medgen_cli.families.registry import get_spec
+from medgen_cli.contract.registry import get_spec
 
 
 @dataclass

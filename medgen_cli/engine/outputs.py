@@ -28,7 +28,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from medgen_cli.errors import MedgenError
-from medgen_cli.families.inference import FORMAT_SUFFIXES, Samples
+from medgen_cli.contract.options import FORMAT_SUFFIXES
+from medgen_cli.contract.samples import Samples
 from medgen_cli.io import atomic_path, check_writable
 
 MANIFEST = "manifest.json"
@@ -234,6 +235,16 @@ def write_files(samples: Samples, folders: dict[str, Path], threshold: float = 0
             entry["file"] = path.name
             files.append(path)
     return files, entries
+
+
+def write_file(samples: Samples, path: str | Path, overwrite: bool = False) -> Path:
+    """The one item of ``samples`` as one NIfTI file at ``path`` (``medgen recon --out FILE``),
+    written under a temporary name and renamed; an existing file is refused unless ``overwrite``."""
+    path = check_writable(path, overwrite)
+    if len(samples.arrays) != 1:
+        raise MedgenError(f"one output file holds one volume, not {len(samples.arrays)}")
+    _write_item(samples.arrays[0], path, "nifti", samples.affine, 0.5, samples.value_range, overwrite)
+    return path
 
 
 def preview_count(spatial_dims: int) -> int:

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from medgen_cli.engine.context import InferenceContext
+from medgen_cli.contract.context import InferenceContext
 from medgen_cli.errors import MedgenError
-from medgen_cli.families.base import Family
+from medgen_cli.contract.family import Family
 
 
 @dataclass
@@ -64,7 +64,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto"
     from medgen_cli.config.migrations import load_run_config, read_saved_config
     from medgen_cli.engine.rundir import existing_run_dir
     from medgen_cli.devices import resolve_device
-    from medgen_cli.families.registry import get_spec
+    from medgen_cli.contract.registry import get_spec
 
     run = existing_run_dir(run_dir)
     found = ckpt_io.find_checkpoint(run.root, checkpoint)

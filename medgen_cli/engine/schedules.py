@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from medgen_cli.config.base import OptimConfig
+from medgen_cli.contract.config import OptimConfig
 
 
 def lr_multiplier(cfg: OptimConfig, max_steps: Callable[[], int]) -> Callable[[int], float]:

@@ -21,7 +21,8 @@ import numpy as np
 
 from medgen_cli.engine.outputs import (PREVIEW_DIR, Written, check_folders, check_writable_samples,
                                        preview_count, write_files, write_manifest, write_previews)
-from medgen_cli.families.inference import PointsThreshold, Samples, SampleOptions
+from medgen_cli.contract.options import PointsThreshold, SampleOptions
+from medgen_cli.contract.samples import Samples
 
 
 def batch_starts(num: int, batch_size: int) -> list[tuple[int, int]]:

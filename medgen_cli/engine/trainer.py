@@ -18,10 +18,10 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
-from medgen_cli.config.base import FamilyConfig
+from medgen_cli.contract.config import FamilyConfig
 from medgen_cli.config.migrations import stamped
 from medgen_cli.engine import checkpoint as ckpt_io
-from medgen_cli.engine.context import TrainContext
+from medgen_cli.contract.context import TrainContext
 from medgen_cli.engine.divergence import divergence_error, nonfinite_val_warnings, nonfinite_weights, step_problem
 from medgen_cli.engine.distributed import (
     ResumableSampler,
@@ -44,7 +44,7 @@ from medgen_cli.engine.runtime import (
 from medgen_cli.devices import resolve_device
 from medgen_cli.engine.schedules import apply_base_lrs, lr_multiplier
 from medgen_cli.errors import MedgenError
-from medgen_cli.families.base import Family
+from medgen_cli.contract.family import Family
 
 
 class TrainingInterrupted(Exception):

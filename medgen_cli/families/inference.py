@@ -1,223 +1,26 @@
-"""The inference half of the family contract: typed options in, arrays plus metadata out.
-
-Each family that samples, interpolates or reconstructs declares one small pydantic model per
-task (subclassing :class:`SampleOptions`, :class:`InterpolateOptions` or :class:`ReconOptions`)
-holding exactly the options it honours, with its own defaults. Anything else a caller passes is
-rejected by :func:`parse_options` with one line (``stylegan2 runs do not take --guidance-scale``),
-never silently ignored. The family's method returns :class:`Samples`; writing files is shared
-code (:mod:`medgen_cli.engine.outputs`).
-
-Seeds: sample ``i`` of a request with ``seed=s`` is generated from seed ``s + i`` alone (see
-:mod:`medgen_cli.families.latents`), so a sample never depends on how many were asked for.
-"""
+"""The inference contract moved to :mod:`medgen_cli.contract.options` (options models) and
+:mod:`medgen_cli.contract.samples` (:class:`Samples`); kept importable here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence, TypeVar
+from medgen_cli.contract.options import (
+    FORMAT_SUFFIXES,
+    IMAGE_FORMATS,
+    VOLUME_FORMATS,
+    InferenceOptions,
+    InterpolateOptions,
+    PointsThreshold,
+    ReconOptions,
+    SampleOptions,
+    VolumeInterpolateOptions,
+    VolumeSampleOptions,
+    parse_options,
+    run_family,
+)
+from medgen_cli.contract.samples import Samples, frame_samples, seeded_samples
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from medgen_cli.errors import MedgenError
-
-if TYPE_CHECKING:
-    from medgen_cli.families.base import Family
-
-#: File formats the shared writers know (suffix per format).
-FORMAT_SUFFIXES = {"nifti": ".nii.gz", "npy": ".npy", "png": ".png", "points": ".ply"}
-VOLUME_FORMATS = ("nifti", "npy", "png", "points")
-IMAGE_FORMATS = ("png", "npy")
-
-O = TypeVar("O", bound="InferenceOptions")
-
-
-class InferenceOptions(BaseModel):
-    """Base of every options model: unknown fields are errors, values are validated.
-
-    Class attributes a subclass sets:
-        formats: the output formats this family can write (``--format``).
-    A subclass overrides the ``format`` default (a tuple: a comma list writes one subfolder
-    per format).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    formats: ClassVar[tuple[str, ...]] = VOLUME_FORMATS
-    format: tuple[str, ...] = Field(("nifti",), description="Output format(s); a comma list writes a subfolder each.")
-
-    @field_validator("format", mode="before")
-    @classmethod
-    def _split_formats(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(v.strip() for v in value.split(",") if v.strip())
-        return value
-
-    @model_validator(mode="after")
-    def _known_formats(self) -> "InferenceOptions":
-        bad = [f for f in self.format if f not in self.formats]
-        if bad or not self.format:
-            raise ValueError(f"--format {','.join(self.format) or '(empty)'} is not available here; "
-                             f"use one of {', '.join(self.formats)}")
-        if len(set(self.format)) != len(self.format):
-            raise ValueError(f"--format {','.join(self.format)} repeats a format")
-        return self
-
-
-class PointsThreshold(InferenceOptions):
-    """Mixin for volume outputs: the voxel threshold of ``--format points``."""
-
-    threshold: float = Field(0.5, description="Voxels above this value become points (--format points).")
-
-    @model_validator(mode="after")
-    def _threshold_needs_points(self) -> "PointsThreshold":
-        if "threshold" in self.model_fields_set and "points" not in self.format:
-            raise ValueError("--threshold only applies to --format points")
-        return self
-
-
-class SampleOptions(InferenceOptions):
-    """``medgen sample``: how many samples from which seeds, generated how many at once."""
-
-    num: int = Field(8, ge=1, description="Number of samples.")
-    seed: int = Field(0, ge=0, description="Sample i comes from seed + i.")
-    batch_size: int = Field(4, ge=1, description="Samples generated at once (does not change them).")
-
-
-class InterpolateOptions(InferenceOptions):
-    """``medgen interpolate``: frames between the samples of two seeds (both endpoints included)."""
-
-    seed_a: int = Field(0, ge=0, description="Seed of the first endpoint.")
-    seed_b: int = Field(1, ge=0, description="Seed of the last endpoint.")
-    steps: int = Field(8, ge=2, description="Number of frames.")
-    method: Literal["slerp", "lerp"] = Field("slerp", description="Path between the two latents.")
-
-
-class ReconOptions(InferenceOptions):
-    """``medgen sample --input`` (and ``medgen recon``): reconstruct one input file."""
-
-    #: The command a user is pointed to for this kind of reconstruction.
-    command: ClassVar[str] = "medgen sample RUN --input FILE"
-    input: Path = Field(..., description="The file to reconstruct.")
-
-
-class VolumeSampleOptions(PointsThreshold, SampleOptions):
-    """Sampling options of families that generate volumes (NIfTI by default)."""
-
-
-class VolumeInterpolateOptions(PointsThreshold, InterpolateOptions):
-    """Interpolation options of families that generate volumes (NIfTI by default)."""
-
-
-@dataclass
-class Samples:
-    """What a family's ``sample`` / ``interpolate`` / ``recon`` returns.
-
-    Attributes:
-        arrays: ``[N, C, *spatial]`` float32 (``C`` = 1 for volumes and grey images).
-        names: file stem per item (``sample_00003``, ``frame_002``, ``recon_case``).
-        seeds: seed per item (``None`` for interpolation frames and reconstructions).
-        labels: class label per item (conditional models), else ``None``.
-        affine: 4x4 voxel-to-world matrix of the outputs (identity for 2D images).
-        preview: which preview the writers make: ``grid`` (samples), ``strip`` (frames) or
-            ``compare`` (inputs next to reconstructions).
-        value_range: the known value range of the arrays (``(0, 1)`` for GAN images); ``None``
-            when not fixed (previews then scale each item by its own min..max).
-        references: ``[N, C, *spatial]`` inputs shown next to ``arrays`` in a ``compare`` preview.
-        extra: more manifest fields per item (e.g. ``{"t": 0.5}`` for a frame).
-    """
-
-    arrays: np.ndarray
-    names: list[str]
-    seeds: list[int | None]
-    labels: list[int | None]
-    affine: np.ndarray = field(default_factory=lambda: np.eye(4))
-    preview: Literal["grid", "strip", "compare"] = "grid"
-    value_range: tuple[float, float] | None = None
-    references: np.ndarray | None = None
-    extra: list[dict[str, Any]] | None = None
-
-    def __post_init__(self) -> None:
-        self.arrays = np.asarray(self.arrays, dtype=np.float32)
-        self.affine = np.asarray(self.affine, dtype=np.float64)
-        n = len(self.arrays)
-        if not (len(self.names) == len(self.seeds) == len(self.labels) == n):
-            raise ValueError("Samples: names, seeds and labels need one entry per array")
-
-    @property
-    def spatial_dims(self) -> int:
-        """2 for images, 3 for volumes."""
-        return self.arrays.ndim - 2
-
-    @property
-    def volumes(self) -> np.ndarray:
-        """The arrays without the channel axis when it is 1 (``[N, *spatial]``)."""
-        return self.arrays[:, 0] if self.arrays.shape[1] == 1 else self.arrays
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        """``np.asarray(samples)`` is :attr:`volumes` (numpy interop for the Python API)."""
-        return self.volumes if dtype is None else self.volumes.astype(dtype)
-
-    def manifest(self) -> list[dict[str, Any]]:
-        """``[{"file": None, "seed": ..., "label": ..., **extra}]`` (files are set by the writer)."""
-        extra = self.extra or [{} for _ in self.names]
-        return [{"file": None, "seed": s, "label": lab, **e} for s, lab, e in zip(self.seeds, self.labels, extra)]
-
-
-def seeded_samples(arrays: np.ndarray, seed: int, labels: Sequence[int | None] | None = None,
-                   affine: Any = None, value_range: tuple[float, float] | None = None) -> Samples:
-    """:class:`Samples` for ``len(arrays)`` samples from seeds ``seed, seed + 1, ...``."""
-    n = len(arrays)
-    seeds = list(range(seed, seed + n))
-    return Samples(arrays=arrays, names=[f"sample_{s:05d}" for s in seeds], seeds=list(seeds),
-                   labels=list(labels) if labels is not None else [None] * n,
-                   affine=np.eye(4) if affine is None else affine, value_range=value_range)
-
-
-def frame_samples(frames: np.ndarray, affine: Any = None, value_range: tuple[float, float] | None = None) -> Samples:
-    """:class:`Samples` for interpolation frames (``t`` from 0 to 1 in the manifest)."""
-    k = len(frames)
-    return Samples(arrays=frames, names=[f"frame_{i:03d}" for i in range(k)], seeds=[None] * k, labels=[None] * k,
-                   affine=np.eye(4) if affine is None else affine, preview="strip", value_range=value_range,
-                   extra=[{"t": i / (k - 1) if k > 1 else 0.0} for i in range(k)])
-
-
-def _flag(loc: Sequence[Any]) -> str:
-    return "--" + str(loc[0]).replace("_", "-") if loc else "options"
-
-
-def parse_options(model: type[O] | None, flags: dict[str, Any], family: Family, task: str) -> O:
-    """Validate ``flags`` (only the ones the caller set) against a family's options model.
-
-    Args:
-        model: the family's options class for ``task`` (``None``: the family cannot do it).
-        flags: option name → value, e.g. ``{"num": 4, "guidance_scale": 2.0}``.
-        family: the loaded family (passed to validators as ``context["family"]`` for checks that
-            depend on the run, e.g. guidance on an unconditional model).
-        task: ``sample``, ``interpolate`` or ``recon`` (for messages).
-
-    Raises:
-        MedgenError: the family cannot do ``task``, or one line naming the first bad flag.
-    """
-    name = family.name
-    if model is None:
-        hint = {"sample": f"it reconstructs: {family.recon_options.command}" if family.recon_options else None,
-                "recon": "use `medgen sample` for generative runs" if family.sample_options else None}.get(task)
-        raise MedgenError(f"'{name}' runs cannot {task}", hint)
-    try:
-        return model.model_validate(flags, context={"family": family})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        accepted = ", ".join(_flag([f]) for f in model.model_fields)
-        if err["type"] == "extra_forbidden":
-            raise MedgenError(f"{name} runs do not take {_flag(err['loc'])} ({task})",
-                              f"{task} options for this run: {accepted}") from None
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        where = f"{_flag(err['loc'])}: " if err["loc"] else ""
-        raise MedgenError(f"{where}{msg}".splitlines()[0]) from None
-
-
-def run_family(info: Any) -> Family | None:
-    """The family a validator runs for (``None`` when validated without one)."""
-    return (info.context or {}).get("family") if info is not None else None
+__all__ = [
+    "FORMAT_SUFFIXES", "IMAGE_FORMATS", "VOLUME_FORMATS", "InferenceOptions", "InterpolateOptions",
+    "PointsThreshold", "ReconOptions", "SampleOptions", "Samples", "VolumeInterpolateOptions",
+    "VolumeSampleOptions", "frame_samples", "parse_options", "run_family", "seeded_samples",
+]

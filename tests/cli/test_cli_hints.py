@@ -10,7 +10,7 @@ import yaml
 
 from medgen_cli.cli.train import config_help_lines
 from medgen_cli.errors import MedgenError
-from medgen_cli.families.registry import get_spec
+from medgen_cli.contract.registry import get_spec
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ from medgen_cli.config.loading import apply_overrides, check_resume_changes, dum
 from medgen_cli.config.build import build_config
 from medgen_cli.errors import MedgenError
 from medgen_cli.families import BUILTIN
-from medgen_cli.families.registry import FamilySpec, all_specs
+from medgen_cli.contract.registry import FamilySpec, all_specs
 
 REPO = Path(__file__).resolve().parents[2]
 

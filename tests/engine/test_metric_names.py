@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medgen_cli.engine.metric_names import is_train_metric, is_val_metric, shares
+from medgen_cli.contract.metric_names import is_train_metric, is_val_metric, shares
 
 
 def test_shares_are_fractions_of_the_total_magnitude() -> None:

@@ -65,7 +65,7 @@ def test_overwrite_writes_into_a_foreign_folder_and_a_medgen_output_is_still_gua
 def test_the_shared_writer_refuses_too(tmp_path: Path) -> None:
     from medgen_cli.engine.outputs import write_samples
     from medgen_cli.errors import MedgenError
-    from medgen_cli.families.inference import frame_samples
+    from medgen_cli.contract.samples import frame_samples
 
     data = _data_folder(tmp_path / "real")
     frames = frame_samples(np.zeros((3, 1, 8, 8), np.float32))

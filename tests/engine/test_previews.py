@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from medgen_cli.engine.outputs import write_samples
-from medgen_cli.families.inference import Samples, frame_samples
+from medgen_cli.contract.samples import Samples, frame_samples
 
 
 def _caption(img: Image.Image, i: int, tile: int = 128, sep: int = 4) -> np.ndarray:

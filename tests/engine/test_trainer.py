@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medgen_cli.config.base import OptimConfig
+from medgen_cli.contract.config import OptimConfig
 from medgen_cli.engine import checkpoint as ckpt_io
 from medgen_cli.config.build import build_config
 from medgen_cli.engine.launch import resume_config, train_from_config

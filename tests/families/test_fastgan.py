@@ -11,7 +11,7 @@ import torch
 
 from medgen_cli.api import load_run
 from medgen_cli.config.build import build_config
-from medgen_cli.engine.context import TrainContext
+from medgen_cli.contract.context import TrainContext
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.fastgan.family import FastGANFamily
 from medgen_cli.families.fastgan.networks import (Discriminator, Generator, SkipExcitation, quadrant,

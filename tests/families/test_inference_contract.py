@@ -102,7 +102,7 @@ def _quick(name: str) -> list[str]:
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_typed_options_with_family_defaults(runs: dict[str, Path], name: str) -> None:
     from medgen_cli.engine.run_loading import load_run
-    from medgen_cli.families.inference import InterpolateOptions, SampleOptions, parse_options
+    from medgen_cli.contract.options import InterpolateOptions, SampleOptions, parse_options
 
     fam = load_run(runs[name], device="cpu").family
     assert issubclass(fam.sample_options, SampleOptions) and issubclass(fam.interpolate_options, InterpolateOptions)

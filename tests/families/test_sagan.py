@@ -11,7 +11,7 @@ import torch
 import yaml
 from PIL import Image
 
-from medgen_cli.engine.context import TrainContext
+from medgen_cli.contract.context import TrainContext
 from medgen_cli.api import load_run
 from medgen_cli.engine.inference import infer_to_dir
 from medgen_cli.config.build import build_config

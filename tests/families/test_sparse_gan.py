@@ -107,7 +107,7 @@ def test_occupancy_output_is_exactly_one_and_passes_the_occupancy_gradient() -> 
 
 
 def _ctx(fam: SparseGANFamily, step: int = 0):
-    from medgen_cli.engine.context import TrainContext
+    from medgen_cli.contract.context import TrainContext
 
     return TrainContext(device=torch.device("cpu"), modules=fam.modules, wrapped=dict(fam.modules),
                         optimizers=fam.optimizers, ema={}, scalers={}, amp_dtype=None, grad_clip=None,

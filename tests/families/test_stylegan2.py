@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 
-from medgen_cli.engine.context import TrainContext
+from medgen_cli.contract.context import TrainContext
 from medgen_cli.engine.inference import infer_to_dir
 from medgen_cli.config.build import build_config
 from medgen_cli.engine.run_loading import load_run

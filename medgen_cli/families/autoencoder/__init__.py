@@ -1,6 +1,6 @@
 """``autoencoder`` family: MONAI AutoencoderKL (+ PatchDiscriminator), stage 1 of latent diffusion."""
 
-from medgen_cli.families.registry import FamilySpec, register
+from medgen_cli.contract.registry import FamilySpec, register
 
 register(FamilySpec(
     name="autoencoder",

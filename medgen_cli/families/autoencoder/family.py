@@ -10,16 +10,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medgen_cli.engine.context import InferenceContext, TrainContext
-from medgen_cli.engine.metric_names import shares
+from medgen_cli.contract.context import InferenceContext, TrainContext
+from medgen_cli.contract.metric_names import shares
 from medgen_cli.errors import MedgenError
 from medgen_cli.data import datasets
 from medgen_cli.viz import montage
 from medgen_cli.families.autoencoder.config import AutoencoderConfig
-from medgen_cli.families.base import Family
+from medgen_cli.contract.family import Family
 from medgen_cli.families.autoencoder import tiles
 from medgen_cli.families.autoencoder.tiles import AutoencoderReconOptions
-from medgen_cli.families.inference import Samples
+from medgen_cli.contract.samples import Samples
 
 
 def build_autoencoder(cfg: AutoencoderConfig) -> torch.nn.Module:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from medgen_cli.errors import MedgenError
-from medgen_cli.families.inference import PointsThreshold, ReconOptions, run_family
+from medgen_cli.contract.options import PointsThreshold, ReconOptions, run_family
 
 if TYPE_CHECKING:
     import torch

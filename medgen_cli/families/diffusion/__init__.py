@@ -1,6 +1,6 @@
 """``diffusion`` family: MONAI DiffusionModelUNet on the latents of a trained autoencoder run."""
 
-from medgen_cli.families.registry import FamilySpec, register
+from medgen_cli.contract.registry import FamilySpec, register
 
 register(FamilySpec(
     name="diffusion",

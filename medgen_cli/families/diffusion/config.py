@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from medgen_cli.config.base import EMAConfig, FamilyConfig, StrictModel, TrainerConfig
+from medgen_cli.contract.config import EMAConfig, FamilyConfig, StrictModel, TrainerConfig
 
 
 class LatentDataConfig(StrictModel):

@@ -11,16 +11,16 @@ import torch
 import torch.nn.functional as F
 
 from medgen_cli.families.latents import interpolation_path, seeded_normal
-from medgen_cli.engine.context import InferenceContext, TrainContext
+from medgen_cli.contract.context import InferenceContext, TrainContext
 from medgen_cli.errors import MedgenError
 from medgen_cli.data import datasets
 from medgen_cli.viz import montage
 from medgen_cli.families.autoencoder.config import AutoencoderConfig, ImageDataConfig
-from medgen_cli.families.base import Family
+from medgen_cli.contract.family import Family
 from medgen_cli.families.diffusion import sampling
 from medgen_cli.families.diffusion.config import DiffusionConfig
 from medgen_cli.families.diffusion.options import DiffusionInterpolateOptions, DiffusionSampleOptions
-from medgen_cli.families.inference import Samples, frame_samples, seeded_samples
+from medgen_cli.contract.samples import Samples, frame_samples, seeded_samples
 
 
 def autoencoder_config(run: str | None) -> AutoencoderConfig:

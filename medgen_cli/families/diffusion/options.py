@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, ValidationInfo, model_validator
 
-from medgen_cli.families.inference import VolumeInterpolateOptions, VolumeSampleOptions, run_family
+from medgen_cli.contract.options import VolumeInterpolateOptions, VolumeSampleOptions, run_family
 
 
 class DiffusionSampleOptions(VolumeSampleOptions):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medgen_cli.families.registry import FamilySpec, register
+from medgen_cli.contract.registry import FamilySpec, register
 
 register(
     FamilySpec(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from medgen_cli.engine.context import TrainContext
-from medgen_cli.engine.metric_names import shares
+from medgen_cli.contract.context import TrainContext
+from medgen_cli.contract.metric_names import shares
 from medgen_cli.families.fastgan.config import FastGANConfig
 from medgen_cli.families.fastgan.networks import Discriminator, Generator, recon_targets
 from medgen_cli.families.gan2d.family import GAN2DFamily

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from medgen_cli.config.base import EMAConfig, StrictModel
+from medgen_cli.contract.config import EMAConfig, StrictModel
 
 
 class ImageDataConfig(StrictModel):

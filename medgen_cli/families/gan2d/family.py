@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 import numpy as np
 import torch
 
-from medgen_cli.engine.context import InferenceContext, TrainContext
+from medgen_cli.contract.context import InferenceContext, TrainContext
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.adversarial import GeneratorMetrics, generator_due
-from medgen_cli.families.base import Family
+from medgen_cli.contract.family import Family
 from medgen_cli.families.gan2d import outputs
 from medgen_cli.families.gan2d.augment import Augmenter
 from medgen_cli.families.gan2d.fid_tracking import FIDState
 from medgen_cli.families.gan2d.outputs import GAN2DInterpolateOptions, GAN2DSampleOptions
-from medgen_cli.families.inference import Samples, frame_samples, seeded_samples
+from medgen_cli.contract.samples import Samples, frame_samples, seeded_samples
 from medgen_cli.families.latents import interpolation_path
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from medgen_cli.families.inference import IMAGE_FORMATS, InterpolateOptions, SampleOptions
+from medgen_cli.contract.options import IMAGE_FORMATS, InterpolateOptions, SampleOptions
 from medgen_cli.families.latents import seeded_normal
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from medgen_cli.config.base import FamilyConfig, OptimConfig, StrictModel, TrainerConfig
+from medgen_cli.contract.config import FamilyConfig, OptimConfig, StrictModel, TrainerConfig
 from medgen_cli.families.gan2d.config import DiffAugmentConfig, FIDConfig, GANEMAConfig, ImageDataConfig
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from medgen_cli.engine.context import TrainContext
-from medgen_cli.engine.metric_names import shares
+from medgen_cli.contract.context import TrainContext
+from medgen_cli.contract.metric_names import shares
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.gan2d import losses
 from medgen_cli.families.gan2d.family import GAN2DFamily

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from medgen_cli.config.base import EMAConfig, FamilyConfig, StrictModel, TrainerConfig
+from medgen_cli.contract.config import EMAConfig, FamilyConfig, StrictModel, TrainerConfig
 
 
 class SparseBackendConfig(StrictModel):

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from medgen_cli.engine.context import InferenceContext, TrainContext
-from medgen_cli.engine.metric_names import shares
+from medgen_cli.contract.context import InferenceContext, TrainContext
+from medgen_cli.contract.metric_names import shares
 from medgen_cli.families.adversarial import GeneratorMetrics, generator_due
-from medgen_cli.families.base import Family
-from medgen_cli.families.inference import Samples
+from medgen_cli.contract.family import Family
+from medgen_cli.contract.samples import Samples
 from medgen_cli.families.sparse_gan import sampling, validation
 from medgen_cli.families.sparse_gan.config import SparseGANConfig
 from medgen_cli.families.sparse_gan.dense import DenseCritic, DenseGenerator

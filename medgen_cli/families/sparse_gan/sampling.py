@@ -11,13 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from medgen_cli.families.inference import (
-    Samples,
-    VolumeInterpolateOptions,
-    VolumeSampleOptions,
-    frame_samples,
-    seeded_samples,
-)
+from medgen_cli.contract.options import VolumeInterpolateOptions, VolumeSampleOptions
+from medgen_cli.contract.samples import Samples, frame_samples, seeded_samples
 from medgen_cli.families.latents import interpolation_path, seeded_normal
 
 

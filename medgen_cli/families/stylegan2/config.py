@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from medgen_cli.config.base import FamilyConfig, StrictModel, TrainerConfig
+from medgen_cli.contract.config import FamilyConfig, StrictModel, TrainerConfig
 from medgen_cli.families.gan2d.config import AugmentConfig, FIDConfig, GANEMAConfig, ImageDataConfig
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from medgen_cli.families.latents import interpolation_path
-from medgen_cli.engine.context import TrainContext
-from medgen_cli.engine.metric_names import shares
+from medgen_cli.contract.context import TrainContext
+from medgen_cli.contract.metric_names import shares
 from medgen_cli.families.gan2d import losses
 from medgen_cli.families.gan2d.family import GAN2DFamily
 from medgen_cli.families.gan2d.outputs import StyleGAN2InterpolateOptions, StyleGAN2SampleOptions
