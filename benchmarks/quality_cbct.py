@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def make_data(args: argparse.Namespace, work: Path, geo: object) -> tuple[Path, Path]:
     from medgen_cli.data import cbct
-    from medgen_cli.data.cbct_pose import PoseSpec
+    from medgen_cli.data.cbct.poses import PoseSpec
 
     pose = dict(rotation=args.pose_rotation, scale=(0.9, 1.1), shift=0.05, flip="x")
     train, test = work / "data-train", work / "data-test"
@@ -132,8 +132,8 @@ def main() -> None:
 
     import torch
 
-    from medgen_cli.metrics.recon_eval import evaluate_recon
-    from medgen_cli.data.geometry import load_geometry
+    from medgen_cli.engine.recon import evaluate_recon
+    from medgen_cli.data.cbct.geometry import load_geometry
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     geo = load_geometry(str(args.geometry) if args.geometry else str(REPO / "configs" / "cbct_geometry.yaml"))

@@ -6,7 +6,7 @@ Run by hand (CPU is fine at the default 32³)::
 
 It makes phantoms with ``medgen data make-cbct``'s library function (resumable), trains one
 dif-gaussian on all three view counts (reused if the run exists), evaluates every method on the
-test split with ``medgen eval recon``'s library call (``metrics.recon_eval.evaluate_recon``) and prints a markdown table (also written to
+test split with ``medgen eval recon``'s library call (``engine.recon.evaluate_recon``) and prints a markdown table (also written to
 ``OUT/report.json``). Times are the mean seconds per reconstruction on this machine.
 """
 
@@ -34,9 +34,9 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=8, help="base channels c: UNet [c, 2c, 4c], features 2c")
     args = ap.parse_args()
 
-    from medgen_cli.metrics.recon_eval import evaluate_recon as evaluate
+    from medgen_cli.engine.recon import evaluate_recon as evaluate
     from medgen_cli.data import cbct
-    from medgen_cli.data.geometry import CBCTGeometry
+    from medgen_cli.data.cbct.geometry import CBCTGeometry
     from medgen_cli.config.build import build_config
     from medgen_cli.engine.launch import train_from_config
 

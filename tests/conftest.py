@@ -53,7 +53,7 @@ TINY_DIF_GAUSSIAN = REPO / "configs" / "tiny" / "dif_gaussian.yaml"
 def cbct_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """12 synthetic phantoms at 16³ (train 10 / val 1 / test 1), 50 views over 180°."""
     from medgen_cli.data import cbct
-    from medgen_cli.data.geometry import CBCTGeometry
+    from medgen_cli.data.cbct.geometry import CBCTGeometry
 
     out = tmp_path_factory.mktemp("cbct") / "d16"
     geo = CBCTGeometry().scaled(16)

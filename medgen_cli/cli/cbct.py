@@ -1,6 +1,6 @@
 """Sparse-view CBCT commands: ``medgen data make-cbct``, ``medgen recon``, ``medgen eval recon``.
 
-Thin: parse options, call :mod:`medgen_cli.data.cbct` / the dif-gaussian family, print.
+Thin: parse options, call :mod:`medgen_cli.data.cbct.build` / :mod:`medgen_cli.engine.recon`, print.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def make_cbct_cmd(
     from rich.console import Console
     from rich.markup import escape
 
-    from medgen_cli.data.cbct_build import build_cbct_dataset
+    from medgen_cli.data.cbct.build import build_cbct_dataset
 
     summary = build_cbct_dataset(out, volumes_dir, synthetic, geometry, size, val_fraction, test_fraction, seed,
                                  allow_truncation, overwrite, poses, pose_rotation, pose_scale, pose_shift, pose_flip,
@@ -82,16 +82,13 @@ def recon_cmd(
 
     A NIfTI volume is resampled to the geometry's grid and its N views are simulated; the result is written on the input's voxel grid with its affine.
     """
-    from medgen_cli.families.dif_gaussian.recon import reconstruct
-    from medgen_cli.io import check_writable, save_nifti
+    from medgen_cli.engine.recon import recon_to_file
     from medgen_cli.progress import stderr_console
 
-    check_writable(out, overwrite)
     console = stderr_console()
     t0 = time.perf_counter()
-    result = reconstruct(run, input, method, views, checkpoint, device, geometry, iterations, chunk,
-                         say=console.print, track=track)
-    save_nifti(result.volumes[0], out, affine=result.affine, overwrite=overwrite)
+    result = recon_to_file(run, input, out, method, views, checkpoint, device, geometry, iterations, chunk,
+                           overwrite=overwrite, say=console.print, track=track)
     info = (result.extra or [{}])[0]
     what = [method if method != "model" else "the run's model"] + ([f"{info['views']} views"] if "views" in info else [])
     msg = f"[green]wrote[/] {out} ({', '.join(what)}, {time.perf_counter() - t0:.2f}s)"
@@ -116,7 +113,7 @@ def eval_recon_cmd(
 
     SSIM: scikit-image structural_similarity over the 3D volume (7³ uniform window).
     """
-    from medgen_cli.metrics.recon_eval import evaluate_recon
+    from medgen_cli.engine.recon import evaluate_recon
 
     results = evaluate_recon(run, data, views, method, checkpoint, iterations, chunk, device, track=track)
     if as_json:

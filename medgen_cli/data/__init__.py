@@ -11,5 +11,5 @@ Modules (import the one you need; none imports torch at module level):
 - ``synth``: anatomy-like synthetic phantom point clouds (``data synth-h5``, demo, tests).
 - ``volumes``: the NIfTI volume dataset on MONAI transforms.
 - ``images``: the 2D image-folder dataset for the 2D GANs.
-- ``cbct``, ``geometry``: CBCT projection data (see their own docstrings).
+- ``cbct``: CBCT projection data, a package (geometry, case files, make-cbct, poses; see its docstring).
 """

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from medgen_cli.cli.app import app
 from medgen_cli.data import cbct
-from medgen_cli.data.cbct_baselines import classical_recon
-from medgen_cli.data.geometry import CBCTGeometry
+from medgen_cli.data.cbct.geometry import CBCTGeometry
 from medgen_cli.errors import MedgenError
 from medgen_cli.metrics.recon import psnr
+from medgen_cli.recon.classical import classical_recon
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()

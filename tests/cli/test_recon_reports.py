@@ -43,7 +43,7 @@ class _Stop(Exception):
 
 
 def test_recon_names_the_default_geometry_and_grid_before_the_work(tmp_path: Path) -> None:
-    from medgen_cli.families.dif_gaussian.recon import reconstruct
+    from medgen_cli.engine.recon import reconstruct
 
     said: list[str] = []
 
@@ -59,8 +59,9 @@ def test_recon_names_the_default_geometry_and_grid_before_the_work(tmp_path: Pat
 
 def test_recon_shows_progress_and_simulates_the_same_views(tmp_path: Path) -> None:
     from medgen_cli.data import cbct
-    from medgen_cli.data.geometry import load_geometry
-    from medgen_cli.families.dif_gaussian.recon import nifti_case, reconstruct
+    from medgen_cli.data.cbct.geometry import load_geometry
+    from medgen_cli.engine.recon import reconstruct
+    from medgen_cli.recon.inputs import nifti_case
 
     bars: list[tuple[str, int, int]] = []
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from medgen_cli.cli.app import app
 from medgen_cli.data import cbct
-from medgen_cli.data.cbct_pose import PoseSpec, draw_pose
-from medgen_cli.data.geometry import CBCTGeometry
+from medgen_cli.data.cbct.poses import PoseSpec, draw_pose
+from medgen_cli.data.cbct.geometry import CBCTGeometry
 from medgen_cli.errors import MedgenError
 
 runner = CliRunner()

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medgen_cli.data.geometry import CBCTGeometry, load_geometry
+from medgen_cli.data.cbct.geometry import CBCTGeometry, load_geometry
 from medgen_cli.errors import MedgenError
 
 REPO = Path(__file__).resolve().parents[2]

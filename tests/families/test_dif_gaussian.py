@@ -11,11 +11,11 @@ import torch
 import yaml
 
 from medgen_cli.data import cbct
-from medgen_cli.data.cbct_baselines import classical_recon
-from medgen_cli.data.geometry import CBCTGeometry
+from medgen_cli.data.cbct.geometry import CBCTGeometry
 from medgen_cli.families.dif_gaussian.config import DIFGaussianModel
 from medgen_cli.families.dif_gaussian.model import DIFGaussianNet, quaternion_to_matrix
 from medgen_cli.metrics.recon import psnr
+from medgen_cli.recon.classical import classical_recon
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_MODEL = DIFGaussianModel(encoder_channels=[4, 8], view_feature_dim=4, grid_size=3, gaussian_feature_dim=5,
@@ -125,7 +125,7 @@ def test_training_lowers_the_loss_and_beats_fdk(trained_run: Path, cbct_data: Pa
 def test_visual_hull_carves_air_and_fdk_features_are_sampled_at_voxel_centres() -> None:
     """Points whose ray misses the object in some view are exactly 0; the FDK volume is read at
     voxel centres (the points the trainer and reconstruct use)."""
-    from medgen_cli.families.dif_gaussian.family import normalized_grid
+    from medgen_cli.data.cbct.grids import normalized_grid
     from medgen_cli.families.dif_gaussian.model import fdk_volumes, sample_volume
 
     torch.manual_seed(0)
@@ -164,7 +164,7 @@ def test_reconstruction_blends_decoder_and_refined_fdk_on_grids_and_points(train
     """With consistency_blend the volume is w·decoder + (1 - w)·(FDK + UNet, carved), one w in
     [0, 1] for the whole case; querying the grid's points one by one gives the same values."""
     from medgen_cli.engine.run_loading import load_run
-    from medgen_cli.families.dif_gaussian.family import normalized_grid
+    from medgen_cli.data.cbct.grids import normalized_grid
 
     loaded = load_run(trained_run, checkpoint="best", device="cpu")
     fam, net = loaded.family, loaded.ctx.eval_module("model")

@@ -1,6 +1,6 @@
 """DIF-Gaussian: sparse-view CBCT reconstruction with 3D Gaussian features (MICCAI 2024)."""
 
-from medgen_cli.families.registry import FamilySpec, register
+from medgen_cli.contract.registry import FamilySpec, register
 
 register(FamilySpec(
     name="dif-gaussian",

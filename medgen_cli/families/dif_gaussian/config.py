@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from medgen_cli.config.base import FamilyConfig, OptimConfig, StrictModel, TrainerConfig
+from medgen_cli.contract.config import FamilyConfig, OptimConfig, StrictModel, TrainerConfig
 
 #: Points per forward pass when a whole volume is queried: 8192 keeps the point-to-Gaussian
 #: distance matrix in cache (0.25 vs 0.35 s per 32³ case with 32768, one thread).

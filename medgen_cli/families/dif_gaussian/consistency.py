@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-    from medgen_cli.data.geometry import CBCTGeometry
+    from medgen_cli.data.cbct.geometry import CBCTGeometry
 
 #: Every 2nd detector pixel, 4 samples per voxel of the grid's side along each ray (~2 per voxel
 #: crossed): ~1-2% from diffct's exact path lengths, ~10 ms per 10-view 32³ case.

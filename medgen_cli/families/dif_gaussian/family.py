@@ -1,64 +1,31 @@
-"""DIF-Gaussian family: training on random views and points, validation PSNR, reconstruction."""
+"""DIF-Gaussian family: training on random views and points, validation PSNR, and its own
+reconstruction (the ``recon`` contract through :func:`medgen_cli.recon.reconstruct.reconstruct_file`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medgen_cli.data.cbct import CBCTCase, list_cases, read_case, view_indices
-from medgen_cli.data.geometry import CBCTGeometry
-from medgen_cli.engine.context import InferenceContext, TrainContext
+from medgen_cli.contract.context import InferenceContext, TrainContext
+from medgen_cli.contract.family import Family
+from medgen_cli.contract.samples import Samples
+from medgen_cli.data.cbct.datasets import CBCTCaseDataset
+from medgen_cli.data.cbct.geometry import CBCTGeometry
+from medgen_cli.data.cbct.grids import normalized_grid
+from medgen_cli.data.cbct.io import CBCTCase, view_indices
 from medgen_cli.errors import MedgenError
-from medgen_cli.families.base import Family
-from medgen_cli.families.dif_gaussian import recon as recon_mod
-from medgen_cli.families.inference import Samples
 from medgen_cli.families.dif_gaussian.config import QUERY_CHUNK, DIFGaussianConfig
 from medgen_cli.families.dif_gaussian.consistency import decoder_weight
 from medgen_cli.families.dif_gaussian.model import DIFGaussianNet, fdk_volumes, sample_volume
+from medgen_cli.families.dif_gaussian.options import DIFReconOptions
 from medgen_cli.metrics.recon import psnr
-
-
-class CBCTCaseDataset(Dataset):
-    """Case files of one split as dicts of tensors (volume, all projections, angles)."""
-
-    def __init__(self, directory: Path, cache: bool = True) -> None:
-        self.files = list_cases(directory)
-        self.cache: dict[int, dict[str, torch.Tensor]] | None = {} if cache else None
-        self.geometry = read_case(self.files[0]).geometry
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        if self.cache is not None and i in self.cache:
-            return self.cache[i]
-        case = read_case(self.files[i])
-        if case.geometry != self.geometry:
-            raise MedgenError(f"{self.files[i]} has another geometry than {self.files[0]}",
-                              "make every case of a dataset with the same geometry")
-        item = {"volume": torch.from_numpy(case.volume), "projections": torch.from_numpy(case.projections),
-                "angles": torch.from_numpy(case.angles).float()}
-        if self.cache is not None:
-            self.cache[i] = item
-        return item
-
-
-def even_view_indices(total: int, num: int, start: int = 0) -> list[int]:
-    """``num`` of ``total`` stored views, evenly spread, beginning at ``start``."""
-    if num > total:
-        raise MedgenError(f"{num} views requested but only {total} projections are stored")
-    return [(start + round(i * total / num)) % total for i in range(num)]
-
-
-def normalized_grid(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Voxel centres of an ``n³`` grid as ``(n³, 3)`` (x, y, z) points, in ``(z, y, x)`` raster order."""
-    c = (torch.arange(n, dtype=torch.float32, device=device) + 0.5) / n * 2 - 1
-    gz, gy, gx = torch.meshgrid(c, c, c, indexing="ij")
-    return torch.stack((gx, gy, gz), -1).reshape(-1, 3)
+from medgen_cli.recon.base import Track
+from medgen_cli.recon.reconstruct import geometry_note, reconstruct_file
 
 
 class DIFGaussianFamily(Family):
@@ -120,7 +87,7 @@ class DIFGaussianFamily(Family):
         if self.cfg.data.view_sampling == "random":
             return torch.randperm(total, device="cpu")[:num].sort().values.to(device)
         start = int(torch.randint(total, (1,)))
-        return torch.tensor(even_view_indices(total, num, start), device=device)
+        return torch.tensor(view_indices(total, num, start), device=device)
 
     # ---- training ---------------------------------------------------------------------------
     def train_step(self, batch: dict[str, torch.Tensor], ctx: TrainContext) -> dict[str, float]:
@@ -237,11 +204,30 @@ class DIFGaussianFamily(Family):
         return w * decoded + (1 - w) * loc
 
     # ---- the recon contract (medgen recon, medgen_cli.api) -----------------------------------------
-    recon_options = recon_mod.DIFReconOptions
+    recon_options = DIFReconOptions
 
-    def recon(self, opts: recon_mod.DIFReconOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
+    def recon(self, opts: DIFReconOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
         """``opts.input`` (a case .h5 or a CT .nii.gz) reconstructed from ``opts.views`` views."""
-        return recon_mod.recon(self, opts, ctx)
+        rec = self.reconstructor(ctx, opts.views, opts.chunk, ctx.track)
+        assert self.geometry is not None  # reconstructor() refused a run without one
+        return reconstruct_file(Path(opts.input), rec, self.geometry, ctx.track)
+
+    def recon_notes(self, opts: DIFReconOptions) -> list[str]:  # type: ignore[override]
+        """The geometry and grid the reconstruction works on (its cost grows with the grid³)."""
+        if self.geometry is None:
+            return []
+        views = opts.views or self.cfg.data.num_views[-1]
+        return [geometry_note(self.geometry, "the run's geometry", "model", views)]
+
+    def reconstructor(self, ctx: InferenceContext, views: int | None = None, chunk: int = QUERY_CHUNK,
+                      track: Track | None = None) -> ModelReconstructor:
+        """This run as a :class:`~medgen_cli.recon.base.Reconstructor` from ``views`` views (default:
+        the largest it was trained for), for ``recon`` and ``medgen eval recon``."""
+        if self.geometry is None:
+            raise MedgenError("this run has no CBCT geometry in its checkpoint", "train it with medgen train dif-gaussian")
+        views = views or self.cfg.data.num_views[-1]
+        self.check_views(views)
+        return ModelReconstructor(self, ctx.eval_module("model"), views, chunk, track)
 
     def check_views(self, num_views: int) -> None:
         """One-line error for a view count this run was not trained for."""
@@ -263,3 +249,21 @@ class DIFGaussianFamily(Family):
         geo = state.get("geometry")
         if geo is not None:
             self.geometry = CBCTGeometry(**geo)
+
+
+@dataclass
+class ModelReconstructor:
+    """A dif-gaussian run as a :class:`~medgen_cli.recon.base.Reconstructor` (the EMA weights when kept)."""
+
+    family: DIFGaussianFamily
+    net: torch.nn.Module
+    views: int
+    chunk: int = QUERY_CHUNK
+    track: Track | None = None
+    name: ClassVar[str] = "model"
+
+    def values(self, case: CBCTCase, points: np.ndarray | None = None) -> np.ndarray:
+        """The ``(z, y, x)`` volume on the case grid, or its values at normalised ``(P, 3)`` points."""
+        pts = None if points is None else torch.as_tensor(points, dtype=torch.float32)
+        return self.family.reconstruct_case(self.net, case, self.views, resolution=case.geometry.volume_size,
+                                            points=pts, chunk=self.chunk, track=self.track).cpu().numpy()

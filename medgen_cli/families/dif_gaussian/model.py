@@ -3,7 +3,7 @@
 Shapes: ``B`` cases, ``V`` views, ``U × W`` detector (diffct's ``(views, U, V)`` projection order,
 ``W`` standing for the detector's V axis), ``P`` query points, ``G = grid_size³`` Gaussians.
 Points are normalised volume coordinates in ``[-1, 1]³`` ordered ``(x, y, z)`` (see
-:mod:`medgen_cli.data.geometry`).
+:mod:`medgen_cli.data.cbct.geometry`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:
-    from medgen_cli.data.geometry import CBCTGeometry
+    from medgen_cli.data.cbct.geometry import CBCTGeometry
     from medgen_cli.families.dif_gaussian.config import DIFGaussianModel
 
 

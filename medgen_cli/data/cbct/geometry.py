@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from medgen_cli.config.base import StrictModel
+from medgen_cli.contract.config import StrictModel
 from medgen_cli.errors import MedgenError
 
 if TYPE_CHECKING:
