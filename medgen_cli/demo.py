@@ -114,7 +114,7 @@ def _pipeline(out: Path, num_volumes: int, size: int, ae_steps: int, diffusion_s
 def _real_volumes(root: Path, split: str, size: int) -> tuple[list, list[int]]:
     """The real volumes of a split as the models saw them, with their manifest labels."""
     from medgen_cli.data.datasets import make_dataset
-    from medgen_cli.families.autoencoder.config import ImageDataConfig
+    from medgen_cli.data.image_config import ImageDataConfig
 
     cfg = ImageDataConfig(root=str(root), size=[size] * 3, intensity="none", flip=False, cache_rate=0.0, use_labels=True)
     ds = make_dataset(cfg, split)

@@ -6,9 +6,12 @@ import contextlib
 import itertools
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from medgen_cli.errors import MedgenError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def fsync_dir(path: Path) -> None:
@@ -146,3 +149,21 @@ def load_nifti(path: str | Path) -> tuple["object", "object"]:
         raise MedgenError(f"cannot read NIfTI {p}: {type(exc).__name__}: {exc}".splitlines()[0],
                           "check that the file is a complete .nii/.nii.gz") from exc
     return data, np.asarray(img.affine)
+
+
+def load_any_volume(path: Path) -> tuple["np.ndarray", "np.ndarray"]:
+    """(array, affine) of a NIfTI or ``.npy`` file (``.npy``: identity affine).
+
+    Raises:
+        MedgenError: missing or unreadable file.
+    """
+    import numpy as np
+
+    if path.name.lower().endswith(".npy"):
+        if not path.is_file():
+            raise MedgenError(f"file not found: {path}")
+        try:
+            return np.load(path, allow_pickle=False).astype(np.float32), np.eye(4)
+        except (OSError, ValueError) as exc:
+            raise MedgenError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
+    return load_nifti(path)

@@ -1,8 +1,10 @@
-"""What a family sees of the trainer during a step: devices, precision, updates, logging.
+"""What a family sees of the trainer during a step: devices, precision, updates, logging, and
+the services only the engine has (loading another run).
 
 Families never call ``loss.backward()`` or ``optimizer.step()`` themselves; they call
 ``ctx.backward`` and ``ctx.step`` so that AMP loss scaling, gradient clipping and distributed
-training are handled in one place.
+training are handled in one place. A family never imports the engine: what it needs of it
+arrives through the context (:class:`RunLoader`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import torch
 
@@ -45,6 +47,30 @@ class InferenceContext:
         return self.progress(it, total, description)
 
 
+class LoadedRunView(Protocol):
+    """What a family reads of another run the engine loaded (a built family with its weights)."""
+
+    @property
+    def family(self) -> Any:
+        """The run's :class:`~medgen_cli.contract.family.Family`, built, weights loaded."""
+
+    @property
+    def ctx(self) -> InferenceContext:
+        """Its inference context (``eval_module`` gives the EMA weights when the run kept them)."""
+
+
+class RunLoader(Protocol):
+    """The engine's service that rebuilds a trained run (e.g. diffusion's autoencoder run)."""
+
+    def __call__(self, run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> LoadedRunView:
+        """Rebuild the family of ``run_dir`` with a checkpoint's weights.
+
+        Raises:
+            MedgenError: not a run directory, no checkpoint, or a checkpoint that does not fit.
+        """
+        ...
+
+
 @dataclass
 class TrainContext:
     """Per-run state handed to :meth:`Family.train_step` and :meth:`Family.validate`.
@@ -75,6 +101,8 @@ class TrainContext:
     #: True when a checkpoint will be restored after ``Family.prepare`` (its values win), so
     #: ``prepare`` can skip work whose result the checkpoint holds (and inputs that may be gone).
     resuming: bool = False
+    #: Loads another run (the engine passes its loader in; ``None`` where no engine runs).
+    load_run: RunLoader | None = None
 
     @property
     def is_main(self) -> bool:

@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from medgen_cli.data.convert import ConvertSummary
+    from medgen_cli.data.convert_options import ConvertSummary
 
 
 class _NoBar:

@@ -19,7 +19,7 @@ from medgen_cli.data.voxelize import DegenerateBounds, Grid, fit_grid, voxelize_
 from medgen_cli.errors import MedgenError
 
 if TYPE_CHECKING:
-    from medgen_cli.data.convert import ConvertOptions
+    from medgen_cli.data.convert_options import ConvertOptions
 
 
 def _clean(c: h5io.Cloud, opts: ConvertOptions, source: str) -> tuple[np.ndarray, np.ndarray | None, int]:

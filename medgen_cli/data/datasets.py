@@ -13,7 +13,7 @@ import torch
 from medgen_cli.errors import MedgenError
 
 if TYPE_CHECKING:
-    from medgen_cli.families.autoencoder.config import ImageDataConfig
+    from medgen_cli.data.image_config import ImageDataConfig
 
 class _ImageItems(torch.utils.data.Dataset):
     """2D images as ``{"image": Tensor[1, N, N], "path": str[, "label"]}`` (the 3D item shape)."""

@@ -173,7 +173,7 @@ def volume_file_to_points(volume: str | Path, out: str | Path, threshold: float 
     Raises:
         MedgenError: ``out`` exists without ``overwrite``, or no voxel is above the threshold.
     """
-    from medgen_cli.viz.loading import load_any_volume
+    from medgen_cli.io import load_any_volume
 
     check_writable(out, overwrite)
     arr, affine = load_any_volume(Path(volume))

@@ -30,9 +30,9 @@ import numpy as np
 from medgen_cli.errors import MedgenError
 from medgen_cli.contract.options import FORMAT_SUFFIXES
 from medgen_cli.contract.samples import Samples
+from medgen_cli.data.sample_manifest import MANIFEST, check_against_manifest, sample_manifest
 from medgen_cli.io import atomic_path, check_writable
 
-MANIFEST = "manifest.json"
 PREVIEW_DIR = "preview"
 #: Most items shown in a preview grid (a bigger figure is unreadable; every sample is still written).
 PREVIEW_CAP = 64
@@ -61,30 +61,17 @@ def _preview_names(samples: Samples) -> list[str]:
     return ["compare.png" if samples.preview == "compare" else "grid.png"]
 
 
-def _sample_manifest(folder: Path) -> list[dict[str, Any]] | None:
-    """The entries of ``folder/manifest.json`` when it is a sample manifest (a list of ``{"file",
-    "seed", ...}``; ``data convert-h5``'s manifest lists files too, but without seeds), else None."""
-    path = folder / MANIFEST
-    try:
-        entries = json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and {"file", "seed"} <= e.keys() for e in entries):
-        return None
-    return entries
-
-
 def _old_manifest(folder: Path) -> list[str]:
     """The files the sample manifest in ``folder`` lists (none for another kind of manifest)."""
-    return [str(e["file"]) for e in _sample_manifest(folder) or []]
+    return [str(e["file"]) for e in sample_manifest(folder) or []]
 
 
 def is_output_folder(folder: Path) -> bool:
     """Whether ``folder`` was written by ``medgen sample``/``interpolate``/``recon``: it (or one
     of its format subfolders) holds a sample manifest."""
     folder = Path(folder)
-    return _sample_manifest(folder) is not None or any(
-        _sample_manifest(sub) is not None for sub in folder.iterdir() if sub.is_dir())
+    return sample_manifest(folder) is not None or any(
+        sample_manifest(sub) is not None for sub in folder.iterdir() if sub.is_dir())
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -110,23 +97,6 @@ def check_folders(out: Path, formats: Sequence[str], overwrite: bool) -> dict[st
             raise MedgenError(f"{folder} already holds samples ({MANIFEST})",
                               "pass --overwrite to replace them, or choose another --out")
     return folders
-
-
-def check_against_manifest(folder: Path, files: Sequence[Path], what: str) -> None:
-    """A sample folder (one holding a sample ``manifest.json``) must hold exactly the files it lists,
-    so an evaluation counts each sample once; other folders pass unchecked.
-
-    Raises:
-        MedgenError: files missing from the folder, or files the manifest does not list.
-    """
-    entries = _sample_manifest(Path(folder))
-    if entries is None:
-        return
-    listed, found = {str(e["file"]) for e in entries}, {Path(f).name for f in files}
-    if listed != found:
-        raise MedgenError(f"{folder} holds {len(found)} {what} but its {MANIFEST} lists {len(listed)} samples "
-                          f"({len(found - listed)} not listed, {len(listed - found)} missing)",
-                          "evaluate a folder written by one `medgen sample` call (one format per folder)")
 
 
 def _plan(samples: Samples, out: Path, formats: Sequence[str], overwrite: bool) -> dict[str, Path]:

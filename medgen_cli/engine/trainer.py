@@ -23,24 +23,12 @@ from medgen_cli.config.migrations import stamped
 from medgen_cli.engine import checkpoint as ckpt_io
 from medgen_cli.contract.context import TrainContext
 from medgen_cli.engine.divergence import divergence_error, nonfinite_val_warnings, nonfinite_weights, step_problem
-from medgen_cli.engine.distributed import (
-    ResumableSampler,
-    all_reduce_mean,
-    env_world,
-    init_distributed,
-)
+from medgen_cli.engine.distributed import ResumableSampler, all_reduce_mean, env_world, init_distributed
 from medgen_cli.engine.logging import RunLogger
+from medgen_cli.engine.run_loading import load_run
 from medgen_cli.engine.rundir import RunDir
-from medgen_cli.engine.runtime import (
-    StopFlag,
-    copy_into,
-    limited,
-    move_to,
-    preserved_rng,
-    resolve_amp,
-    seed_everything,
-    to_channels_last,
-)
+from medgen_cli.engine.runtime import (StopFlag, copy_into, limited, move_to, preserved_rng, resolve_amp,
+                                       seed_everything, to_channels_last)
 from medgen_cli.devices import resolve_device
 from medgen_cli.engine.schedules import apply_base_lrs, lr_multiplier
 from medgen_cli.errors import MedgenError
@@ -152,7 +140,7 @@ class Trainer:
         ctx = TrainContext(
             device=self.device, modules=fam.modules, wrapped=wrapped, optimizers=fam.optimizers, ema=ema,
             scalers=scalers, amp_dtype=amp_dtype, grad_clip=self.tcfg.grad_clip, rank=self.rank,
-            world_size=self.world_size, run_dir=fam.run_dir, resuming=self.resume is not None,
+            world_size=self.world_size, run_dir=fam.run_dir, resuming=self.resume is not None, load_run=load_run,
         )
         fam.prepare(ctx)
         if self.resume is not None:

@@ -154,7 +154,7 @@ def _shape_files(path: Path) -> list[Path]:
         raise MedgenError(f"{path} holds both NIfTI volumes ({len(volumes)}) and point files "
                           f"({len(files) - len(volumes)}): each shape would count twice",
                           "evaluate one kind per folder (medgen sample writes OUT/<format>/ for several formats)")
-    from medgen_cli.engine.outputs import check_against_manifest
+    from medgen_cli.data.sample_manifest import check_against_manifest
 
     check_against_manifest(path, files, "shape files")
     return files

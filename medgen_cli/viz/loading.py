@@ -5,33 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from medgen_cli.errors import MedgenError
+from medgen_cli.io import load_any_volume
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npy")
 
 
 def _is_volume(p: Path) -> bool:
     return p.is_file() and not p.name.startswith(".") and any(p.name.lower().endswith(s) for s in VOLUME_SUFFIXES)
-
-
-def load_any_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(array, affine) of a NIfTI or ``.npy`` file (``.npy``: identity affine).
-
-    Raises:
-        MedgenError: missing or unreadable file.
-    """
-    from medgen_cli.io import load_nifti
-
-    if path.name.lower().endswith(".npy"):
-        if not path.is_file():
-            raise MedgenError(f"file not found: {path}")
-        try:
-            return np.load(path, allow_pickle=False).astype(np.float32), np.eye(4)
-        except (OSError, ValueError) as exc:
-            raise MedgenError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
-    return load_nifti(path)
 
 
 def collect_inputs(paths: Sequence[Path], max_items: int) -> tuple[str, list[Any], int]:

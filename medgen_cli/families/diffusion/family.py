@@ -155,11 +155,11 @@ class DiffusionFamily(Family):
         """Load the autoencoder run's weights, then fix the latent scale factor once. On resume the
         checkpoint holds all three (autoencoder weights, scale factor, affine): the autoencoder
         run is not read, so it may have been moved or deleted."""
-        from medgen_cli.engine.run_loading import load_run
-
         if ctx.resuming:
             return
-        ae_run = load_run(self.cfg.autoencoder_run, checkpoint=self.cfg.autoencoder_checkpoint, device=str(ctx.device))
+        if ctx.load_run is None:
+            raise MedgenError("a diffusion run is prepared by the trainer, which loads its autoencoder run")
+        ae_run = ctx.load_run(self.cfg.autoencoder_run, checkpoint=self.cfg.autoencoder_checkpoint, device=str(ctx.device))
         if ae_run.family.name != "autoencoder":
             raise MedgenError(f"autoencoder_run {self.cfg.autoencoder_run} is not an autoencoder run")
         self.modules["autoencoder"].load_state_dict(ae_run.ctx.eval_module("autoencoder").state_dict())
