@@ -78,3 +78,24 @@ def train_ae() -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def metrics() -> Callable[[Path, str], list[float]]:
     return _metrics
+
+
+@pytest.fixture(scope="session")
+def contract_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``contract_run(name)``: the uninterrupted run of the shared contract suite on family ``name``
+    (its case in :mod:`tests.families.contract_cases`), run once per session and shared by the
+    registry-wide suite and the family's own tests."""
+    from tests.contract import check_family_contract
+    from tests.families.contract_cases import CASES
+
+    done: dict[str, Path] = {}
+
+    def run(name: str) -> Path:
+        if name not in done:
+            case = CASES[name]
+            tmp = tmp_path_factory.mktemp(f"contract-{name}")
+            done[name] = check_family_contract(name, case.overrides(request, tmp), tmp, steps=case.steps,
+                                               rtol=case.rtol)
+        return done[name]
+
+    return run

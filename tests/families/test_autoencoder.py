@@ -8,7 +8,6 @@ from typing import Callable
 
 import numpy as np
 import pytest
-import yaml
 
 from medgen_cli.errors import MedgenError
 
@@ -132,16 +131,8 @@ def test_missing_perceptual_weights_is_a_clear_error(tmp_path: Path, data: Path)
         train_from_config(cfg)
 
 
-def test_contract(tmp_path: Path, data: Path) -> None:
-    from tests.contract import check_family_contract
-
-    check_family_contract("autoencoder", [f"data.root={data}", "trainer.device=cpu", "loss.adv_start_step=1",
-                                          "data.size=[16, 16, 16]", *_tiny_model()], tmp_path)
-
-
-def _tiny_model() -> list[str]:
-    cfg = yaml.safe_load(TINY_AE.read_text())
-    return [f"model.{k}={json.dumps(v)}" for k, v in cfg["model"].items()]
+def test_contract(contract_run: Callable[[str], Path]) -> None:
+    contract_run("autoencoder")  # the shared suite (tests/families/test_contract.py), once per session
 
 
 def test_reconstruct_input_keeps_the_data_affine(tmp_path: Path, data: Path, train_ae: Callable[..., Path],

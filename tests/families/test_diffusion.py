@@ -9,7 +9,6 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from medgen_cli.families.latents import seeded_normal
 from medgen_cli.errors import MedgenError
@@ -116,15 +115,10 @@ def test_scale_factor_stored_and_used_at_sampling(tmp_path: Path, ae_run: Path, 
         torch.testing.assert_close(seen[-1], z / s)
 
 
-def test_resume_keeps_the_scale_factor(tmp_path: Path, ae_run: Path) -> None:
-    from tests.contract import check_family_contract
-
-    tiny = yaml.safe_load(TINY_DF.read_text())
-    over = [f"autoencoder_run={ae_run}", "trainer.device=cpu", "conditioning.enabled=true",
-            *[f"unet.{k}={json.dumps(v)}" for k, v in tiny["unet"].items()], "sample.steps=2"]
-    full = check_family_contract("diffusion", over, tmp_path)
+def test_resume_keeps_the_scale_factor(contract_run: Callable[[str], Path]) -> None:
+    full = contract_run("diffusion")  # the shared suite's run (tests/families/test_contract.py)
     a = torch.load(full / "checkpoints" / "latest.pt", weights_only=True)
-    b = torch.load(tmp_path / "runs" / "diffusion" / "split" / "checkpoints" / "latest.pt", weights_only=True)
+    b = torch.load(full.parent / "split" / "checkpoints" / "latest.pt", weights_only=True)
     assert a["family_state"]["scale_factor"] == b["family_state"]["scale_factor"]
 
 

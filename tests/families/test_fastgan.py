@@ -4,6 +4,7 @@ one generator forward per step, contract (resume), sampling and interpolation.""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -120,8 +121,8 @@ def test_resolution_out_of_range_is_refused() -> None:
         build_config("fastgan", overrides=["data.resolution=8"])
 
 
-def test_contract_sample_and_interpolate(blobs: Path, tmp_path: Path) -> None:
-    run = check_family_contract("fastgan", tiny_overrides("fastgan", blobs), tmp_path, steps=4)
+def test_contract_sample_and_interpolate(contract_run: Callable[[str], Path], tmp_path: Path) -> None:
+    run = contract_run("fastgan")  # the shared suite's run (tests/families/test_contract.py)
     loaded = load_run(run, checkpoint="latest")
     arr = loaded.sample(5, seed=3).arrays
     assert arr.shape == (5, 1, 16, 16) and 0 <= arr.min() <= arr.max() <= 1

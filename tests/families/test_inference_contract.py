@@ -236,3 +236,15 @@ def test_eval_counts_exactly_the_samples_and_validates_both_inputs_first(runs: d
         (mixed / "nifti" / f.name).write_bytes(f.read_bytes())
     code, text = cli("eval", "shapes", runs["volume"].parent, mixed / "nifti")
     assert code == 2 and "holds both NIfTI volumes (2) and point files (2)" in text, text
+
+
+def test_every_builtin_family_that_samples_is_driven_here() -> None:
+    """The sampling list above covers every registered built-in family with sampling options,
+    so a new family that samples fails here until it is added (with a flag it must refuse)."""
+    from medgen_cli.contract.registry import all_specs
+
+    covered = {s.removesuffix("-cond") for s in SAMPLERS}
+    samplers = [name for name, spec in all_specs().items()
+                if spec.family.startswith("medgen_cli.families.") and spec.family_class().sample_options is not None]
+    assert sorted(set(samplers) - covered) == []
+    assert sorted(covered - set(FOREIGN)) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -21,7 +22,6 @@ from medgen_cli.families.gan2d.synthetic import write_blob_folder
 from medgen_cli.families.sagan.config import SAGANConfig
 from medgen_cli.families.sagan.family import SAGANFamily
 from medgen_cli.families.sagan.networks import SelfAttention
-from tests.contract import check_family_contract
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -122,8 +122,8 @@ def test_spectral_norm_and_attention() -> None:
         SAGANFamily(SAGANConfig(data={"resolution": 16}, model={"attention_resolution": 32})).build(torch.device("cpu"))
 
 
-def test_contract_sample_and_interpolate(blobs: Path, tmp_path: Path) -> None:
-    run = check_family_contract("sagan", tiny_overrides("sagan", blobs), tmp_path, steps=4)
+def test_contract_sample_and_interpolate(contract_run: Callable[[str], Path], tmp_path: Path) -> None:
+    run = contract_run("sagan")  # the shared suite's run (tests/families/test_contract.py)
     out = tmp_path / "samples"
     written = infer_to_dir(run, "sample", {"num": 5, "seed": 3, "format": "png"}, out, checkpoint="latest",
                            device="cpu").written

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -23,7 +24,6 @@ from medgen_cli.families.gan2d.synthetic import write_blob_folder
 from medgen_cli.families.stylegan2.config import StyleGAN2Config
 from medgen_cli.families.stylegan2.family import StyleGAN2Family
 from medgen_cli.families.stylegan2.networks import EqualLinear, ModulatedConv2d, minibatch_std
-from tests.contract import check_family_contract
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -184,8 +184,8 @@ def test_ada_p_is_saved_and_restored(blobs: Path) -> None:
     assert other.augment.ada.p == pytest.approx(0.3) and other.augment.state_dict() == fam.augment.state_dict()
 
 
-def test_contract_sample_and_interpolate(blobs: Path, tmp_path: Path) -> None:
-    run = check_family_contract("stylegan2", tiny_overrides(blobs), tmp_path, steps=4)
+def test_contract_sample_and_interpolate(contract_run: Callable[[str], Path], tmp_path: Path) -> None:
+    run = contract_run("stylegan2")  # the shared suite's run (tests/families/test_contract.py)
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     ps = [r["train/aug/p"] for r in lines if "train/loss/d" in r]
     assert len(ps) == 4 and ps[0] == 0.5 and ps[-1] != 0.5  # p moved at step 4; the contract saw it resume
