@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from medgen_cli.data.cbct.io import CBCTCase, read_case
 from medgen_cli.metrics.recon import recon_metrics
-
-Track = Callable[[Iterable[Any], int, str], Iterable[Any]]
+from medgen_cli.recon.base import Track
 
 
 def score_cases(files: Sequence[Path], reconstruct: Callable[[CBCTCase], np.ndarray], description: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, ClassVar, Iterable
 
 import numpy as np
 import torch
@@ -138,7 +138,7 @@ class DIFGaussianFamily(Family):
     @torch.no_grad()
     def reconstruct(self, net: torch.nn.Module, projections: torch.Tensor, angles: torch.Tensor, num_views: int,
                     resolution: int | None = None, points: torch.Tensor | None = None, chunk: int = QUERY_CHUNK,
-                    track: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None) -> torch.Tensor:
+                    track: Track | None = None) -> torch.Tensor:
         """Reconstruct one case from ``num_views`` evenly spread of its stored projections.
 
         Args:
@@ -166,7 +166,7 @@ class DIFGaussianFamily(Family):
         return out.reshape((resolution,) * 3) if points is None else out
 
     def _decode(self, net: torch.nn.Module, enc: Any, pts: torch.Tensor, chunk: int,
-                track: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None) -> torch.Tensor:
+                track: Track | None = None) -> torch.Tensor:
         """The decoder's values at ``(P, 3)`` points, ``chunk`` points per forward pass, in [0, 1]."""
         starts: Iterable[int] = range(0, pts.shape[0], chunk)
         if track is not None:
