@@ -204,6 +204,17 @@ def test_every_part_has_a_layer(graph: dict[str, set[str]]) -> None:
     assert sorted({part_of(m) for m in graph} - set(LAYERS)) == []
 
 
+def test_no_test_imports_the_benchmarks() -> None:
+    """Tests stand on the package alone; benchmarks are run by hand and may change freely."""
+    found = []
+    for path in sorted(Path(__file__).resolve().parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "benchmarks"]
+    assert found == []
+
+
 # --- the checker itself, on tiny fake packages ----------------------------------------------------
 
 

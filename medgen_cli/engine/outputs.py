@@ -30,7 +30,8 @@ import numpy as np
 from medgen_cli.errors import MedgenError
 from medgen_cli.contract.options import FORMAT_SUFFIXES
 from medgen_cli.contract.samples import Samples
-from medgen_cli.data.sample_manifest import MANIFEST, check_against_manifest, sample_manifest
+# check_against_manifest: re-exported until metrics/fid/inputs imports it from data.sample_manifest
+from medgen_cli.data.sample_manifest import MANIFEST, check_against_manifest, sample_manifest  # noqa: F401
 from medgen_cli.io import atomic_path, check_writable
 
 PREVIEW_DIR = "preview"

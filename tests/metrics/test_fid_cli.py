@@ -139,13 +139,13 @@ def test_cached_and_npz_runs_never_load_inception(fid_env, sets, tmp_path, monke
 def photos3(tmp_path: Path) -> tuple[Path, Path]:
     """Three 64x64 crops of scikit-image's ``coins`` and three of ``hubble_deep_field``: real
     photographs, two sets as different as a GAN's early samples and its data (the setting of the
-    1e-6 bound and of benchmarks/bench_fid.py, whose images come from the same ``sources()``)."""
+    1e-6 bound and of benchmarks/bench_fid.py, whose images are the same photographs)."""
     from PIL import Image
 
-    from benchmarks.make_gan2d_data import sources
+    from medgen_cli.data.photos import photo_sources
 
     out = []
-    for name, image in zip(("coins", "hubble"), sources()):
+    for name, image in zip(("coins", "hubble"), photo_sources()):
         folder = tmp_path / name
         folder.mkdir()
         for i, (y, x) in enumerate([(10, 20), (100, 150), (200, 60)]):
