@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from medgen_cli.cli.app import app
+from medgen_cli.cli.root import app
 from medgen_cli.cli.groups import data_app, eval_app
 from medgen_cli.families.dif_gaussian.config import QUERY_CHUNK
 from medgen_cli.progress import track

@@ -102,7 +102,7 @@ def check_inputs(real: Path, fake: Path | None, prdc_k: int | None = None) -> tu
     Raises:
         MedgenError: one line naming the input at fault.
     """
-    from medgen_cli.engine.outputs import check_against_manifest
+    from medgen_cli.data.sample_manifest import check_against_manifest
 
     kinds = {}
     for role, path in (("REAL", real), ("FAKE", fake)):
