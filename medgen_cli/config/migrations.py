@@ -55,6 +55,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               why="sparse-gan's optimizer section is named like every other family's"),
     Migration("0.3.0", "sparse-gan", added={"discriminator.kind": "sparse", "loss.r1_weight": 0.0},
               why="the default critic is now dense with R1; runs saved before keep their sparse critic"),
+    Migration("0.3.1", "sparse-gan", added={"loss.r1_interval": 1},
+              why="R1 is now lazy (every 4th critic step, weight ×4) by default; runs saved before keep R1 on every step"),
 )
 
 

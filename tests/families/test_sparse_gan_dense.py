@@ -157,3 +157,46 @@ def test_sparse_gan_learns_two_classes(tmp_path) -> None:
     vols = generate_volumes(loaded.family, loaded.ctx.eval_module("generator"), latents(0, 32, 16), "cpu")
     cls, iou = classify(vols, templates)
     assert learned_both_classes(vols, templates), (np.bincount(cls, minlength=2), iou.mean())
+
+
+def test_lazy_r1_runs_every_nth_critic_step_with_weight_times_n(tmp_path) -> None:
+    """``loss.r1_interval=N``: the R1 term is in the critic loss on steps 0, N, 2N… only, and there
+    it is N·γ/2·E‖∇D‖² (``stats/r1_penalty`` is that E‖∇D‖², reported on every step)."""
+    import json
+
+    from medgen_cli.config.build import build_config
+    from medgen_cli.engine.launch import train_from_config
+    from medgen_cli.io import save_nifti
+
+    a, b = _two_classes()
+    for split, n in (("train", 4), ("val", 2)):
+        for i in range(n):
+            save_nifti((a, b)[i % 2], tmp_path / "data" / split / f"s{i}.nii.gz", affine=np.eye(4))
+    cfg = build_config("sparse-gan", overrides=[
+        f"data.root={tmp_path / 'data'}", f"output_dir={tmp_path / 'runs'}", "name=lazy", "data.voxel_size=16",
+        "data.min_voxels=1", "trainer.device=cpu", "trainer.max_steps=6", "trainer.batch_size=2",
+        "trainer.log_every=1", "trainer.val_every=100000", "trainer.ckpt_every=100000", "trainer.image_every=100000",
+        "sparse.backend=torch", "generator.latent_dim=8", "generator.init_size=4", "generator.channels=[8,4,4]",
+        "generator.max_voxels=256", "discriminator.channels=[4,8]", "loss.r1_interval=3", "loss.r1_weight=10",
+        "validation.num_samples=0"])
+    run = train_from_config(cfg)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "train/loss/d" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    for r in rows:
+        if (r["step"] - 1) % 3 == 0:
+            assert r["train/loss/r1"] == pytest.approx(3 * 0.5 * 10 * r["train/stats/r1_penalty"], rel=1e-5)
+        else:
+            assert "train/loss/r1" not in r
+            assert r["train/stats/r1_penalty"] > 0  # the last computed value, carried
+
+
+def test_runs_before_lazy_r1_keep_r1_on_every_step() -> None:
+    from medgen_cli.config.migrations import migrate_config
+    from medgen_cli.families.sparse_gan.config import SparseGANConfig
+
+    old = SparseGANConfig().model_dump(mode="json")
+    del old["loss"]["r1_interval"]
+    migrated, _ = migrate_config({"medgen_version": "0.3.0", **old})
+    assert SparseGANConfig(**migrated).loss.r1_interval == 1
+    assert SparseGANConfig().loss.r1_interval == 4

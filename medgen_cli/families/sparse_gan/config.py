@@ -71,6 +71,7 @@ class SparseGANLoss(StrictModel):
     n_critic: int = Field(5, ge=1, description="D updates per G update: D every step, G every n_critic-th step.")
     gradient_penalty_weight: float = Field(10.0, ge=0.0, description="wgan-gp: weight of the gradient penalty.")
     r1_weight: float = Field(10.0, ge=0.0, description="dense critic: R1 weight γ (γ/2·E‖∇D(real)‖², every voxel); 0 = off.")
+    r1_interval: int = Field(4, ge=1, description="Lazy R1 (StyleGAN2): computed on every N-th critic step with weight ×N (the same average pull, without its double backward on the other steps); 1 = every step.")
 
 
 class SparseGANOptim(StrictModel):

@@ -54,6 +54,7 @@ class SparseGANFamily(Family):
         self.last_g = GeneratorMetrics()
         self.backend = "torch"
         self._twin: SparseDiscriminator | None = None
+        self.last_r1: float | None = None  # lazy R1's latest value, reported on every step once known
         v = cfg.validation
         self._shapes = validation.ShapeValidator(
             v.num_samples, v.num_points, cfg.data.voxel_size,
@@ -185,12 +186,14 @@ class SparseGANFamily(Family):
                    "stats/voxel_ratio": n_fake / max(real.num_voxels, 1)}
         terms: dict[str, torch.Tensor] = {}
         with ctx.autocast():
-            if c.loss.r1_weight > 0:
+            if c.loss.r1_weight > 0 and ctx.global_step % c.loss.r1_interval == 0:
                 r1, d_real = r1_penalty(disc, real_in)
-                terms["r1"] = 0.5 * c.loss.r1_weight * r1
-                metrics["stats/r1_penalty"] = float(r1.detach())
+                terms["r1"] = 0.5 * c.loss.r1_weight * c.loss.r1_interval * r1
+                self.last_r1 = float(r1.detach())
             else:
                 d_real = disc(real_in)
+            if self.last_r1 is not None:  # the latest value on every step (lazy R1 computes it every N-th)
+                metrics["stats/r1_penalty"] = self.last_r1
             d_real, d_fake = d_real.float(), disc(fake).float()
             terms["d_real"], terms["d_fake"] = d_loss(c.loss.gan_type, d_real, d_fake)
         metrics.update({"d/real": float(d_real.detach().mean()), "d/fake": float(d_fake.detach().mean())})
