@@ -9,7 +9,7 @@ steps run; "step peak" is that peak minus the resident size before them: the mem
 step needs on top of the weights and optimizer state (identical in both variants, also shown).
 Goals (issue 7): sparse ≤ ¼ of dense memory and ≤ ½ of its time.
 
-    python benchmarks/bench_sparse_gan_step.py [--size 64] [--batch-size 2] [--steps 2] [--backend torch]
+    python -m benchmarks.bench_sparse_gan_step [--size 64] [--batch-size 2] [--steps 2] [--backend torch]
 """
 
 from __future__ import annotations
@@ -59,15 +59,21 @@ def worker(kind: str, args: argparse.Namespace) -> dict:
     cfg = SparseGANConfig(data={"voxel_size": args.size, "threshold": 0.1},
                           generator={"kind": kind, "init_size": init, "max_voxels": int(0.05 * args.size**3)},
                           discriminator={"kind": critic}, sparse={"backend": args.backend},
-                          loss={"n_critic": 1, "r1_weight": 10.0 if critic == "dense" else 0.0})
+                          loss={"n_critic": 1, "r1_weight": 10.0 if critic == "dense" else 0.0,
+                                **({"r1_interval": args.r1_interval} if args.r1_interval else {})})
     real = real_volumes(args.batch_size, args.size)
     fam = SparseGANFamily(cfg)
     fam.build(torch.device("cpu"))
     ctx = TrainContext(device=torch.device("cpu"), modules=fam.modules, wrapped=dict(fam.modules),
                        optimizers=fam.optimizers, ema={}, scalers={}, amp_dtype=None, grad_clip=None)
     batch = collate_sparse([{"image": v} for v in real], 0.1, 100)
-    step = lambda: fam.train_step(batch, ctx)  # noqa: E731
+
+    def step() -> None:  # the trainer's step counter advances, so lazy R1 runs every r1_interval-th step
+        fam.train_step(batch, ctx)
+        ctx.global_step += 1
+
     step()  # warm-up: Adam state, allocator pools
+    ctx.global_step = 0
     base = _status_mb("VmRSS")
     reset_peak()
     t0 = time.perf_counter()
@@ -82,8 +88,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=4, help="timed steps (a multiple of loss.r1_interval, 4: lazy R1 in its share)")
     ap.add_argument("--backend", default="torch", choices=["torch", "minkowski", "auto"])
+    ap.add_argument("--r1-interval", type=int, default=None, help="loss.r1_interval of both (default: the family's)")
     ap.add_argument("--critic", default="dense", choices=["dense", "sparse"],
                     help="discriminator.kind of the sparse model (the dense baseline always has a dense critic)")
     ap.add_argument("--worker", choices=["sparse", "dense"], help=argparse.SUPPRESS)
