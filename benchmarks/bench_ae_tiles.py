@@ -14,7 +14,7 @@ seam error: 128³ whole (``--tile 128``) against 128³ tiled, and 64³ with ``--
 64³ whole, as PSNR (data range 1) of tiled vs whole, next to each one's PSNR against its input.
 Goal: peak(128³) ≤ 2 × peak(64³).
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_ae_tiles.py [--steps 300] [--run RUN] [--json out.json]
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_ae_tiles [--steps 300] [--run RUN] [--json out.json]
 """
 
 from __future__ import annotations

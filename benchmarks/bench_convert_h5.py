@@ -10,8 +10,8 @@ All write the same occupancy volumes; the script checks that every medgen volume
 reference's voxel for voxel, and prints points/s, volumes/s, CPU time per volume (all processes)
 and the ratios: wall-clock (what a user waits) and CPU time (insensitive to other load).
 
-    python benchmarks/bench_convert_h5.py                  # 1,000 clouds x 2,048 points at 64^3
-    python benchmarks/bench_convert_h5.py --n 200 --workers 2
+    python -m benchmarks.bench_convert_h5                  # 1,000 clouds x 2,048 points at 64^3
+    python -m benchmarks.bench_convert_h5 --n 200 --workers 2
 """
 
 from __future__ import annotations

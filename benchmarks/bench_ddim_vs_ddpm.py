@@ -4,8 +4,8 @@ Speed (default): the latent UNet of MONAI's 3D LDM tutorial (channels (32, 64, 6
 the last two levels) with random weights — time does not depend on them — through medgen's
 ``sampling.denoise`` with the same noise for every sampler.
 
-    python benchmarks/bench_ddim_vs_ddpm.py                 # latent 3x8^3 (32^3 volumes), CPU
-    python benchmarks/bench_ddim_vs_ddpm.py --latent 16 --device cuda   # 64^3 volumes
+    python -m benchmarks.bench_ddim_vs_ddpm                 # latent 3x8^3 (32^3 volumes), CPU
+    python -m benchmarks.bench_ddim_vs_ddpm --latent 16 --device cuda   # 64^3 volumes
 
 Quality at equal training (``--quality DEMO_OUT``): takes a finished ``medgen demo --out DEMO_OUT``
 (synthetic shapes, autoencoder and a class-conditional rectified-flow run), trains a DDPM-objective
@@ -14,7 +14,7 @@ seconds per sample, the share of samples a classifier trained on the real volume
 their class, and (unless ``--no-fid``) the 2.5D FID vs the held-out volumes.
 
     medgen demo --out /tmp/demo --no-fid
-    python benchmarks/bench_ddim_vs_ddpm.py --quality /tmp/demo --num 30 --json samplers.json
+    python -m benchmarks.bench_ddim_vs_ddpm --quality /tmp/demo --num 30 --json samplers.json
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ import time
 from pathlib import Path
 
 import torch
+
+if not __package__:  # run as a file, where the package `benchmarks` cannot be imported
+    raise SystemExit(f"run it from the repository root as: python -m benchmarks.{Path(__file__).stem} ...")
+
 
 
 def speed(args: argparse.Namespace) -> None:
@@ -89,7 +93,7 @@ def quality(args: argparse.Namespace) -> None:
     from medgen_cli.api import load_run
     from medgen_cli.metrics.sample_quality import fid_with_floor, sample_class_accuracy
 
-    from quality_ldm import real_volumes
+    from benchmarks.quality_ldm import real_volumes
 
     rflow_run = args.quality / "runs" / "diffusion" / "diffusion"
     twin = train_ddpm_twin(rflow_run)

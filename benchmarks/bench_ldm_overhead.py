@@ -15,8 +15,8 @@ top of its loop body), averaged over the steps after ``--warmup``; set-up, data 
 network construction are outside. Engine and bare runs alternate, each ``--repeats`` times, and
 the fastest mean is kept (the machine may be shared).
 
-    python benchmarks/bench_ldm_overhead.py                  # 32^3 volumes, CPU
-    python benchmarks/bench_ldm_overhead.py --size 64 --device cuda
+    python -m benchmarks.bench_ldm_overhead                  # 32^3 volumes, CPU
+    python -m benchmarks.bench_ldm_overhead --size 64 --device cuda
 """
 
 from __future__ import annotations

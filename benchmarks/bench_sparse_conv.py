@@ -5,7 +5,7 @@ tensor afresh (so both backends compute their kernel maps), then runs a same-coo
 (kernel 3) and a strided conv (kernel 3, stride 2), forward and backward. Goal (issue 15): the
 torch backend no slower than MinkowskiEngine (ratio ≤ 1.0); outputs and gradients are compared too.
 
-    python benchmarks/bench_sparse_conv.py [--size 64] [--occupancy 0.05] [--channels 32] [--repeats 5]
+    python -m benchmarks.bench_sparse_conv [--size 64] [--occupancy 0.05] [--channels 32] [--repeats 5]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ runs with its normal per-step work on: rich progress, TensorBoard + metrics.json
 `--log-every` steps, LR scheduler, signal checks. Checkpoint writing at the end is excluded
 (both loops are timed from their first to their last step).
 
-    python benchmarks/bench_trainer_overhead.py [--steps 300] [--repeats 3]
+    python -m benchmarks.bench_trainer_overhead [--steps 300] [--repeats 3]
 
 Goal (issue 2): overhead <= 5%.
 """
@@ -13,7 +13,6 @@ Goal (issue 2): overhead <= 5%.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,11 +22,9 @@ import torch
 from pydantic import Field
 from torch.utils.data import DataLoader, TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from medgen_cli.config.base import FamilyConfig, StrictModel  # noqa: E402
-from medgen_cli.families.base import Family  # noqa: E402
-from medgen_cli.families.registry import FamilySpec, register  # noqa: E402
+from medgen_cli.config.base import FamilyConfig, StrictModel
+from medgen_cli.families.base import Family
+from medgen_cli.families.registry import FamilySpec, register
 
 N, C, H = 512, 1, 32
 

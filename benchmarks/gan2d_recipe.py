@@ -1,16 +1,16 @@
 """A 2D GAN recipe measured at given epochs: train once, sample every requested epoch, score later.
 
     # train (on a GPU machine, say) and keep 300 samples of each requested epoch in one .npz
-    python benchmarks/gan2d_recipe.py train --family sagan --data DIR --epochs 100,200,500 \
+    python -m benchmarks.gan2d_recipe train --family sagan --data DIR --epochs 100,200,500 \
         [--config FILE] [--set key=value ...] [--minutes 8] [--device cuda] --out sagan.npz
     # score them (FID/KID against DIR; with --ref, FID(DIR, REF) is the floor) where the FID weights are
-    python benchmarks/gan2d_recipe.py score sagan.npz --data DIR [--ref DIR] [--json OUT]
+    python -m benchmarks.gan2d_recipe score sagan.npz --data DIR [--ref DIR] [--json OUT]
 
-``train`` runs ``medgen train`` with FID tracking off, checkpoints at every epoch boundary that is a
-multiple of the requested epochs' greatest common divisor, and stops with SIGINT after ``--minutes``
-(epochs not reached are skipped). Each reached epoch's checkpoint (EMA generator) gives
-``--num-samples`` images (``medgen sample``, seeds 0..N-1), stored as uint8 arrays ``epoch_E`` in the
-.npz with the run's seconds per step and the data's size. ``score`` writes each array back as PNGs and
+``train`` trains through :func:`benchmarks.harness.train` with FID tracking off, checkpoints at every
+epoch boundary that is a multiple of the requested epochs' greatest common divisor, and stops with
+SIGINT after ``--minutes`` (epochs not reached are skipped). Each reached epoch's checkpoint (EMA
+generator) gives ``--num-samples`` images (:func:`benchmarks.harness.sample`, seeds 0..N-1), stored
+as uint8 arrays ``epoch_E`` in the .npz with the run's seconds per step and the data's size. ``score`` writes each array back as PNGs and
 runs ``medgen eval fid --kid``. Splitting the two lets the recipe train where there is a GPU but
 no FID weights, and be scored here.
 """
@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 from functools import reduce
@@ -29,57 +28,41 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _budget import eval_fid, medgen, run_for_minutes  # noqa: E402
+if not __package__:  # run as a file, where the package `benchmarks` cannot be imported
+    raise SystemExit(f"run it from the repository root as: python -m benchmarks.{Path(__file__).stem} ...")
+
+from benchmarks import harness
+from benchmarks.harness import REPO
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp"}
 
 
-def seconds_per_step(run_dir: Path) -> float | None:
-    """Median wall seconds per step between consecutive records of metrics.jsonl."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    recs = [json.loads(line) for line in path.read_text().splitlines()]
-    recs = [(r["step"], r["time"]) for r in recs if "time" in r and "step" in r]
-    rates = [(t1 - t0) / (s1 - s0) for (s0, t0), (s1, t1) in zip(recs, recs[1:]) if s1 > s0]
-    return float(np.median(rates)) if rates else None
-
-
 def train(args: argparse.Namespace) -> None:
-    from medgen_cli.config.build import build_config
-
     n_images = sum(1 for p in args.data.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    cfg = build_config(args.family, config_file=args.config, overrides=[f"data.root={args.data}", *args.set])
+    cfg = harness.build(args.family, args.config, [f"data.root={args.data}", *args.set])
     steps_per_epoch = math.ceil(n_images / cfg.trainer.batch_size)  # the trainer keeps the last short batch
     epochs = sorted(int(e) for e in args.epochs.split(","))
     every = reduce(math.gcd, epochs) * steps_per_epoch
-    run_dir = args.runs_dir / args.family / f"{args.out.stem}-{time.strftime('%Y%m%d-%H%M%S')}"  # runs at once differ
-    cmd = [sys.executable, "-m", "medgen_cli", "train", args.family, "--output-dir", str(args.runs_dir),
-           "--name", run_dir.name, "--set", f"data.root={args.data}", "--set", f"trainer.device={args.device}",
-           "--set", f"trainer.max_steps={epochs[-1] * steps_per_epoch}", "--set", "fid.enabled=false",
-           "--set", f"trainer.ckpt_every={every}", "--set", f"trainer.keep_last={len(epochs) * 1000}",
-           "--set", f"trainer.val_every={10 * every}", "--set", f"trainer.image_every={10 * every}"]
-    if args.config:
-        cmd += ["--config", str(args.config)]
-    for item in args.set:
-        cmd += ["--set", item]
+    name = f"{args.out.stem}-{time.strftime('%Y%m%d-%H%M%S')}"  # runs started at once differ
+    cfg = harness.build(args.family, args.config, [
+        f"output_dir={args.runs_dir}", f"name={name}", f"data.root={args.data}", f"trainer.device={args.device}",
+        "fid.enabled=false", f"trainer.ckpt_every={every}", f"trainer.keep_last={len(epochs) * 1000}",
+        f"trainer.val_every={10 * every}", f"trainer.image_every={10 * every}", *args.set],
+        steps=epochs[-1] * steps_per_epoch)
     print(f"{args.family}: {n_images} images, {steps_per_epoch} steps/epoch, checkpoint every {every} steps",
           flush=True)
-    run_for_minutes(cmd, args.out.with_suffix(".train.log"), args.minutes, cwd=REPO)
+    run_dir = harness.train(cfg, args.minutes).run
     arrays: dict[str, np.ndarray] = {}
     for epoch in epochs:
         ckpt = run_dir / "checkpoints" / f"step_{epoch * steps_per_epoch}.pt"
         if not ckpt.is_file():
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            medgen("sample", str(run_dir), "--checkpoint", str(ckpt), "--num", str(args.num_samples), "--seed", "0",
-                   "--batch-size", "100", "--format", "png", "--out", tmp, "--device", args.device)
-            arrays[f"epoch_{epoch}"] = stack_pngs(Path(tmp))
+            files, _ = harness.sample(run_dir, args.num_samples, Path(tmp) / "samples", seed=0, checkpoint=ckpt,
+                                      device=args.device, fmt="png", batch_size=100)
+            arrays[f"epoch_{epoch}"] = stack_pngs(files)
         print(f"  epoch {epoch}: {arrays[f'epoch_{epoch}'].shape[0]} samples", flush=True)
-    sps = seconds_per_step(run_dir)
+    sps = harness.seconds_per_step(run_dir)
     meta = {"family": args.family, "steps_per_epoch": steps_per_epoch, "n_images": n_images,
             "seconds_per_step": sps, "minutes": args.minutes, "device": args.device, "set": args.set,
             "config": str(args.config) if args.config else f"configs/{args.family}.yaml (defaults)"}
@@ -87,10 +70,9 @@ def train(args: argparse.Namespace) -> None:
     print(json.dumps(meta), flush=True)
 
 
-def stack_pngs(folder: Path) -> np.ndarray:
+def stack_pngs(files: list[Path]) -> np.ndarray:
     from PIL import Image
 
-    files = sorted(p for p in folder.rglob("*.png") if "preview" not in p.parts)
     return np.stack([np.asarray(Image.open(f).convert("L")) for f in files])
 
 
@@ -101,14 +83,14 @@ def score(args: argparse.Namespace) -> None:
     meta = json.loads(str(data["meta"]))
     result: dict = {"meta": meta, "epochs": {}}
     if args.ref is not None:
-        floor = eval_fid(args.data, args.ref)
+        floor = harness.eval_fid(args.data, args.ref)
         result["fid_floor"] = floor["fid"]
     keys = sorted((k for k in data.files if k.startswith("epoch_")), key=lambda k: int(k.split("_")[1]))
     for key in keys:
         with tempfile.TemporaryDirectory() as tmp:
             for i, img in enumerate(data[key]):
                 Image.fromarray(img).save(Path(tmp) / f"{i:05d}.png")
-            res = eval_fid(args.data, tmp)
+            res = harness.eval_fid(args.data, tmp)
         result["epochs"][key.split("_")[1]] = {"fid": res["fid"], "kid": res["kid"], "coverage": res["coverage"]}
         ratio = f"  ({res['fid'] / result['fid_floor']:.2f}x floor)" if "fid_floor" in result else ""
         print(f"{meta['family']} epoch {key.split('_')[1]:>5}: FID {res['fid']:8.2f}  KID {res['kid']:.4f}{ratio}",

@@ -1,12 +1,13 @@
 """Two disjoint sets of 64×64 grayscale patches from scikit-image's ``coins`` and
-``hubble_deep_field`` (both ship with scikit-image): TRAIN to train on, REF for the real-vs-real
-FID floor.
+``hubble_deep_field`` (both ship with scikit-image; as 8-bit grayscale by
+``medgen_cli.data.photos``, the one conversion tests and benchmarks share): TRAIN to train on,
+REF for the real-vs-real FID floor.
 
 Each source image is cut in two halves (left → TRAIN, right → REF), so no pixel of a REF patch is
 in any TRAIN patch; within a half, patch corners are drawn at random (patches of one set may
 overlap each other, like crops of the same micrographs). Half of each set comes from each image.
 
-    python benchmarks/make_gan2d_data.py OUT [--n 300] [--size 64] [--seed 0]
+    python -m benchmarks.make_gan2d_data OUT [--n 300] [--size 64] [--seed 0]
 
 writes ``OUT/train/*.png`` and ``OUT/ref/*.png`` (8-bit grayscale).
 """
@@ -17,15 +18,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
-
-def sources() -> list[np.ndarray]:
-    """The two images as 8-bit grayscale arrays."""
-    import skimage.data
-    from skimage.color import rgb2gray
-
-    hubble = (rgb2gray(skimage.data.hubble_deep_field()) * 255 + 0.5).astype(np.uint8)
-    return [skimage.data.coins(), hubble]
 
 
 def patches(image: np.ndarray, n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -43,7 +35,9 @@ def make(out: Path, n: int = 300, size: int = 64, seed: int = 0) -> dict[str, Pa
     folders = {"train": out / "train", "ref": out / "ref"}
     for f in folders.values():
         f.mkdir(parents=True, exist_ok=True)
-    imgs = sources()
+    from medgen_cli.data.photos import photo_sources
+
+    imgs = photo_sources()
     counts = [n // len(imgs) + (i < n % len(imgs)) for i in range(len(imgs))]
     for split, folder in folders.items():
         k = 0

@@ -10,8 +10,8 @@ training:
     the rest       train       (crops that do not touch either slab, stride ``--stride``)
 
     pip install 'medgen[bench]'          # nilearn
-    python benchmarks/make_mni_crops.py --out data/mni32
-    python benchmarks/quality_autoencoder.py --train data/mni32/train --test data/mni32/test --json ae.json
+    python -m benchmarks.make_mni_crops --out data/mni32
+    python -m benchmarks.quality_autoencoder --train data/mni32/train --test data/mni32/test --json ae.json
 
 Writes OUT/{train,val,test}/*.nii.gz (float32, [0, 1], 1 mm identity-like affine of the crop).
 """

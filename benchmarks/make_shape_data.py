@@ -12,7 +12,7 @@ with labels) exactly as a user's point clouds would be:
 
 Run by hand (the quality benchmark calls it when it is given no ``--data``)::
 
-    python benchmarks/make_shape_data.py --kind anatomy --size 32 --out runs/shape-data/anatomy32
+    python -m benchmarks.make_shape_data --kind anatomy --size 32 --out runs/shape-data/anatomy32
 """
 
 from __future__ import annotations

@@ -1,15 +1,18 @@
 """dif-gaussian vs FDK vs SIRT on held-out CT volumes after a time-budgeted training on others.
 
-Run by hand (2 CPU cores are enough at the default 32³)::
+Run by hand from the repository root (2 CPU cores are enough at the default 32³)::
 
-    python scripts/mni_pseudo_ct.py --out data/mni-ct            # or any folders of HU NIfTIs
-    python benchmarks/quality_cbct.py --train data/mni-ct/train --test data/mni-ct/test \\
+    python -m benchmarks.make_mni_ct --out data/mni-ct            # or any folders of HU NIfTIs
+    python -m benchmarks.quality_cbct --train data/mni-ct/train --test data/mni-ct/test \\
         --geometry data/mni-ct/geometry.yaml --views 6,10 --minutes 30 --json quality_cbct.json
+    python -m benchmarks.quality_cbct --synthetic 48 --views 6,8,10 --steps 600 --json phantoms.json
 
 Steps: ``make-cbct`` with ``--poses`` (train: many posed copies, 1/8 of the volumes as val; test:
-a few posed copies with another seed), one dif-gaussian trained on all view counts at once with a
-cosine schedule sized to the time budget (the step rate is measured by a short calibration run
-first), then every method is scored on the test cases with ``medgen eval recon``'s library call.
+a few posed copies with another seed) — or, with ``--synthetic N``, N of medgen's HU phantoms
+(80/10/10 % train/val/test, no poses) instead of ``--train``/``--test`` —, one dif-gaussian trained
+on all view counts at once with a cosine schedule sized to the time budget (the step rate is
+measured by a short calibration run first, :func:`benchmarks.harness.calibrate`), then every
+method is scored on the test cases with ``medgen eval recon``'s library call.
 
 Output JSON: ``{"6": {"model": {"psnr", "ssim", "s_per_case"}, "fdk": {...}, "sirt": {...}}, ...,
 "training": {...}}``; times are mean seconds per case on this machine (say how loaded it was).
@@ -19,17 +22,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+if not __package__:  # run as a file, where the package `benchmarks` cannot be imported
+    raise SystemExit(f"run it from the repository root as: python -m benchmarks.{Path(__file__).stem} ...")
+
+from benchmarks import harness
+from benchmarks.harness import REPO
 
 
 def make_data(args: argparse.Namespace, work: Path, geo: object) -> tuple[Path, Path]:
     from medgen_cli.data import cbct
     from medgen_cli.data.cbct.poses import PoseSpec
 
+    if args.synthetic:
+        data, t = work / "data-synthetic", time.perf_counter()
+        cbct.make_cbct(cbct.synthetic_sources(args.synthetic, geo, seed=args.seed), data, geo, (0.8, 0.1, 0.1),
+                       is_hu_grid=True)
+        print(f"data: {args.synthetic} phantoms in {time.perf_counter() - t:.0f}s", flush=True)
+        return data, data / "test"
+    if args.train is None or args.test is None:
+        raise SystemExit("give --train and --test (folders of HU NIfTI volumes), or --synthetic N")
     pose = dict(rotation=args.pose_rotation, scale=(0.9, 1.1), shift=0.05, flip="x")
     train, test = work / "data-train", work / "data-test"
     t = time.perf_counter()
@@ -64,30 +78,16 @@ def overrides(args: argparse.Namespace, data: Path, runs: Path, name: str, steps
 
 
 def steady_rate(args: argparse.Namespace, data: Path, runs: Path) -> float:
-    """Steps per second between steps 20 and 60 of a throw-away run (from its metrics.jsonl
-    times): the first steps pay for imports, data caching and allocator warm-up, so timing a
-    whole short run underestimates the rate several times over (10 steps: 0.58/s vs 2.9/s)."""
-    from medgen_cli.config.build import build_config
-    from medgen_cli.engine.launch import train_from_config
-
-    over = [*overrides(args, data, runs, "calibration", 60, every=10**6), "trainer.log_every=20"]
-    train_from_config(build_config("dif-gaussian", overrides=over))
-    run = runs / "dif-gaussian" / "calibration"
-    times = {}
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        if any(k.startswith("train/") for k in rec):
-            times[rec["step"]] = rec["time"]
-    shutil.rmtree(run, ignore_errors=True)
-    rate = (60 - 20) / (times[60] - times[20])
+    """Steps per second between steps 20 and 60 of a throw-away run: the first steps pay for
+    imports, data caching and allocator warm-up, so timing a whole short run underestimates the
+    rate several times over (10 steps: 0.58/s vs 2.9/s)."""
+    rate = 1.0 / harness.calibrate("dif-gaussian", None, overrides(args, data, runs, "calibration", 60, every=10**6),
+                                   warmup=20, stop=60)
     print(f"calibration: {rate:.2f} steps/s (steps 20-60)", flush=True)
     return rate
 
 
 def train(args: argparse.Namespace, data: Path, work: Path) -> tuple[Path, dict[str, float]]:
-    from medgen_cli.config.build import build_config
-    from medgen_cli.engine.launch import train_from_config
-
     runs = work / "runs"
     run = runs / "dif-gaussian" / "model"
     if (run / "checkpoints" / "latest.pt").is_file():
@@ -97,9 +97,8 @@ def train(args: argparse.Namespace, data: Path, work: Path) -> tuple[Path, dict[
     if steps is None:  # measure the steady step rate on this (possibly loaded) machine, then size the run
         steps = max(int(steady_rate(args, data, runs) * args.minutes * 60 * 0.9), 10)  # 10%: validation, checkpoints
         print(f"calibration: {steps} steps for {args.minutes} min", flush=True)
-    t = time.perf_counter()
-    train_from_config(build_config("dif-gaussian", overrides=overrides(args, data, runs, "model", steps)))
-    info = {"steps": steps, "minutes": (time.perf_counter() - t) / 60}
+    trained = harness.train(harness.build("dif-gaussian", None, overrides(args, data, runs, "model", steps)))
+    info = {"steps": steps, "minutes": trained.minutes}
     (work / "training.json").write_text(json.dumps(info))
     print(f"training: {steps} steps in {info['minutes']:.1f} min", flush=True)
     return run, info
@@ -107,8 +106,10 @@ def train(args: argparse.Namespace, data: Path, work: Path) -> tuple[Path, dict[
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--train", type=Path, required=True, help="folder of HU NIfTI volumes to train on")
-    ap.add_argument("--test", type=Path, required=True, help="folder of other HU NIfTI volumes to test on")
+    ap.add_argument("--train", type=Path, default=None, help="folder of HU NIfTI volumes to train on")
+    ap.add_argument("--test", type=Path, default=None, help="folder of other HU NIfTI volumes to test on")
+    ap.add_argument("--synthetic", type=int, default=0, metavar="N",
+                    help="instead of --train/--test: N synthetic HU phantoms (10%% of them the test cases)")
     ap.add_argument("--views", default="6,10", help="view counts to score (the model trains on the whole range)")
     ap.add_argument("--minutes", type=float, default=30.0, help="training budget")
     ap.add_argument("--steps", type=int, default=None, help="train exactly this many steps instead")
@@ -152,8 +153,7 @@ def main() -> None:
             print(f"{views:>2} views {method:<6} PSNR {m['psnr']:.2f} SSIM {m['ssim']:.4f} {m['seconds']:.3f}s",
                   flush=True)
         results[str(views)] = row
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
+    harness.write_json(args.json, results)
     print(f"\n| views | method | PSNR (dB) | SSIM | s / case |  ({results['training']['test_cases']} test cases)")
     print("|---|---|---|---|---|")
     for v in args.views.split(","):

@@ -2,15 +2,16 @@
 the real-vs-real floor, the samples' value range, and (class-conditional runs) the share a
 classifier trained on the real training volumes assigns to each sample's class.
 
-    python benchmarks/quality_ldm.py --run runs/diffusion/NAME --num 30 --json ldm.json
-    python benchmarks/quality_ldm.py --run demo_out/runs/diffusion/diffusion --scheduler rflow --steps 30 --json q.json
+    python -m benchmarks.quality_ldm --run runs/diffusion/NAME --num 30 --json ldm.json
+    python -m benchmarks.quality_ldm --run demo_out/runs/diffusion/diffusion --scheduler rflow --steps 30 --json q.json
 
 Real volumes are read through the run's own data pipeline (its autoencoder's size and intensity
 scaling): training volumes from DATA/train, held-out ones from DATA/val or ``--held-out DIR``.
 The floor is FID(held-out, as many training volumes as samples): a perfect generator of that many
 volumes scores about this. FID uses medgen's verified Inception weights (`medgen eval fid`), a
 fixed [0, 1] window (values outside are clipped, as a viewer shows them) and the central
-``--center-fraction`` of the slices along each axis.
+``--center-fraction`` of the slices along each axis. Beside the JSON, ``<json>.png`` shows held-out
+volumes (left) and samples (right) as MIPs (:mod:`benchmarks.harness`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+if not __package__:  # run as a file, where the package `benchmarks` cannot be imported
+    raise SystemExit(f"run it from the repository root as: python -m benchmarks.{Path(__file__).stem} ...")
+
+from benchmarks import harness
 
 
 def real_volumes(run: object, split: str, folder: Path | None = None) -> tuple[list[np.ndarray], list[int] | None]:
@@ -84,8 +90,8 @@ def main() -> None:
         res.update(sample_class_accuracy(train, train_labels, vols, list(labels), held, held_labels))
     if not args.no_fid:
         res.update(fid_with_floor(train, held, vols, center_fraction=args.center_fraction))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(res, indent=2) + "\n")
+    harness.write_json(args.json, res)
+    harness.mip_grid(held, list(vols), args.json.with_suffix(".png"), titles=("held-out", "generated"))
     print(json.dumps(res, indent=2))
 
 

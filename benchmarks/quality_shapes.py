@@ -1,14 +1,14 @@
 """One shape benchmark for every family that generates 3D shapes: 1-NNA / COV / MMD (Chamfer) of
 samples against held-out shapes, beside the same numbers for a second real subset.
 
-Run by hand::
+Run by hand, from the repository root::
 
-    python benchmarks/quality_shapes.py --family sparse-gan --size 32 --json out.json
-    python benchmarks/quality_shapes.py --family sparse-gan --dataset anatomy --size 32 --json out.json
-    python benchmarks/quality_shapes.py --family sparse-gan --data DIR --minutes 30 --json out.json
+    python -m benchmarks.quality_shapes --family sparse-gan --size 32 --json out.json
+    python -m benchmarks.quality_shapes --family sparse-gan --dataset anatomy --size 32 --json out.json
+    python -m benchmarks.quality_shapes --family sparse-gan --data DIR --minutes 30 --json out.json
 
 ``DIR`` holds ``train/`` and ``val/`` NIfTI volumes as ``medgen data convert-h5`` writes them;
-without ``--data`` the set is made by ``make_shape_data.py`` (``--dataset synthetic``: the phantom
+without ``--data`` the set is made by ``benchmarks.make_shape_data`` (``--dataset synthetic``: the phantom
 classes; ``anatomy``: posed MNI152 surfaces). The family's CPU preset (``configs/cpu/<family>.yaml``)
 trains for ``--minutes`` (default 30 for sparse-gan) or ``--steps``, whichever ends first (the
 budget ends like a Ctrl-C: ``latest.pt`` is written and the run is an ordinary medgen run).
@@ -17,6 +17,7 @@ budget ends like a Ctrl-C: ``latest.pt`` is written and the run is an ordinary m
 ``medgen eval shapes`` (voxels above ``--threshold``, ``--points`` per shape), in the grid's frame. Generated shapes are compared with the first ``--num`` val shapes (A); the first ``--num``
 training shapes (B) against A give the floor a perfect generator reaches with this many shapes.
 Writes the JSON and ``<json>.png``: real shapes (left) and generated ones (right) as MIPs.
+Training, sampling and the figure go through :mod:`benchmarks.harness`.
 """
 
 from __future__ import annotations
@@ -24,20 +25,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-REPO = Path(__file__).resolve().parents[1]
+if not __package__:  # run as a file, where the package `benchmarks` cannot be imported
+    raise SystemExit(f"run it from the repository root as: python -m benchmarks.{Path(__file__).stem} ...")
 
-def _preset(name: str) -> dict[str, Any]:
+from benchmarks import harness
+from benchmarks.harness import REPO
+
+
+def _preset(family: str) -> dict[str, Any]:
     import yaml
 
-    return yaml.safe_load((REPO / "configs" / "cpu" / f"{name}.yaml").read_text())
+    return yaml.safe_load(harness.cpu_preset(family).read_text())
 
 
 def _common(args: argparse.Namespace, data: Path, name: str, max_steps: int | None) -> list[str]:
@@ -47,18 +50,14 @@ def _common(args: argparse.Namespace, data: Path, name: str, max_steps: int | No
 
 def train_sparse_gan(args: argparse.Namespace, data: Path, minutes: float) -> dict[str, Any]:
     """The CPU preset at ``--size``: its channel lists stay, the generator's first grid scales."""
-    from _budget import train_for_minutes
-    from medgen_cli.config.build import build_config
-
-    preset = _preset("sparse_gan")
+    preset = _preset("sparse-gan")
     ups = len(preset["generator"]["channels"]) - 1
     if args.size % 2**ups or args.size // 2**ups < 1:
         raise SystemExit(f"--size {args.size} is not a multiple of 2^{ups} (the preset's upsamplings)")
     sets = [*_common(args, data, "bench", args.steps), f"data.voxel_size={args.size}",
             f"generator.init_size={args.size // 2**ups}", *args.set]
-    cfg = build_config("sparse-gan", config_file=REPO / "configs" / "cpu" / "sparse_gan.yaml", overrides=sets)
-    run, steps, wall, cpu = train_for_minutes(cfg, minutes)
-    return {"run": run, "steps": steps, "minutes": wall, "cpu_minutes": cpu}
+    t = harness.train(harness.build("sparse-gan", harness.cpu_preset("sparse-gan"), sets), minutes)
+    return {"run": t.run, "steps": t.steps, "minutes": t.minutes, "cpu_minutes": t.cpu_minutes}
 
 
 def train_diffusion(args: argparse.Namespace, data: Path, minutes: float) -> dict[str, Any]:
@@ -66,21 +65,19 @@ def train_diffusion(args: argparse.Namespace, data: Path, minutes: float) -> dic
     cosine schedule sized to ``--ae-steps``, which end the stage early when they come first), then
     the diffusion CPU preset on that run for the rest. ``--set`` goes to the diffusion stage,
     ``--ae-set`` to the autoencoder."""
-    from _budget import train_for_minutes
-    from medgen_cli.config.build import build_config
-
     s = args.size
     ae_sets = [*_common(args, data, "bench-ae", args.ae_steps), f"data.size=[{s},{s},{s}]", *args.ae_set]
-    ae_cfg = build_config("autoencoder", config_file=REPO / "configs" / "cpu" / "autoencoder.yaml", overrides=ae_sets)
-    ae_run, ae_steps, ae_wall, ae_cpu = train_for_minutes(ae_cfg, minutes * args.ae_fraction)
-    print(f"autoencoder: {ae_steps} steps in {ae_wall:.1f} min", flush=True)
-    sets = [*_common(args, data, "bench", args.steps), f"autoencoder_run={ae_run}", *args.set]
+    ae = harness.train(harness.build("autoencoder", harness.cpu_preset("autoencoder"), ae_sets),
+                       minutes * args.ae_fraction)
+    print(f"autoencoder: {ae.steps} steps in {ae.minutes:.1f} min", flush=True)
+    sets = [*_common(args, data, "bench", args.steps), f"autoencoder_run={ae.run}", *args.set]
     if args.conditional:
         sets.append("conditioning.enabled=true")
-    cfg = build_config("diffusion", config_file=REPO / "configs" / "cpu" / "diffusion.yaml", overrides=sets)
-    run, steps, wall, cpu = train_for_minutes(cfg, max(minutes - ae_wall, 0.5))
-    return {"run": run, "ae_run": ae_run, "steps": steps, "ae_steps": ae_steps, "minutes": ae_wall + wall,
-            "ae_minutes": ae_wall, "diffusion_minutes": wall, "cpu_minutes": ae_cpu + cpu}
+    dm = harness.train(harness.build("diffusion", harness.cpu_preset("diffusion"), sets),
+                       max(minutes - ae.minutes, 0.5))
+    return {"run": dm.run, "ae_run": ae.run, "steps": dm.steps, "ae_steps": ae.steps,
+            "minutes": ae.minutes + dm.minutes, "ae_minutes": ae.minutes, "diffusion_minutes": dm.minutes,
+            "cpu_minutes": ae.cpu_minutes + dm.cpu_minutes}
 
 
 #: Per family: how it trains in one budget, its default minutes, and the convert-h5 method its
@@ -115,55 +112,6 @@ def volume_points(files: list[Path], threshold: float, points: int) -> list:
         pts = volume_to_points(vol, grid, threshold)
         out.append(subsample(np.asarray(pts, dtype=np.float64), points) if len(pts) else np.zeros((1, 3)))
     return out
-
-
-def sample_files(run: Path, num: int, out: Path) -> tuple[list[Path], list[int] | None]:
-    """``num`` samples of seeds 1000… written as ``medgen sample`` writes them; their files and
-    (conditional runs) classes."""
-    from medgen_cli.api import load_run
-
-    loaded = load_run(run, checkpoint="best")
-    shutil.rmtree(out, ignore_errors=True)
-    samples = loaded.sample(num, seed=1000)
-    loaded.write(samples, out)
-    labels = getattr(samples, "labels", None)
-    return sorted(out.rglob("*.nii.gz")), (None if not labels or labels[0] is None else [int(x) for x in labels])
-
-
-def mip_grid(real: list[Path], fake: list[Path], path: Path, rows: int = 8) -> None:
-    """Rows of shapes: real (left) and generated (right), each as its three MIPs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from medgen_cli.io import load_nifti
-
-    rows = min(rows, len(real), len(fake))
-    fig, axes = plt.subplots(rows, 7, figsize=(10.5, 1.5 * rows), gridspec_kw={"width_ratios": [1, 1, 1, 0.15, 1, 1, 1]})
-    for r in range(rows):
-        for side, files, c0 in (("real", real, 0), ("generated", fake, 4)):
-            vol, _ = load_nifti(files[r])
-            for a in range(3):
-                ax = axes[r, c0 + a]
-                ax.imshow(vol.max(axis=a).T, cmap="gray", origin="lower", vmin=0, vmax=max(float(vol.max()), 1e-6))
-                ax.set_xticks([]), ax.set_yticks([])
-                if r == 0:
-                    ax.set_title(f"{side} MIP {'xyz'[a]}", fontsize=8)
-        axes[r, 3].axis("off")
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``lscpu``'s), for the report."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def load_volumes(files: list[Path]) -> list:
@@ -207,13 +155,14 @@ def score(args: argparse.Namespace, data: Path, trained: dict[str, Any]) -> dict
     from medgen_cli.metrics.shapes import shape_metrics
 
     t = time.perf_counter()
-    fake_files, fake_labels = sample_files(trained["run"], args.num, args.work / "samples")
+    written, fake_labels = harness.sample(trained["run"], args.num, args.work / "samples", seed=1000)
+    fake_files = [f for f in written if f.name.endswith(".nii.gz")]
     s_per_sample = (time.perf_counter() - t) / args.num
     real_a = sorted((data / "val").glob("*.nii*"))[: args.num]
     real_b = sorted((data / "train").glob("*.nii*"))[: args.num]
     pa, pb, pf = (volume_points(f, args.threshold, args.points) for f in (real_a, real_b, fake_files))
     keys = ("1nna_cd", "cov_cd", "mmd_cd")
-    mip_grid(real_a, fake_files, args.json.with_suffix(".png"))
+    harness.mip_grid(real_a, fake_files, args.json.with_suffix(".png"))
     out = {"generated": {k: v for k, v in shape_metrics(pa, pf).items() if k in keys},
            "real_vs_real": {k: v for k, v in shape_metrics(pa, pb).items() if k in keys},
            "s_per_sample": round(s_per_sample, 4)}
@@ -275,7 +224,7 @@ def main() -> None:
     args = parse_args()
     import torch
 
-    from make_shape_data import make_shape_data
+    from benchmarks.make_shape_data import make_shape_data
 
     args.work.mkdir(parents=True, exist_ok=True)
     method = args.method or FAMILIES[args.family]["method"]
@@ -295,10 +244,9 @@ def main() -> None:
               if k not in ("run", "ae_run")}
     result = {"family": args.family, "size": args.size, **budget, "data": str(data), "method": method,
               "num": args.num, "points": args.points, **score(args, data, trained), "overrides": args.set,
-              "ae_overrides": args.ae_set, "cpu": cpu_model(), "threads": torch.get_num_threads(),
+              "ae_overrides": args.ae_set, "cpu": harness.cpu_model(), "threads": torch.get_num_threads(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
+    harness.write_json(args.json, result)
     report(result)
 
 

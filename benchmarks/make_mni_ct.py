@@ -4,7 +4,7 @@ No CT data set can be downloaded here, but nilearn ships the MNI152 2009a templa
 white-matter probability maps and a brain mask at 1 mm) as package data. This script turns it into
 CT-like heads (``pip install 'medgen[cbct-data]'`` or ``pip install nilearn``)::
 
-    python scripts/mni_pseudo_ct.py --out data/mni-ct --variants 8
+    python -m benchmarks.make_mni_ct --out data/mni-ct --variants 8
     medgen data make-cbct data/mni-ct/train --geometry data/mni-ct/geometry.yaml --size 32 \\
         --poses 12 --out data/cbct-mni-train
 
