@@ -33,7 +33,7 @@ def _ae_overrides(size: int, steps: int, device: str) -> list[str]:
             f"model.channels={ch}", f"model.norm_num_groups={groups}",
             "model.attention_levels=[false, false]", "model.with_nonlocal_attn=false",
             "model.disc_channels=8", "model.disc_layers=2", f"loss.adv_start_step={steps // 2}",
-            "optimizer.lr=0.002", "optimizer.d_lr=0.0005", f"trainer.max_steps={steps}", "trainer.batch_size=4",
+            "optimizer.lr_g=0.002", "optimizer.lr_d=0.0005", f"trainer.max_steps={steps}", "trainer.batch_size=4",
             f"trainer.device={device}", "trainer.ema.decay=0.95", f"trainer.val_every={max(steps // 2, 1)}",
             f"trainer.ckpt_every={steps}", f"trainer.image_every={steps}", "trainer.log_every=10"]
 

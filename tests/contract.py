@@ -16,7 +16,7 @@ import torch
 
 from medgen_cli.config.build import build_config
 from medgen_cli.engine.launch import resume_config, train_from_config
-from medgen_cli.contract.metric_names import is_train_metric, is_val_metric
+from medgen_cli.contract.metric_names import ROLES, is_train_metric, is_val_metric
 from medgen_cli.engine.run_loading import load_run
 
 
@@ -44,6 +44,9 @@ def check_metrics(run_dir: Path) -> None:
                 name = k.split("/", 1)[1]
                 assert named(name), f"step {step}: {k} does not follow the metric-name scheme (engine/metric_names.py)"
                 assert math.isfinite(v), f"step {step}: {k} is {v}"
+    optimizers = {k.split("/", 1)[1] for metrics in _read_logged(run_dir, "lr/").values() for k in metrics}
+    assert len(optimizers) <= 1 or optimizers <= set(ROLES), (
+        f"optimizers {sorted(optimizers)}: a family with players names them g and d (medgen_cli/config/NAMING.md)")
 
 
 def read_metrics(run_dir: Path) -> dict[int, dict[str, float]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from medgen_cli.contract.config import (
     EMAConfig,
     FamilyConfig,
-    OptimConfig,
+    LRScheduleConfig,
     StrictModel,
     TrainerConfig,
 )
@@ -22,7 +22,7 @@ from medgen_cli.config.loading import (
 __all__ = [
     "EMAConfig",
     "FamilyConfig",
-    "OptimConfig",
+    "LRScheduleConfig",
     "RESUME_MUTABLE_KEYS",
     "StrictModel",
     "TrainerConfig",

@@ -3,6 +3,6 @@ importable here)."""
 
 from __future__ import annotations
 
-from medgen_cli.contract.config import EMAConfig, FamilyConfig, OptimConfig, StrictModel, TrainerConfig
+from medgen_cli.contract.config import EMAConfig, FamilyConfig, LRScheduleConfig, StrictModel, TrainerConfig
 
-__all__ = ["EMAConfig", "FamilyConfig", "OptimConfig", "StrictModel", "TrainerConfig"]
+__all__ = ["EMAConfig", "FamilyConfig", "LRScheduleConfig", "StrictModel", "TrainerConfig"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from medgen_cli.contract.config import FamilyConfig
 from medgen_cli.config.loading import apply_overrides, load_yaml, validate_config
-from medgen_cli.config.migrations import read_saved_config
+from medgen_cli.config.migrations import migrate_override, print_notes, read_saved_config
 from medgen_cli.errors import MedgenError
 
 
@@ -16,6 +16,18 @@ def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = dict(a)
     for k, v in b.items():
         out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def current_overrides(family: str, overrides: list[str]) -> list[str]:
+    """``--set`` overrides with keys renamed since they were written (one note per old key)."""
+    out, notes = [], []
+    for text in overrides:
+        key, eq, value = text.partition("=")
+        new, note = migrate_override(family, key.strip()) if eq else (key, None)
+        out.append(f"{new}={value}" if note else text)
+        notes += [note] if note else []
+    print_notes(notes)
     return out
 
 
@@ -40,7 +52,7 @@ def build_config(family: str, config_file: str | Path | None = None, overrides: 
     if config_file is not None:
         # A run's config.yaml is a valid --config too: its version stamp is read and older layouts migrated.
         data = deep_merge(data, read_saved_config(load_yaml(config_file)))
-    data = apply_overrides(data, overrides or [])
+    data = apply_overrides(data, current_overrides(spec.name, overrides or []))
     file_family = data.get("family")
     if file_family is not None and get_spec(str(file_family)).name != spec.name:
         raise MedgenError(f"the config is for family '{file_family}', not '{spec.name}'",

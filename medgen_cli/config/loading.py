@@ -35,7 +35,7 @@ RESUME_MUTABLE_KEYS: tuple[str, ...] = (
 
 #: Config leaves that may change on resume wherever they are: learning rates (a run that diverged
 #: continues from its last finite checkpoint with a lower one; the trainer applies the new rate).
-RESUME_MUTABLE_LEAVES: tuple[str, ...] = ("lr", "lr_g", "lr_d", "d_lr")
+RESUME_MUTABLE_LEAVES: tuple[str, ...] = ("lr", "lr_g", "lr_d")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -170,6 +170,6 @@ def check_resume_changes(saved: dict[str, Any], requested: dict[str, Any]) -> li
                 f"cannot change '{key}' on resume ({a.get(key)!r} -> {b.get(key)!r})",
                 "start a new run instead; on resume only "
                 + ", ".join(RESUME_MUTABLE_KEYS)
-                + ", learning rates (*.lr, *.lr_g, *.lr_d, *.d_lr) and data.root (to a copy of the same files) may change",
+                + ", learning rates (*.lr, *.lr_g, *.lr_d) and data.root (to a copy of the same files) may change",
             )
     return changed

@@ -7,7 +7,16 @@ the keys that were renamed or removed, and :func:`migrate_config` rewrites an ol
 the current layout before validation, telling the user what changed.
 
 Adding an entry: bump ``medgen_cli.__version__`` and append a :class:`Migration` with that
-version; keys are dotted paths (``optimizer.lr_g``).
+version; keys are dotted paths (``optimizer.lr_g``). The same table also serves
+
+* a run config embedded in another (a diffusion run's ``autoencoder``: any top-level mapping with
+  a ``family`` key), migrated as a config of its own family written by the same version;
+* ``--set`` overrides and unstamped ``--config`` files written with old keys
+  (:func:`migrate_override`), so commands and scripts keep working, with a note;
+* optimizer names inside a checkpoint (``Migration.optimizers``,
+  :func:`migrate_checkpoint_states`), so a resume finds each optimizer's state.
+
+The naming rule the keys follow is ``medgen_cli/config/NAMING.md``.
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ class Migration:
         removed: dotted keys that no longer exist (their values are dropped).
         added: dotted keys new in ``version`` whose default differs from the behaviour of older
             configs: an older config without the key gets this value (its old behaviour).
+        optimizers: old optimizer name → new, for the optimizer/scheduler/scaler states of a
+            checkpoint (the config keys do not name them).
         why: one sentence for the user.
     """
 
@@ -47,6 +58,7 @@ class Migration:
     renamed: dict[str, str] = field(default_factory=dict)
     removed: tuple[str, ...] = ()
     added: dict[str, Any] = field(default_factory=dict)
+    optimizers: dict[str, str] = field(default_factory=dict)
     why: str = ""
 
 
@@ -57,6 +69,15 @@ MIGRATIONS: tuple[Migration, ...] = (
               why="the default critic is now dense with R1; runs saved before keep their sparse critic"),
     Migration("0.3.1", "sparse-gan", added={"loss.r1_interval": 1},
               why="R1 is now lazy (every 4th critic step, weight ×4) by default; runs saved before keep R1 on every step"),
+    Migration("0.4.0", None,
+              renamed={"trainer.optim": "trainer.lr_schedule", "trainer.lr_schedule.schedule": "trainer.lr_schedule.kind"},
+              why="the learning-rate schedule is named for what it is; 'optimizer' is only the optimizer section"),
+    Migration("0.4.0", "dif-gaussian", renamed={"optim": "optimizer", "optimizer.optimizer": "optimizer.kind"},
+              why="dif-gaussian's optimizer section is named like every other family's"),
+    Migration("0.4.0", "autoencoder", renamed={"optimizer.lr": "optimizer.lr_g", "optimizer.d_lr": "optimizer.lr_d"},
+              why="learning rates are lr_<optimizer> (g: the autoencoder, d: its patch discriminator), as in the GANs"),
+    Migration("0.4.0", "sparse-gan", optimizers={"generator": "g", "discriminator": "d"},
+              why="the optimizers are g and d in every adversarial family (lr/g, lr/d in the logs)"),
 )
 
 
@@ -139,7 +160,49 @@ def migrate_config(data: dict[str, Any], version: str | None = None,
         for key, value in mig.added.items():
             if _put(out, key, value):
                 notes.append(f"config from medgen {stored}: '{key}' (new in {mig.version}) set to {value!r}{why}")
+    for key, value in list(out.items()):
+        if isinstance(value, dict) and "family" in value:  # an embedded run config (diffusion's autoencoder)
+            out[key], inner = migrate_config(value, stored, table)
+            notes += [f"{note} [in '{key}']" for note in inner]
     return out, notes
+
+
+def _applicable(family: str, since: str, table: tuple[Migration, ...] | None) -> list[Migration]:
+    return [m for m in (MIGRATIONS if table is None else table)
+            if parse_version(m.version) > parse_version(since) and m.family in (None, family)]
+
+
+def migrate_override(family: str, key: str, table: tuple[Migration, ...] | None = None) -> tuple[str, str | None]:
+    """An override key (``--set KEY=...``) written with an old name, in this medgen's layout.
+
+    Every rename of ``family`` applies (a person or a script may use any earlier name).
+
+    Returns:
+        The key to use and a note for the user (``None`` when the key was current).
+    """
+    new, since = key, ""
+    for mig in _applicable(family.replace("_", "-"), "0", table):
+        for old, renamed in mig.renamed.items():
+            if new == old or new.startswith(old + "."):
+                new, since = renamed + new[len(old):], mig.version
+    if new == key:
+        return key, None
+    return new, f"'{key}' is now '{new}' (since medgen {since}); the old name still works for now"
+
+
+def migrate_checkpoint_states(ck: dict[str, Any], table: tuple[Migration, ...] | None = None) -> list[str]:
+    """Rename the optimizer, scheduler and scaler states of a checkpoint in place to the optimizer
+    names of this medgen (see ``Migration.optimizers``). Returns what was renamed."""
+    stored = str(ck.get(VERSION_KEY) or UNSTAMPED_VERSION)
+    renamed: list[str] = []
+    for mig in _applicable(_family_of(ck), stored, table):
+        for old, new in mig.optimizers.items():
+            for part in ("optimizers", "schedulers", "scalers"):
+                states = ck.get(part)
+                if isinstance(states, dict) and old in states and new not in states:
+                    states[new] = states.pop(old)
+                    renamed.append(f"{part}.{old} -> {part}.{new}")
+    return renamed
 
 
 def print_notes(notes: list[str]) -> None:

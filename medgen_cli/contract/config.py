@@ -2,14 +2,17 @@
 
 A family's config subclasses :class:`FamilyConfig` and adds its own sections (``data``,
 ``model``, ``loss`` ...). Every model is strict: unknown keys are rejected, so a typo never
-silently falls back to a default.
+silently falls back to a default. A family that wants other defaults for a shared section gets
+a subclass from :func:`with_defaults` (the one mechanism; see ``medgen_cli/config/NAMING.md``).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import copy
+from typing import Any, Callable, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic_core import PydanticUndefined
 
 from medgen_cli.devices import DEVICE_CHOICES, check_device_spec
 from medgen_cli.errors import MedgenError
@@ -29,12 +32,58 @@ class EMAConfig(StrictModel):
     start_step: int = Field(0, ge=0, description="Copy the online weights until this step, then average.")
 
 
-class OptimConfig(StrictModel):
+M = TypeVar("M", bound=BaseModel)
+
+
+def _model_type(annotation: Any) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _derive(base: type[M], name: str, doc: str | None, defaults: dict[str, Any]) -> type[M]:
+    fields: dict[str, Any] = {}
+    for key, value in defaults.items():
+        if key not in base.model_fields:
+            raise KeyError(f"{base.__name__} has no field {key!r}")
+        info = copy.copy(base.model_fields[key])
+        annotation: Any = info.annotation
+        nested = _model_type(annotation)
+        if isinstance(value, dict) and nested is not None:
+            annotation = _derive(nested, f"{name}_{key}", nested.__doc__, value)
+            info.default, info.default_factory = PydanticUndefined, annotation
+        else:
+            info.default, info.default_factory = value, None
+        fields[key] = (annotation, info)
+    model = create_model(name, __base__=base, __doc__=doc, **fields)
+    model.__module__, model.__qualname__ = base.__module__, base.__qualname__
+    return model
+
+
+def with_defaults(**defaults: Any) -> Callable[[type[M]], type[M]]:
+    """Class decorator: the one way a family changes the defaults of a shared section.
+
+    ``@with_defaults(max_steps=50_000, ema={"enabled": True})`` on ``class X(TrainerConfig)``
+    makes ``X``'s fields default to those values (a mapping for a nested section changes that
+    section's defaults). Constraints and descriptions stay the base's. The defaults live in the
+    schema, so a partial mapping (``trainer: {batch_size: 2}``) keeps the family's other
+    defaults, and ``medgen train <family> --help`` shows them. A class body adds fields; it does
+    not repeat a field only to change its default.
+
+    Raises:
+        KeyError: a name that is not a field of the class.
+    """
+
+    def derive(cls: type[M]) -> type[M]:
+        return _derive(cls, cls.__name__, cls.__doc__, defaults)
+
+    return derive
+
+
+class LRScheduleConfig(StrictModel):
     """Learning-rate schedule applied by the trainer to every optimizer a family builds."""
 
     warmup_steps: int = Field(0, ge=0, description="Linear LR warm-up length in steps.")
     skip_warmup: bool = Field(False, description="Skip warm-up (e.g. when starting from pretrained weights).")
-    schedule: Literal["constant", "cosine", "step", "exponential"] = Field(
+    kind: Literal["constant", "cosine", "step", "exponential"] = Field(
         "constant", description="LR schedule after warm-up."
     )
     step_size: int = Field(1000, ge=1, description="'step' schedule: multiply the LR by gamma every N steps.")
@@ -60,7 +109,7 @@ class TrainerConfig(StrictModel):
         "~15% faster 2D GAN training on CPUs (oneDNN). Same results up to float rounding."
     )
     ema: EMAConfig = Field(default_factory=EMAConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
+    lr_schedule: LRScheduleConfig = Field(default_factory=LRScheduleConfig)
     log_every: int = Field(10, ge=1, description="Write scalars to TensorBoard/metrics.jsonl every N steps.")
     val_every: int = Field(500, ge=1, description="Run validation (and update best.pt) every N steps.")
     ckpt_every: int = Field(500, ge=1, description="Write latest.pt and step_N.pt every N steps.")
@@ -84,6 +133,14 @@ class TrainerConfig(StrictModel):
             return check_device_spec(value, "trainer.device")
         except MedgenError:
             raise ValueError(f"unknown device, use {DEVICE_CHOICES}") from None
+
+
+class GANOptimizerConfig(StrictModel):
+    """Adam for the two players of an adversarial family (optimizers ``g`` and ``d``)."""
+
+    lr_g: float = Field(1e-4, gt=0.0, description="Generator learning rate.")
+    lr_d: float = Field(1e-4, gt=0.0, description="Discriminator learning rate.")
+    betas: tuple[float, float] = Field((0.5, 0.9), description="Adam betas.")
 
 
 class FamilyConfig(StrictModel):

@@ -2,7 +2,8 @@
 TensorBoard.
 
 A family returns ``{name: float}``; the trainer prefixes ``train/`` or ``val/`` and adds
-``lr/<optimizer>``. A name is a bare ``loss`` / ``grad_norm`` or ``GROUP/NAME``:
+``lr/<optimizer>`` (optimizers are named by role, ``g`` and ``d``, in a family with players:
+``medgen_cli/config/NAMING.md``). A name is a bare ``loss`` / ``grad_norm`` or ``GROUP/NAME``:
 
 =====================  ==================================================================
 ``loss``               the objective of a family with one optimizer (diffusion, dif-gaussian)

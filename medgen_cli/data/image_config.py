@@ -1,13 +1,17 @@
-"""The data section of the volume/image families (``autoencoder``, ``diffusion``): which files,
-at what size, with which augmentations. It lives with the data code that reads it
-(:mod:`medgen_cli.data.datasets`); the families' configs include it.
+"""The data sections of the image families, with the data code that reads them; the families'
+configs include them.
+
+* :class:`ImageDataConfig` — volumes (3D) or images (2D) of the ``autoencoder`` and ``diffusion``
+  families, read by :mod:`medgen_cli.data.datasets`: size, intensity scaling, crops, labels.
+* :class:`ImageFolderConfig` — a folder of 2D images of the GAN families, read by
+  :class:`medgen_cli.data.images.ImageFolderDataset`: one square resolution, grayscale or RGB.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from medgen_cli.contract.config import StrictModel
 
@@ -35,3 +39,19 @@ class ImageDataConfig(StrictModel):
                                             or any(not 0 < p <= s for p, s in zip(self.patch_size, self.size))):
             raise ValueError(f"data.patch_size needs {self.spatial_dims} entries in (0, data.size], got {self.patch_size}")
         return self
+
+
+class ImageFolderConfig(StrictModel):
+    """A folder of 2D images (PNG/JPEG/TIFF...), read by ``medgen_cli.data.images.ImageFolderDataset``."""
+
+    root: str | None = Field(None, description="Folder of training images (searched recursively).")
+    resolution: int = Field(64, ge=8, description="Images are resized to RESOLUTION x RESOLUTION (a power of two).")
+    channels: Literal[1, 3] = Field(1, description="1 = grayscale, 3 = RGB.")
+    flip: bool = Field(True, description="Random horizontal flips of the training images.")
+
+    @field_validator("resolution")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError(f"must be a power of two (8, 16, 32, 64, 128 ...), not {value}")
+        return value

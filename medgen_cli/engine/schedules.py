@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from medgen_cli.contract.config import OptimConfig
+from medgen_cli.contract.config import LRScheduleConfig
 
 
-def lr_multiplier(cfg: OptimConfig, max_steps: Callable[[], int]) -> Callable[[int], float]:
+def lr_multiplier(cfg: LRScheduleConfig, max_steps: Callable[[], int]) -> Callable[[int], float]:
     """Return ``f(step) -> factor`` for ``torch.optim.lr_scheduler.LambdaLR``.
 
     ``max_steps`` is a callable so a resume that raises ``trainer.max_steps`` stretches a cosine
@@ -22,11 +22,11 @@ def lr_multiplier(cfg: OptimConfig, max_steps: Callable[[], int]) -> Callable[[i
 
     def schedule(step: int) -> float:
         s = max(step - (0 if cfg.skip_warmup else cfg.warmup_steps), 0)
-        if cfg.schedule == "constant":
+        if cfg.kind == "constant":
             return 1.0
-        if cfg.schedule == "step":
+        if cfg.kind == "step":
             return cfg.gamma ** (s // cfg.step_size)
-        if cfg.schedule == "exponential":
+        if cfg.kind == "exponential":
             return cfg.gamma**s
         total = max(max_steps() - (0 if cfg.skip_warmup else cfg.warmup_steps), 1)
         frac = min(s / total, 1.0)

@@ -19,7 +19,7 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
 from medgen_cli.contract.config import FamilyConfig
-from medgen_cli.config.migrations import stamped
+from medgen_cli.config.migrations import migrate_checkpoint_states, stamped
 from medgen_cli.engine import checkpoint as ckpt_io
 from medgen_cli.contract.context import TrainContext
 from medgen_cli.engine.divergence import divergence_error, nonfinite_val_warnings, nonfinite_weights, step_problem
@@ -122,7 +122,7 @@ class Trainer:
         amp_dtype = resolve_amp(self.tcfg.amp, self.device)
         use_scaler = amp_dtype == torch.float16
         scalers = {n: torch.amp.GradScaler(self.device.type) for n in fam.optimizers} if use_scaler else {}
-        mult = lr_multiplier(self.tcfg.optim, lambda: self.tcfg.max_steps)
+        mult = lr_multiplier(self.tcfg.lr_schedule, lambda: self.tcfg.max_steps)
         self.schedulers = {n: torch.optim.lr_scheduler.LambdaLR(o, mult) for n, o in fam.optimizers.items()}
         ema: dict[str, AveragedModel] = {}
         if self.tcfg.ema.enabled:
@@ -156,6 +156,7 @@ class Trainer:
 
     def _restore(self, ck: dict[str, Any], ctx: TrainContext) -> None:
         fam = self.family
+        migrate_checkpoint_states(ck)  # optimizer names of older medgens
         ckpt_io.load_module_states(fam.modules, ck.get("modules", {}), "the resume checkpoint")
         try:
             for name, opt in fam.optimizers.items():

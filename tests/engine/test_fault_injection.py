@@ -333,7 +333,7 @@ def test_divergence_stops_with_one_line_and_resumes_with_a_lower_lr(tmp_path: Pa
     # The LR jumps from 1e-2 to 1e20 after step 10 (a step schedule with gamma=1e22): Adam moves
     # each weight by ~lr, so the squared error overflows float32 a step later (a run that
     # diverges by itself, not from its data), while the checkpoint of step 10 is still sane.
-    schedule = ["trainer.optim.schedule=step", "trainer.optim.step_size=10", "trainer.optim.gamma=1e22"]
+    schedule = ["trainer.lr_schedule.kind=step", "trainer.lr_schedule.step_size=10", "trainer.lr_schedule.gamma=1e22"]
     with pytest.raises(MedgenError) as info:
         _train(tmp_path, "div", 100, "model.lr=1e-2", *schedule, "trainer.ckpt_every=2")
     text = str(info.value)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medgen_cli.contract.config import OptimConfig
+from medgen_cli.contract.config import LRScheduleConfig
 from medgen_cli.engine import checkpoint as ckpt_io
 from medgen_cli.config.build import build_config
 from medgen_cli.engine.launch import resume_config, train_from_config
@@ -58,8 +58,8 @@ def test_checkpoint_contents_load_weights_only(tmp_path: Path) -> None:
 
 def test_exact_resume_mid_epoch_with_schedule(tmp_path: Path) -> None:
     # 64 items / batch 4 = 16 batches per epoch; the stop at 20 is inside epoch 1.
-    common = ["trainer.log_every=1", "trainer.ema.enabled=true", "trainer.optim.warmup_steps=5",
-              "trainer.optim.schedule=step", "trainer.optim.step_size=7", "model.dropout=0.2",
+    common = ["trainer.log_every=1", "trainer.ema.enabled=true", "trainer.lr_schedule.warmup_steps=5",
+              "trainer.lr_schedule.kind=step", "trainer.lr_schedule.step_size=7", "model.dropout=0.2",
               "trainer.grad_clip=0.5"]
     full = _train(tmp_path, *common, "trainer.max_steps=40", "name=full")
     half = _train(tmp_path, *common, "trainer.max_steps=20", "name=half")
@@ -119,14 +119,14 @@ def test_too_small_dataset_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "cfg,expected",
     [
-        (OptimConfig(warmup_steps=4), [0.25, 0.5, 0.75, 1.0, 1.0]),
-        (OptimConfig(warmup_steps=4, skip_warmup=True), [1.0] * 5),
-        (OptimConfig(schedule="step", step_size=2, gamma=0.5), [1.0, 1.0, 0.5, 0.5, 0.25]),
-        (OptimConfig(schedule="exponential", gamma=0.9), [1.0, 0.9, 0.81, 0.729, 0.6561]),
-        (OptimConfig(schedule="cosine"), [1.0, 0.8535534, 0.5, 0.1464466, 0.0]),
+        (LRScheduleConfig(warmup_steps=4), [0.25, 0.5, 0.75, 1.0, 1.0]),
+        (LRScheduleConfig(warmup_steps=4, skip_warmup=True), [1.0] * 5),
+        (LRScheduleConfig(kind="step", step_size=2, gamma=0.5), [1.0, 1.0, 0.5, 0.5, 0.25]),
+        (LRScheduleConfig(kind="exponential", gamma=0.9), [1.0, 0.9, 0.81, 0.729, 0.6561]),
+        (LRScheduleConfig(kind="cosine"), [1.0, 0.8535534, 0.5, 0.1464466, 0.0]),
     ],
 )
-def test_lr_multiplier_analytic(cfg: OptimConfig, expected: list[float]) -> None:
+def test_lr_multiplier_analytic(cfg: LRScheduleConfig, expected: list[float]) -> None:
     f = lr_multiplier(cfg, lambda: 4)
     assert [round(f(s), 6) for s in range(5)] == pytest.approx(expected, abs=1e-6)
 

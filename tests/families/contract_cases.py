@@ -82,7 +82,7 @@ def _diffusion(request: pytest.FixtureRequest, tmp: Path) -> list[str]:
 
 def _dif_gaussian(request: pytest.FixtureRequest, tmp: Path) -> list[str]:
     return [f"data.root={request.getfixturevalue('cbct_data')}", "data.points_per_case=256",
-            *preset_overrides("dif_gaussian", "model"), "optim.optimizer=adam", "trainer.batch_size=2"]
+            *preset_overrides("dif_gaussian", "model"), "optimizer.kind=adam", "trainer.batch_size=2"]
 
 
 @dataclass(frozen=True)

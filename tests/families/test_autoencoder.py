@@ -68,7 +68,7 @@ def test_norm_free_autoencoder_with_small_initial_latent_std(tmp_path: Path, mak
     data = make_volumes(tmp_path / "d", n_train=2, n_val=1)
     run = train_ae(data, tmp_path / "runs", steps=60, extra=[
         "data.flip=false", "loss.adv_weight=0", "trainer.val_every=100", "trainer.image_every=100",
-        "model.norm=none", "model.initial_latent_std=0.01", "optimizer.lr=3e-3"])
+        "model.norm=none", "model.initial_latent_std=0.01", "optimizer.lr_g=3e-3"])
     l1 = metrics(run, "train/loss/l1")
     assert np.mean(l1[-5:]) < 0.6 * np.mean(l1[:5]), l1
     from medgen_cli.api import load_run

@@ -102,7 +102,7 @@ def test_family_contract(cbct_data: Path, tmp_path: Path) -> None:
     tiny = yaml.safe_load((REPO / "configs" / "tiny" / "dif_gaussian.yaml").read_text())
     overrides = [f"data.root={cbct_data}", "data.points_per_case=256"]
     overrides += [f"model.{k}={json.dumps(v)}" for k, v in tiny["model"].items()]
-    overrides += ["optim.optimizer=adam", "trainer.batch_size=2"]
+    overrides += ["optimizer.kind=adam", "trainer.batch_size=2"]
     check_family_contract("dif-gaussian", overrides, tmp_path, steps=4)
 
 

@@ -58,7 +58,7 @@ def test_tiny_preset() -> None:
 def test_partial_trainer_section_keeps_family_defaults() -> None:
     cfg = build_config("sagan", overrides=["trainer.max_steps=3", "trainer.ema.decay=0.99"])
     t = cfg.trainer
-    assert (t.batch_size, t.grad_clip, t.ema.enabled, t.optim.schedule) == (16, 1.0, True, "step")
+    assert (t.batch_size, t.grad_clip, t.ema.enabled, t.lr_schedule.kind) == (16, 1.0, True, "step")
 
 
 @pytest.mark.parametrize("loss", ["hinge", "bce"])

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from medgen_cli.contract.config import EMAConfig, FamilyConfig, StrictModel, TrainerConfig
+from medgen_cli.contract.config import FamilyConfig, StrictModel, TrainerConfig, with_defaults
 from medgen_cli.data.image_config import ImageDataConfig
 
 __all__ = ["AEModelConfig", "AutoencoderConfig", "ImageDataConfig"]
@@ -53,8 +53,11 @@ class AELossConfig(StrictModel):
 
 
 class AEOptimizerConfig(StrictModel):
-    lr: float = Field(1e-4, gt=0.0, description="Adam learning rate of the autoencoder.")
-    d_lr: float = Field(1e-4, gt=0.0, description="Adam learning rate of the discriminator.")
+    """Adam for the autoencoder (optimizer ``g``: the generator of its patch GAN) and for its
+    discriminator (``d``)."""
+
+    lr_g: float = Field(1e-4, gt=0.0, description="Adam learning rate of the autoencoder.")
+    lr_d: float = Field(1e-4, gt=0.0, description="Adam learning rate of the discriminator.")
 
 
 class AEValConfig(StrictModel):
@@ -62,15 +65,16 @@ class AEValConfig(StrictModel):
     num_images: int = Field(2, ge=1, description="Volumes shown in the reconstruction image.")
 
 
-def _trainer_defaults() -> TrainerConfig:
-    return TrainerConfig(batch_size=2, ema=EMAConfig(enabled=True, decay=0.999))
+@with_defaults(batch_size=2, ema={"enabled": True, "decay": 0.999})
+class AETrainerConfig(TrainerConfig):
+    """Trainer defaults: batch 2, EMA on."""
 
 
 class AutoencoderConfig(FamilyConfig):
     """``medgen train autoencoder``: AutoencoderKL (+ PatchDiscriminator) on volumes or images."""
 
     family: Literal["autoencoder"] = "autoencoder"
-    trainer: TrainerConfig = Field(default_factory=_trainer_defaults)
+    trainer: AETrainerConfig = Field(default_factory=AETrainerConfig)
     data: ImageDataConfig = Field(default_factory=ImageDataConfig)
     model: AEModelConfig = Field(default_factory=AEModelConfig)
     loss: AELossConfig = Field(default_factory=AELossConfig)

@@ -87,12 +87,12 @@ class AutoencoderFamily(Family):
         c = self.cfg
         ae = build_autoencoder(c).to(device)
         self.modules = {"autoencoder": ae}
-        self.optimizers = {"g": torch.optim.Adam(ae.parameters(), lr=c.optimizer.lr)}
+        self.optimizers = {"g": torch.optim.Adam(ae.parameters(), lr=c.optimizer.lr_g)}
         if c.loss.adv_weight > 0:
             disc = PatchDiscriminator(spatial_dims=c.data.spatial_dims, num_layers_d=c.model.disc_layers,
                                       channels=c.model.disc_channels, in_channels=1, out_channels=1).to(device)
             self.modules["discriminator"] = disc
-            self.optimizers["d"] = torch.optim.Adam(disc.parameters(), lr=c.optimizer.d_lr)
+            self.optimizers["d"] = torch.optim.Adam(disc.parameters(), lr=c.optimizer.lr_d)
             self.adv_loss = PatchAdversarialLoss(criterion="least_squares")
         self.perceptual = self._build_perceptual(device)
 

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from medgen_cli.contract.config import FamilyConfig, OptimConfig, StrictModel, TrainerConfig
+from medgen_cli.contract.config import FamilyConfig, StrictModel, TrainerConfig, with_defaults
 
 #: Points per forward pass when a whole volume is queried: 8192 keeps the point-to-Gaussian
 #: distance matrix in cache (0.25 vs 0.35 s per 32³ case with 32768, one thread).
@@ -74,27 +74,28 @@ class DIFGaussianModel(StrictModel):
         "sigmoid", description="Decoder output: sigmoid keeps values in (0, 1); linear (the paper's) is clamped only at inference.")
 
 
-class DIFGaussianOptim(StrictModel):
+class DIFGaussianOptimizer(StrictModel):
     """SGD with momentum (paper: lr 1e-2, momentum 0.98, weight decay 1e-3); Adam for quick tiny runs."""
 
-    optimizer: Literal["sgd", "adam"] = Field(
+    kind: Literal["sgd", "adam"] = Field(
         "sgd", description="sgd (the paper's) or adam (converges in far fewer steps on tiny CPU runs).")
     lr: float = Field(1e-2, gt=0)
     momentum: float = Field(0.98, ge=0, lt=1)
     weight_decay: float = Field(1e-3, ge=0)
 
 
-def _trainer_defaults() -> TrainerConfig:
-    # Paper: clip 1.0; LR × (1e-3)^(1/400) per epoch; here per step over the default 100k steps.
-    return TrainerConfig(max_steps=100_000, batch_size=4, grad_clip=1.0, val_every=2000, ckpt_every=2000,
-                         image_every=2000, optim=OptimConfig(schedule="exponential", gamma=0.99993))
+@with_defaults(max_steps=100_000, batch_size=4, grad_clip=1.0, val_every=2000, ckpt_every=2000, image_every=2000,
+               lr_schedule={"kind": "exponential", "gamma": 0.99993})
+class DIFGaussianTrainerConfig(TrainerConfig):
+    """Trainer defaults of the paper: clip 1.0; LR × (1e-3)^(1/400) per epoch, here per step over
+    the default 100k steps."""
 
 
 class DIFGaussianConfig(FamilyConfig):
     """Sparse-view CBCT reconstruction with a 3D Gaussian representation (DIF-Gaussian)."""
 
     family: Literal["dif-gaussian"] = "dif-gaussian"
-    trainer: TrainerConfig = Field(default_factory=_trainer_defaults)
+    trainer: DIFGaussianTrainerConfig = Field(default_factory=DIFGaussianTrainerConfig)
     data: DIFGaussianData = Field(default_factory=DIFGaussianData)
     model: DIFGaussianModel = Field(default_factory=DIFGaussianModel)
-    optim: DIFGaussianOptim = Field(default_factory=DIFGaussianOptim)
+    optimizer: DIFGaussianOptimizer = Field(default_factory=DIFGaussianOptimizer)

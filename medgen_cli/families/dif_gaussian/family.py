@@ -45,9 +45,9 @@ class DIFGaussianFamily(Family):
     def build(self, device: torch.device) -> None:
         self.device = device
         net = DIFGaussianNet(self.cfg.model).to(device)
-        o = self.cfg.optim
+        o = self.cfg.optimizer
         self.modules = {"model": net}
-        if o.optimizer == "adam":
+        if o.kind == "adam":
             opt: torch.optim.Optimizer = torch.optim.Adam(net.parameters(), lr=o.lr)
         else:
             opt = torch.optim.SGD(net.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)

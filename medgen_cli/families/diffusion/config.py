@@ -7,11 +7,12 @@ channels (32, 64, 64), attention on the last two levels, head channels (0, 64, 6
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
-from medgen_cli.contract.config import EMAConfig, FamilyConfig, StrictModel, TrainerConfig
+from medgen_cli.contract.config import FamilyConfig, StrictModel, TrainerConfig, with_defaults
+from medgen_cli.families.autoencoder.config import AutoencoderConfig
 
 
 class LatentDataConfig(StrictModel):
@@ -76,8 +77,9 @@ class DiffusionOptimizerConfig(StrictModel):
     lr: float = Field(1e-4, gt=0.0, description="Adam learning rate of the UNet.")
 
 
-def _trainer_defaults() -> TrainerConfig:
-    return TrainerConfig(batch_size=2, ema=EMAConfig(enabled=True, decay=0.999))
+@with_defaults(batch_size=2, ema={"enabled": True, "decay": 0.999})
+class DiffusionTrainerConfig(TrainerConfig):
+    """Trainer defaults: batch 2, EMA on."""
 
 
 class DiffusionConfig(FamilyConfig):
@@ -86,9 +88,9 @@ class DiffusionConfig(FamilyConfig):
     family: Literal["diffusion"] = "diffusion"
     autoencoder_run: str | None = Field(None, description="The trained autoencoder run (runs/autoencoder/NAME); its best (EMA) weights are used.")
     autoencoder_checkpoint: Literal["best", "latest"] = Field("best", description="Which checkpoint of the autoencoder run (falls back to latest when best.pt is missing).")
-    autoencoder: dict[str, Any] | None = Field(None, description="The autoencoder run's resolved config, copied in when training starts (with its weights in every checkpoint), so this run samples and resumes without the autoencoder run folder.")
+    autoencoder: AutoencoderConfig | None = Field(None, description="The autoencoder run's resolved config, copied in when training starts (with its weights in every checkpoint), so this run samples and resumes without the autoencoder run folder.")
     scale_factor: float | None = Field(None, gt=0.0, description="Latent scale factor (default: 1/std of the first training batch's latents).")
-    trainer: TrainerConfig = Field(default_factory=_trainer_defaults)
+    trainer: DiffusionTrainerConfig = Field(default_factory=DiffusionTrainerConfig)
     data: LatentDataConfig = Field(default_factory=LatentDataConfig)
     unet: UNetConfig = Field(default_factory=UNetConfig)
     noise: NoiseScheduleConfig = Field(default_factory=NoiseScheduleConfig)

@@ -45,10 +45,8 @@ def autoencoder_config(run: str | None) -> AutoencoderConfig:
 def stored_autoencoder_config(cfg: DiffusionConfig) -> AutoencoderConfig:
     """The autoencoder config this diffusion run was trained with: the copy in its own config
     (``autoencoder``), or, for runs made before that copy existed, the autoencoder run's."""
-    from medgen_cli.config.loading import validate_config
-
     if cfg.autoencoder is not None:
-        return validate_config(AutoencoderConfig, cfg.autoencoder)
+        return cfg.autoencoder
     return autoencoder_config(cfg.autoencoder_run)
 
 

@@ -11,18 +11,13 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from medgen_cli.contract.config import FamilyConfig, StrictModel, TrainerConfig
-from medgen_cli.families.gan2d.config import DiffAugmentConfig, FIDConfig, GANEMAConfig, ImageDataConfig
+from medgen_cli.contract.config import GANOptimizerConfig, StrictModel, with_defaults
+from medgen_cli.families.gan2d.config import DiffAugmentConfig, GAN2DConfig, GANTrainerConfig
 
 
-class FastGANTrainerConfig(TrainerConfig):
-    """Trainer defaults: batch 8, no clipping, EMA of G, constant LR."""
-
-    max_steps: int = Field(50000, ge=1, description="Stop after this many optimizer steps (400k images at batch 8).")
-    batch_size: int = Field(8, ge=1, description="Batch size per process.")
-    ema: GANEMAConfig = Field(default_factory=GANEMAConfig)
-    val_every: int = Field(200, ge=1, description="Run validation (FID when on fid.schedule) every N steps.")
-    ckpt_every: int = Field(1000, ge=1, description="Write latest.pt and step_N.pt every N steps.")
+@with_defaults(max_steps=50000)
+class FastGANTrainerConfig(GANTrainerConfig):
+    """Trainer defaults: 50k steps (400k images at batch 8), no clipping, EMA of G, constant LR."""
 
 
 class FastGANModelConfig(StrictModel):
@@ -44,32 +39,26 @@ class FastGANLossConfig(StrictModel):
                                                          "(0 = a plain discriminator).")
 
 
-class FastGANOptimizerConfig(StrictModel):
-    """Adam for both players."""
-
-    lr_g: float = Field(2e-4, gt=0.0, description="Generator learning rate.")
-    lr_d: float = Field(2e-4, gt=0.0, description="Discriminator learning rate.")
-    betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas.")
+@with_defaults(lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999))
+class FastGANOptimizerConfig(GANOptimizerConfig):
+    """Adam for both players (the authors' 2e-4, β = (0.5, 0.999))."""
 
 
+@with_defaults(policy="color,translation")
 class FastGANAugmentConfig(DiffAugmentConfig):
     """DiffAugment colour + translation by default (the authors' policy)."""
 
-    policy: str = Field("color,translation", description="DiffAugment policy: comma-separated color, translation, cutout.")
 
-
-class FastGANConfig(FamilyConfig):
+class FastGANConfig(GAN2DConfig):
     """``medgen train fastgan``: FastGAN (skip-layer excitation, self-supervised discriminator) for
     a few hundred 2D images."""
 
     family: Literal["fastgan"] = "fastgan"
     trainer: FastGANTrainerConfig = Field(default_factory=FastGANTrainerConfig)
-    data: ImageDataConfig = Field(default_factory=ImageDataConfig)
     model: FastGANModelConfig = Field(default_factory=FastGANModelConfig)
     loss: FastGANLossConfig = Field(default_factory=FastGANLossConfig)
     optimizer: FastGANOptimizerConfig = Field(default_factory=FastGANOptimizerConfig)
     augment: FastGANAugmentConfig = Field(default_factory=FastGANAugmentConfig)
-    fid: FIDConfig = Field(default_factory=FIDConfig)
 
     @model_validator(mode="after")
     def _resolution(self) -> "FastGANConfig":

@@ -1,4 +1,6 @@
-"""Config sections shared by the 2D GAN families (pure pydantic: no torch import)."""
+"""Config shared by the 2D GAN families (pure pydantic: no torch import): :class:`GAN2DConfig`,
+the base of the fastgan, sagan and stylegan2 configs, and its sections. A family adds its
+``model`` and ``loss`` and changes defaults with :func:`~medgen_cli.contract.config.with_defaults`."""
 
 from __future__ import annotations
 
@@ -6,23 +8,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from medgen_cli.contract.config import EMAConfig, StrictModel
-
-
-class ImageDataConfig(StrictModel):
-    """A folder of 2D images (PNG/JPEG/TIFF...), read by ``medgen_cli.data.images.ImageFolderDataset``."""
-
-    root: str | None = Field(None, description="Folder of training images (searched recursively).")
-    resolution: int = Field(64, ge=8, description="Images are resized to RESOLUTION x RESOLUTION (a power of two).")
-    channels: Literal[1, 3] = Field(1, description="1 = grayscale, 3 = RGB.")
-    flip: bool = Field(True, description="Random horizontal flips of the training images.")
-
-    @field_validator("resolution")
-    @classmethod
-    def _power_of_two(cls, value: int) -> int:
-        if value & (value - 1):
-            raise ValueError(f"must be a power of two (8, 16, 32, 64, 128 ...), not {value}")
-        return value
+from medgen_cli.contract.config import (EMAConfig, FamilyConfig, GANOptimizerConfig, StrictModel, TrainerConfig,
+                                        with_defaults)
+from medgen_cli.data.image_config import ImageFolderConfig
 
 
 class AugmentConfig(StrictModel):
@@ -50,13 +38,10 @@ class AugmentConfig(StrictModel):
         return ",".join(parts)
 
 
+@with_defaults(mode="diffaugment")
 class DiffAugmentConfig(AugmentConfig):
     """DiffAugment by default (SAGAN, as in the DiffAugment paper's BigGAN runs; FastGAN, as in its
     authors' code)."""
-
-    mode: Literal["none", "diffaugment", "ada"] = Field(
-        "diffaugment", description="none | diffaugment (always on, fixed policy) | ada (probability p steered by D's overfitting)."
-    )
 
 
 class FIDConfig(StrictModel):
@@ -92,11 +77,28 @@ class FIDConfig(StrictModel):
 
 
 class GANEMAConfig(EMAConfig):
-    """EMA of the generator: on by default for the GAN families (validation and sampling use it)."""
+    """EMA of the generator with StyleGAN2-ADA's ramp-up (validation and sampling use it)."""
 
-    enabled: bool = Field(True, description="Keep an EMA copy; validation, sampling and best.pt use it.")
     rampup: float | None = Field(
         0.05, gt=0.0,
         description="EMA ramp-up (StyleGAN2-ADA): the EMA half-life is at most RAMPUP x the images seen so far, so "
                     "early EMA weights follow the generator instead of its initialisation (null: fixed decay).",
     )
+
+
+@with_defaults(batch_size=8, val_every=200, ckpt_every=1000, ema={"enabled": True})
+class GANTrainerConfig(TrainerConfig):
+    """Trainer of the 2D GANs: batch 8, no clipping, EMA of G on, constant LR."""
+
+    ema: GANEMAConfig = Field(default_factory=GANEMAConfig)
+
+
+class GAN2DConfig(FamilyConfig):
+    """What every 2D GAN family shares: a folder of images, Adam for ``g`` and ``d``, augmentation
+    of D's inputs and FID tracking. Subclasses add ``model`` and ``loss``."""
+
+    trainer: GANTrainerConfig = Field(default_factory=GANTrainerConfig)
+    data: ImageFolderConfig = Field(default_factory=ImageFolderConfig)
+    optimizer: GANOptimizerConfig = Field(default_factory=GANOptimizerConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    fid: FIDConfig = Field(default_factory=FIDConfig)

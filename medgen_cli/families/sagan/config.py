@@ -6,27 +6,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from medgen_cli.contract.config import FamilyConfig, OptimConfig, StrictModel, TrainerConfig
-from medgen_cli.families.gan2d.config import DiffAugmentConfig, FIDConfig, GANEMAConfig, ImageDataConfig
+from medgen_cli.contract.config import GANOptimizerConfig, StrictModel, with_defaults
+from medgen_cli.families.gan2d.config import DiffAugmentConfig, GAN2DConfig, GANTrainerConfig
 
 
-class SAGANOptimConfig(OptimConfig):
-    """StepLR by default, like the user's SAGAN script (StepLR(500 epochs, 0.5))."""
-
-    schedule: Literal["constant", "cosine", "step", "exponential"] = Field("step", description="LR schedule after warm-up.")
-    step_size: int = Field(10000, ge=1, description="'step' schedule: multiply the LR by gamma every N steps.")
-
-
-class SAGANTrainerConfig(TrainerConfig):
-    """Trainer defaults for ~300 images at 64²: batch 16, clipping 1.0, EMA of G, StepLR."""
-
-    max_steps: int = Field(40000, ge=1, description="Stop after this many optimizer steps.")
-    batch_size: int = Field(16, ge=1, description="Batch size per process.")
-    grad_clip: float | None = Field(1.0, gt=0.0, description="Clip the gradient norm of each optimizer's parameters.")
-    ema: GANEMAConfig = Field(default_factory=GANEMAConfig)
-    optim: SAGANOptimConfig = Field(default_factory=SAGANOptimConfig)
-    val_every: int = Field(200, ge=1, description="Run validation (FID when on fid.schedule) every N steps.")
-    ckpt_every: int = Field(1000, ge=1, description="Write latest.pt and step_N.pt every N steps.")
+@with_defaults(max_steps=40000, batch_size=16, grad_clip=1.0, lr_schedule={"kind": "step", "step_size": 10000})
+class SAGANTrainerConfig(GANTrainerConfig):
+    """Trainer defaults for ~300 images at 64²: batch 16, clipping 1.0, EMA of G, StepLR (like the
+    user's SAGAN script's StepLR(500 epochs, 0.5))."""
 
 
 class SAGANModelConfig(StrictModel):
@@ -47,22 +34,17 @@ class SAGANLossConfig(StrictModel):
     n_critic: int = Field(1, ge=1, description="D updates per G update: D every step, G every n_critic-th step.")
 
 
-class SAGANOptimizerConfig(StrictModel):
+@with_defaults(lr_g=1e-4, lr_d=4e-4, betas=(0.0, 0.9))
+class SAGANOptimizerConfig(GANOptimizerConfig):
     """Two time-scale update rule (TTUR) with Adam."""
 
-    lr_g: float = Field(1e-4, gt=0.0, description="Generator learning rate.")
-    lr_d: float = Field(4e-4, gt=0.0, description="Discriminator learning rate.")
-    betas: tuple[float, float] = Field((0.0, 0.9), description="Adam betas.")
 
-
-class SAGANConfig(FamilyConfig):
+class SAGANConfig(GAN2DConfig):
     """``medgen train sagan``: self-attention GAN for small 2D image sets."""
 
     family: Literal["sagan"] = "sagan"
     trainer: SAGANTrainerConfig = Field(default_factory=SAGANTrainerConfig)
-    data: ImageDataConfig = Field(default_factory=ImageDataConfig)
     model: SAGANModelConfig = Field(default_factory=SAGANModelConfig)
     loss: SAGANLossConfig = Field(default_factory=SAGANLossConfig)
     optimizer: SAGANOptimizerConfig = Field(default_factory=SAGANOptimizerConfig)
     augment: DiffAugmentConfig = Field(default_factory=DiffAugmentConfig)
-    fid: FIDConfig = Field(default_factory=FIDConfig)

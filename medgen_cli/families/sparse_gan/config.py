@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from medgen_cli.contract.config import EMAConfig, FamilyConfig, StrictModel, TrainerConfig
+from medgen_cli.contract.config import FamilyConfig, GANOptimizerConfig, StrictModel, TrainerConfig, with_defaults
 
 
 class SparseBackendConfig(StrictModel):
@@ -74,12 +74,14 @@ class SparseGANLoss(StrictModel):
     r1_interval: int = Field(4, ge=1, description="Lazy R1 (StyleGAN2): computed on every N-th critic step with weight ×N (the same average pull, without its double backward on the other steps); 1 = every step.")
 
 
-class SparseGANOptim(StrictModel):
-    """Adam for both players."""
+@with_defaults(lr_g=1e-4, lr_d=1e-4, betas=(0.5, 0.9))
+class SparseGANOptimizer(GANOptimizerConfig):
+    """Adam for both players (optimizers ``g`` and ``d``)."""
 
-    lr_g: float = Field(1e-4, gt=0.0, description="Generator learning rate.")
-    lr_d: float = Field(1e-4, gt=0.0, description="Discriminator learning rate.")
-    betas: tuple[float, float] = Field((0.5, 0.9), description="Adam betas.")
+
+@with_defaults(max_steps=20000, ema={"enabled": True})
+class SparseGANTrainerConfig(TrainerConfig):
+    """Trainer defaults: 20k steps, EMA of G on."""
 
 
 class SparseGANValidation(StrictModel):
@@ -94,28 +96,13 @@ class SparseGANConfig(FamilyConfig):
     """`medgen train sparse-gan`: sparse 3D GAN whose generator prunes to a voxel budget."""
 
     family: Literal["sparse-gan"] = "sparse-gan"
-    trainer: TrainerConfig = Field(default_factory=lambda: TrainerConfig(max_steps=20000, ema=EMAConfig(enabled=True)))
-
-    @model_validator(mode="before")
-    @classmethod
-    def _trainer_defaults(cls, data: object) -> object:
-        # A partial `trainer:` mapping would otherwise fall back to the generic defaults.
-        if isinstance(data, dict) and isinstance(data.get("trainer"), dict):
-            t = dict(data["trainer"])
-            t.setdefault("max_steps", 20000)
-            ema = t.get("ema")
-            if ema is None:
-                t["ema"] = {"enabled": True}
-            elif isinstance(ema, dict) and "enabled" not in ema:
-                t["ema"] = {**ema, "enabled": True}
-            data = {**data, "trainer": t}
-        return data
+    trainer: SparseGANTrainerConfig = Field(default_factory=SparseGANTrainerConfig)
     sparse: SparseBackendConfig = Field(default_factory=SparseBackendConfig)
     data: SparseGANData = Field(default_factory=SparseGANData)
     generator: SparseGenerator = Field(default_factory=SparseGenerator)
     discriminator: SparseDiscriminator = Field(default_factory=SparseDiscriminator)
     loss: SparseGANLoss = Field(default_factory=SparseGANLoss)
-    optimizer: SparseGANOptim = Field(default_factory=SparseGANOptim)
+    optimizer: SparseGANOptimizer = Field(default_factory=SparseGANOptimizer)
     validation: SparseGANValidation = Field(default_factory=SparseGANValidation)
 
     @model_validator(mode="after")

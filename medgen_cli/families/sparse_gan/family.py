@@ -79,8 +79,8 @@ class SparseGANFamily(Family):
         self.modules = {"generator": gen.to(device), "discriminator": disc.to(device)}
         betas = tuple(c.optimizer.betas)
         self.optimizers = {
-            "generator": torch.optim.Adam(gen.parameters(), lr=c.optimizer.lr_g, betas=betas),
-            "discriminator": torch.optim.Adam(disc.parameters(), lr=c.optimizer.lr_d, betas=betas),
+            "g": torch.optim.Adam(gen.parameters(), lr=c.optimizer.lr_g, betas=betas),
+            "d": torch.optim.Adam(disc.parameters(), lr=c.optimizer.lr_d, betas=betas),
         }
 
     def _files(self) -> tuple[list[Path], list[Path]]:
@@ -204,10 +204,10 @@ class SparseGANFamily(Family):
             metrics["stats/gp"] = float(gp.detach())
             metrics["stats/wasserstein"] = float((d_real - d_fake).detach().mean())
         loss_d = sum(terms.values())
-        ctx.backward(loss_d, "discriminator")
+        ctx.backward(loss_d, "d")
         values = {k: float(v.detach()) for k, v in terms.items()}
         metrics.update({"loss/d": float(loss_d.detach()), **{f"loss/{k}": v for k, v in values.items()},
-                        **shares(values), "grad_norm/d": ctx.step("discriminator")})
+                        **shares(values), "grad_norm/d": ctx.step("d")})
         return metrics
 
     def _fake_voxels(self, fake: Any) -> int:
@@ -223,9 +223,9 @@ class SparseGANFamily(Family):
         z = torch.randn(bsz, self.cfg.generator.latent_dim, device=ctx.device)
         with ctx.autocast():
             loss_g = g_loss(self.cfg.loss.gan_type, disc(self._fake(gen, z)).float())
-        ctx.backward(loss_g, "generator")
-        grad_norm = ctx.step("generator")
-        ctx.zero_grad("discriminator")  # the G loss also filled the critic's gradients
+        ctx.backward(loss_g, "g")
+        grad_norm = ctx.step("g")
+        ctx.zero_grad("d")  # the G loss also filled the critic's gradients
         return {"loss/g": float(loss_g.detach()), "grad_norm/g": grad_norm}
 
     @torch.no_grad()

@@ -11,18 +11,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from medgen_cli.contract.config import FamilyConfig, StrictModel, TrainerConfig
-from medgen_cli.families.gan2d.config import AugmentConfig, FIDConfig, GANEMAConfig, ImageDataConfig
+from medgen_cli.contract.config import GANOptimizerConfig, StrictModel, with_defaults
+from medgen_cli.families.gan2d.config import GAN2DConfig, GANTrainerConfig
 
 
-class StyleGAN2TrainerConfig(TrainerConfig):
-    """Trainer defaults: batch 8, no clipping, EMA of G (its decay comes from model.ema_halflife_images)."""
-
-    max_steps: int = Field(25000, ge=1, description="Stop after this many optimizer steps (200k images at batch 8).")
-    batch_size: int = Field(8, ge=1, description="Batch size per process.")
-    ema: GANEMAConfig = Field(default_factory=GANEMAConfig)
-    val_every: int = Field(200, ge=1, description="Run validation (FID when on fid.schedule) every N steps.")
-    ckpt_every: int = Field(1000, ge=1, description="Write latest.pt and step_N.pt every N steps.")
+@with_defaults(max_steps=25000)
+class StyleGAN2TrainerConfig(GANTrainerConfig):
+    """Trainer defaults: 25k steps (200k images at batch 8), no clipping, EMA of G (its decay comes
+    from model.ema_halflife_images)."""
 
 
 class StyleGAN2ModelConfig(StrictModel):
@@ -58,22 +54,16 @@ class StyleGAN2LossConfig(StrictModel):
     style_mixing: float = Field(0.9, ge=0.0, le=1.0, description="Probability of mixing two latents in a G pass.")
 
 
-class StyleGAN2OptimizerConfig(StrictModel):
+@with_defaults(lr_g=0.0025, lr_d=0.0025, betas=(0.0, 0.99))
+class StyleGAN2OptimizerConfig(GANOptimizerConfig):
     """Adam for both players (lazy-regularization corrected as in StyleGAN2)."""
 
-    lr_g: float = Field(0.0025, gt=0.0, description="Generator learning rate.")
-    lr_d: float = Field(0.0025, gt=0.0, description="Discriminator learning rate.")
-    betas: tuple[float, float] = Field((0.0, 0.99), description="Adam betas.")
 
-
-class StyleGAN2Config(FamilyConfig):
+class StyleGAN2Config(GAN2DConfig):
     """``medgen train stylegan2``: StyleGAN2 with ADA/DiffAugment for small 2D image sets."""
 
     family: Literal["stylegan2"] = "stylegan2"
     trainer: StyleGAN2TrainerConfig = Field(default_factory=StyleGAN2TrainerConfig)
-    data: ImageDataConfig = Field(default_factory=ImageDataConfig)
     model: StyleGAN2ModelConfig = Field(default_factory=StyleGAN2ModelConfig)
     loss: StyleGAN2LossConfig = Field(default_factory=StyleGAN2LossConfig)
     optimizer: StyleGAN2OptimizerConfig = Field(default_factory=StyleGAN2OptimizerConfig)
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    fid: FIDConfig = Field(default_factory=FIDConfig)
