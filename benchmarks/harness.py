@@ -214,7 +214,7 @@ def _volume(item: Path | Any) -> Any:
     from medgen_cli.io import load_nifti
 
     arr = np.asarray(load_nifti(item)[0] if isinstance(item, (str, Path)) else item, dtype=np.float32)
-    while arr.ndim > 3 and arr.shape[0] == 1:
+    while arr.ndim > 2 and arr.shape[0] == 1:
         arr = arr[0]
     return arr
 
@@ -294,6 +294,29 @@ def metric_curves(run: Path, path: Path, panels: dict[str, list[str]]) -> Path:
         ax.set_xlabel("step")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save_figure(fig, path, dpi=100)
+    return path
+
+
+def bar_chart(groups: dict[str, dict[str, float]], path: Path, ylabel: str, xlabel: str = "") -> Path:
+    """Grouped bars: one group per key of ``groups`` (e.g. a view count), one bar per method in it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = list(dict.fromkeys(name for bars in groups.values() for name in bars))
+    width = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(groups) * max(len(series), 1) * 0.5, 3.5))
+    for i, name in enumerate(series):
+        xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(xs, [bars.get(name, float("nan")) for bars in groups.values()], width, label=name)
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.2)  # room for the legend above the bars
+    ax.legend(fontsize=8, ncol=len(series))
     fig.tight_layout()
     _save_figure(fig, path, dpi=100)
     return path

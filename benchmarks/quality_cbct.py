@@ -16,6 +16,7 @@ method is scored on the test cases with ``medgen eval recon``'s library call.
 
 Output JSON: ``{"6": {"model": {"psnr", "ssim", "s_per_case"}, "fdk": {...}, "sirt": {...}}, ...,
 "training": {...}}``; times are mean seconds per case on this machine (say how loaded it was).
+``<json>.png``: PSNR per view count and method.
 """
 
 from __future__ import annotations
@@ -67,13 +68,13 @@ def overrides(args: argparse.Namespace, data: Path, runs: Path, name: str, steps
         f"data.points_per_case={args.points}", f"data.val_resolution={args.size}",
         f"trainer.batch_size={args.batch}", f"trainer.max_steps={steps}", f"trainer.val_every={every}",
         f"trainer.ckpt_every={every}", "trainer.log_every=25", "trainer.image_every=1000000",
-        "trainer.optim.schedule=cosine", "trainer.optim.min_lr_ratio=0.02", "trainer.grad_clip=1.0",
+        "trainer.lr_schedule.kind=cosine", "trainer.lr_schedule.min_lr_ratio=0.02", "trainer.grad_clip=1.0",
         f"model.encoder_channels=[{c}, {2 * c}, {4 * c}]", f"model.view_feature_dim={2 * c}", "model.grid_size=8",
         f"model.gaussian_feature_dim={2 * c}", f"model.head_hidden={4 * c}",
         f"model.decoder_channels=[{4 * c}, {4 * c}, {2 * c}, {c}, 1]",
         f"model.fdk_channels={json.dumps([int(x) for x in args.fdk_channels.split(',')] if args.fdk_channels else [])}",
         f"model.fdk_features={2 * c}", f"model.output={args.output}", f"model.carve_threshold={args.carve}",
-        "optim.optimizer=adam", f"optim.lr={args.lr}",
+        "optimizer.kind=adam", f"optimizer.lr={args.lr}",
     ]
 
 
@@ -154,6 +155,8 @@ def main() -> None:
                   flush=True)
         results[str(views)] = row
     harness.write_json(args.json, results)
+    psnr = {v: {m: r["psnr"] for m, r in results[v].items()} for v in args.views.split(",")}  # type: ignore[union-attr]
+    harness.bar_chart(psnr, args.json.with_suffix(".png"), "PSNR (dB)", "views")
     print(f"\n| views | method | PSNR (dB) | SSIM | s / case |  ({results['training']['test_cases']} test cases)")
     print("|---|---|---|---|---|")
     for v in args.views.split(","):
