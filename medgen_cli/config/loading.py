@@ -31,6 +31,8 @@ RESUME_MUTABLE_KEYS: tuple[str, ...] = (
     "trainer.keep_last",
     "trainer.val_batches",
     "fid.required",
+    "data.cache_rate",  # caching changes no value, only speed and memory
+    "data.cache_max_gb",
 )
 
 #: Config leaves that may change on resume wherever they are: learning rates (a run that diverged

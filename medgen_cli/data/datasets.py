@@ -95,7 +95,7 @@ def make_dataset(cfg: ImageDataConfig, split: str) -> Any:
     from medgen_cli.data.volumes import make_volume_dataset
 
     return make_volume_dataset(files, tuple(cfg.size), intensity=cfg.intensity, cache_rate=cfg.cache_rate,
-                               labels=labels)
+                               labels=labels, cache_max_gb=cfg.cache_max_gb)
 
 
 def augment_batch(x: torch.Tensor, flip: bool, rotate: bool) -> torch.Tensor:

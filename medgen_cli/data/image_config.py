@@ -25,7 +25,8 @@ class ImageDataConfig(StrictModel):
     intensity: Literal["minmax", "none", "zscore"] = Field("minmax", description="Per-volume intensity scaling (3D).")
     flip: bool = Field(True, description="Random flips along each axis.")
     rotate: bool = Field(False, description="Random 90 degree rotations (3D).")
-    cache_rate: float = Field(0.25, ge=0.0, le=1.0, description="Fraction of volumes cached in memory after the deterministic transforms.")
+    cache_rate: float = Field(0.25, ge=0.0, le=1.0, description="Fraction of volumes cached in memory after the deterministic transforms (each once it is first read; under DDP, of each process's share).")
+    cache_max_gb: float = Field(2.0, ge=0.0, description="At most this many GiB of cached volumes per machine (split between its DDP processes; train and val each).")
     patch_size: list[int] | None = Field(None, description="Autoencoder training on random crops of this size (spatial_dims entries; validation and inference use whole volumes). The network is convolutional, so small patches buy many more steps per CPU minute.")
     use_labels: bool = Field(False, description="Attach class labels from ROOT/manifest.json to each item.")
 

@@ -3,9 +3,9 @@
 The pipeline per file: ``LoadImaged`` → ``EnsureChannelFirstd`` → intensity scaling →
 ``Resized`` to the configured size (trilinear in 3D, bilinear in 2D) → optional
 ``RandFlipd`` (each spatial axis, p = 0.5) and ``RandRotate90d`` (p = 0.5, first two spatial
-axes) → plain float32 tensor. ``CacheDataset`` caches the deterministic part for
-``cache_rate`` of the files. Items are dicts ``{"image": Tensor[1, *size], "path": str}``
-(+ ``"label"``: int64 tensor when ``labels`` is given).
+axes) → plain float32 tensor. The deterministic part is cached lazily, within a memory bound
+and per DDP rank (:mod:`medgen_cli.data.cache`), for ``cache_rate`` of the files. Items are dicts
+``{"image": Tensor[1, *size], "path": str}`` (+ ``"label"``: int64 tensor when ``labels`` is given).
 
 Intensity modes: ``minmax`` (each volume linearly to [0, 1]), ``none`` (as stored; convert-h5
 outputs are already in [0, 1]), ``zscore`` (zero mean, unit std per volume).
@@ -87,7 +87,9 @@ def _lookup_label(path: Path, labels: dict[str, int]) -> int:
     raise MedgenError(f"no label for {path}", "every file needs a label in the manifest when conditioning on labels")
 
 
-def _build_transforms(size: Sequence[int], intensity: str, flip: bool, rotate: bool) -> Any:
+def _build_transforms(size: Sequence[int], intensity: str, flip: bool, rotate: bool) -> tuple[Any, Any]:
+    """(the deterministic part, the random part or ``None``): what is cached, and what is drawn
+    again on every read."""
     import torch
     from monai import transforms as mt
 
@@ -106,12 +108,16 @@ def _build_transforms(size: Sequence[int], intensity: str, flip: bool, rotate: b
     elif intensity == "zscore":
         steps.append(mt.NormalizeIntensityd(keys=keys))
     steps.append(mt.Resized(keys=keys, spatial_size=tuple(int(s) for s in size), mode="trilinear" if nd == 3 else "bilinear"))
-    if flip:
-        steps += [mt.RandFlipd(keys=keys, prob=0.5, spatial_axis=a) for a in range(nd)]
-    if rotate:
-        steps.append(mt.RandRotate90d(keys=keys, prob=0.5, max_k=3, spatial_axes=(0, 1)))
     steps.append(mt.EnsureTyped(keys=keys, data_type="tensor", dtype=torch.float32, track_meta=False))
-    return mt.Compose(steps)
+    random: list[Any] = []
+    if flip:
+        random += [mt.RandFlipd(keys=keys, prob=0.5, spatial_axis=a) for a in range(nd)]
+    if rotate:
+        random.append(mt.RandRotate90d(keys=keys, prob=0.5, max_k=3, spatial_axes=(0, 1)))
+    if not random:
+        return mt.Compose(steps), None
+    random.append(mt.EnsureTyped(keys=keys, data_type="tensor", dtype=torch.float32, track_meta=False))
+    return mt.Compose(steps), mt.Compose(random)
 
 
 def _read_header(path: Path) -> Any:
@@ -276,29 +282,41 @@ def check_volume_tree(root: str | Path, nd: int | None = None) -> None:
             check_volume_files(sorted(p for p in folder.iterdir() if _is_volume(p)), nd)
 
 
-class _NamedErrors:
-    """Mixin for MONAI's CacheDataset: a file that fails to load later (corrupt data behind a
-    good header) is named in one line instead of a MONAI transform traceback."""
+class VolumeDataset:
+    """Items ``{"image": Tensor[1, *size], "path": str[, "label"]}``: the deterministic transforms'
+    output comes from a :class:`~medgen_cli.data.cache.VolumeCache` (filled lazily, bounded,
+    sharded across DDP ranks), the random ones are drawn on every read. A file that fails to load
+    later (corrupt data behind a good header) is named in one line, not a MONAI traceback."""
 
-    def _named(self, index: int, load: Any) -> Any:
+    def __init__(self, items: list[dict[str, Any]], prepare: Any, augment: Any, cache: Any) -> None:
+        self.data = items
+        self.prepare = prepare
+        self.augment = augment
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def _prepared(self, index: int) -> Any:
+        from medgen_cli.data.cache import cached_load
+
+        return cached_load(self.cache, index, lambda: self.prepare({"image": self.data[index]["image"]})["image"])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.data[index]
         try:
-            return load(index)
+            image = self._prepared(index)
+            if self.augment is not None:
+                image = self.augment({"image": image})["image"]
         except MedgenError:
             raise
         except Exception as exc:
-            item = self.data[index]  # type: ignore[attr-defined]
-            path = item.get("path", "?") if isinstance(item, dict) else "?"
             cause: BaseException = exc
             while cause.__cause__ is not None:  # MONAI wraps the reader's error
                 cause = cause.__cause__
-            raise MedgenError(f"cannot load {path}: {type(cause).__name__}: {cause}".splitlines()[0],
+            raise MedgenError(f"cannot load {item['path']}: {type(cause).__name__}: {cause}".splitlines()[0],
                               "re-create or remove the file") from exc
-
-    def _transform(self, index: int) -> Any:  # every item without a cached copy
-        return self._named(index, super()._transform)  # type: ignore[misc]
-
-    def _load_cache_item(self, idx: int) -> Any:  # filling the cache
-        return self._named(idx, super()._load_cache_item)  # type: ignore[misc]
+        return {**item, "image": image}
 
 
 def make_volume_dataset(
@@ -310,8 +328,10 @@ def make_volume_dataset(
     cache_rate: float = 0.0,
     num_workers: int = 0,
     labels: dict[str, int] | None = None,
-) -> Any:
-    """A MONAI ``CacheDataset`` over NIfTI (3D or 2D) or 2D PNG files.
+    cache_max_gb: float | None = None,
+) -> VolumeDataset:
+    """A dataset over NIfTI (3D or 2D) or 2D PNG files, with a lazy, bounded, rank-sharded cache
+    (:mod:`medgen_cli.data.cache`): nothing is loaded before the first item is read.
 
     Args:
         files: volume files (e.g. from :func:`list_volume_split`).
@@ -319,10 +339,13 @@ def make_volume_dataset(
         intensity: ``minmax`` | ``none`` | ``zscore`` (see module docstring).
         flip: random flips along every spatial axis (p = 0.5 each).
         rotate: random 90° rotations in the plane of the first two spatial axes (p = 0.5).
-        cache_rate: fraction of files whose deterministic transforms are cached in memory.
-        num_workers: threads used to fill the cache.
+        cache_rate: fraction of this process's share of the files whose deterministic
+            transforms are kept in memory once read.
+        num_workers: unused (kept for callers; the cache fills as items are read).
         labels: optional ``{file key: class}``; keys may be the full path, ``split/name``,
             the name or the stem. Adds ``"label"`` (int64 scalar tensor) to each item.
+        cache_max_gb: GiB of cached items per machine, split between its DDP processes
+            (default :data:`~medgen_cli.data.cache.DEFAULT_CACHE_MAX_GB`).
 
     Returns:
         A dataset whose items are ``{"image": Tensor[1, *size], "path": str[, "label"]}``.
@@ -331,11 +354,10 @@ def make_volume_dataset(
         MedgenError: no files, a bad option, or a file without a label when labels are given.
     """
     import torch
-    from monai.data import CacheDataset
 
-    class _Dataset(_NamedErrors, CacheDataset):
-        pass
+    from medgen_cli.data.cache import DEFAULT_CACHE_MAX_GB, make_cache
 
+    del num_workers
     if not files:
         raise MedgenError("no volume files given", "check data.root (expected ROOT/train/*.nii.gz)")
     if not 0.0 <= cache_rate <= 1.0:
@@ -348,6 +370,7 @@ def make_volume_dataset(
         if labels is not None:
             item["label"] = torch.tensor(_lookup_label(p, labels), dtype=torch.long)
         items.append(item)
-    transform = _build_transforms(tuple(size), intensity, flip, rotate)
-    return _Dataset(data=items, transform=transform, cache_rate=cache_rate,
-                        num_workers=max(1, num_workers), progress=False)
+    prepare, augment = _build_transforms(tuple(size), intensity, flip, rotate)
+    cache = make_cache(len(items), (1, *size), cache_rate,
+                       DEFAULT_CACHE_MAX_GB if cache_max_gb is None else cache_max_gb)
+    return VolumeDataset(items, prepare, augment, cache)

@@ -22,6 +22,7 @@ from medgen_cli.contract.config import FamilyConfig
 from medgen_cli.config.migrations import migrate_checkpoint_states, stamped
 from medgen_cli.engine import checkpoint as ckpt_io
 from medgen_cli.contract.context import TrainContext
+from medgen_cli.engine.data_wait import DATA_WAIT, DataWaitMeter
 from medgen_cli.engine.divergence import divergence_error, nonfinite_val_warnings, nonfinite_weights, step_problem
 from medgen_cli.engine.distributed import ResumableSampler, all_reduce_mean, env_world, init_distributed
 from medgen_cli.engine.logging import RunLogger
@@ -103,6 +104,7 @@ class Trainer:
         self.best_step: int | None = None
         self.saved_step: int | None = None  # the step of the newest latest.pt (None: none yet)
         self._logger = logger
+        self._wait = DataWaitMeter()
 
     # ---- setup ----------------------------------------------------------------------------
     def _setup(self) -> TrainContext:
@@ -323,7 +325,8 @@ class Trainer:
         logger.progress(self.step, self.epoch, metrics)
         t = self.tcfg
         if self.step % t.log_every == 0:
-            metrics = all_reduce_mean(metrics, self.device)
+            metrics = all_reduce_mean({**metrics, DATA_WAIT: self._wait.share()}, self.device)
+            self._wait.reset()
             for name, opt in self.family.optimizers.items():
                 metrics[f"lr/{name}"] = opt.param_groups[0]["lr"]
             logger.scalars(self.step, self.epoch, metrics)
@@ -357,8 +360,9 @@ class Trainer:
                         + (f" with {self.world_size} processes" if self.world_size > 1 else ""))
             for module in fam.modules.values():
                 module.train()
-            for batch in self._epochs(train_set):
+            for batch in self._wait.timed(self._epochs(train_set)):
                 last = fam.train_step(move_to(batch, self.device), ctx)
+                self._wait.step_done()
                 self._check_finite(last, ctx, logger)
                 self._after_step(ctx, last, logger, val_set)
                 if self._stop_requested(stop):

@@ -22,6 +22,7 @@ class LatentDataConfig(StrictModel):
     root: str | None = Field(None, description="Data folder (default: the autoencoder run's data.root).")
     flip: bool = Field(True, description="Random flips along each axis.")
     cache_rate: float = Field(0.25, ge=0.0, le=1.0, description="Fraction of volumes cached in memory.")
+    cache_max_gb: float = Field(2.0, ge=0.0, description="At most this many GiB of cached volumes per machine (split between its DDP processes; train and val each).")
 
 
 class UNetConfig(StrictModel):

@@ -55,7 +55,7 @@ def latent_data_config(ae_cfg: AutoencoderConfig, cfg: DiffusionConfig) -> Image
     d = ae_cfg.data
     return d.model_copy(update={
         "root": cfg.data.root or d.root, "flip": cfg.data.flip, "rotate": False,
-        "cache_rate": cfg.data.cache_rate, "use_labels": cfg.conditioning.enabled,
+        "cache_rate": cfg.data.cache_rate, "cache_max_gb": cfg.data.cache_max_gb, "use_labels": cfg.conditioning.enabled,
     })
 
 
