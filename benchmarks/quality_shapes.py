@@ -242,7 +242,10 @@ def main() -> None:
               f"({trained['cpu_minutes']:.1f} CPU min)", flush=True)
     budget = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in trained.items()
               if k not in ("run", "ae_run")}
-    result = {"family": args.family, "size": args.size, **budget, "data": str(data), "method": method,
+    limits = {"budget_minutes": args.minutes or FAMILIES[args.family]["minutes"], "budget_steps": args.steps}
+    if args.family == "diffusion":
+        limits.update({"ae_fraction": args.ae_fraction, "ae_steps_budget": args.ae_steps})
+    result = {"family": args.family, "size": args.size, **limits, **budget, "data": str(data), "method": method,
               "num": args.num, "points": args.points, **score(args, data, trained), "overrides": args.set,
               "ae_overrides": args.ae_set, "cpu": harness.cpu_model(), "threads": torch.get_num_threads(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
