@@ -26,6 +26,7 @@ RESUME_MUTABLE_KEYS: tuple[str, ...] = (
     "trainer.channels_last",
     "trainer.log_every",
     "trainer.val_every",
+    "trainer.early_stop_patience",
     "trainer.ckpt_every",
     "trainer.image_every",
     "trainer.keep_last",

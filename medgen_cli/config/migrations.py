@@ -78,6 +78,9 @@ MIGRATIONS: tuple[Migration, ...] = (
               why="learning rates are lr_<optimizer> (g: the autoencoder, d: its patch discriminator), as in the GANs"),
     Migration("0.4.0", "sparse-gan", optimizers={"generator": "g", "discriminator": "d"},
               why="the optimizers are g and d in every adversarial family (lr/g, lr/d in the logs)"),
+    *(Migration("0.4.0", gan, added={"trainer.best.guard": None},
+                why="best.pt of a 2D GAN now needs coverage >= half its highest value; runs saved before keep "
+                    "best.pt by FID alone") for gan in ("fastgan", "sagan", "stylegan2")),
 )
 
 

@@ -89,6 +89,26 @@ class LRScheduleConfig(StrictModel):
     step_size: int = Field(1000, ge=1, description="'step' schedule: multiply the LR by gamma every N steps.")
     gamma: float = Field(0.5, gt=0.0, description="'step'/'exponential' decay factor (exponential: per step).")
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0, description="'cosine' floor as a fraction of the base LR.")
+    plateau_patience: int = Field(
+        0, ge=0, description="Multiply every LR by plateau_factor after N evaluations of the key metric in a row "
+        "without a new best.pt (ReduceLROnPlateau on top of the schedule; the counter restarts after each cut "
+        "and at each new best); 0 = off."
+    )
+    plateau_factor: float = Field(0.5, gt=0.0, lt=1.0, description="LR factor of each plateau cut.")
+    plateau_min_factor: float = Field(0.01, ge=0.0, le=1.0, description="Plateau cuts stop at this share of the scheduled LR.")
+
+
+class BestConfig(StrictModel):
+    """How best.pt is chosen: the best key metric (FID, PSNR ...) among evaluations whose guard metric
+    clears a floor (see medgen_cli/engine/selection.py)."""
+
+    guard: str | None = Field(
+        None, description="Validation metric (higher is better, e.g. coverage) that an evaluation must keep for "
+        "best.pt: at least max(guard_min, guard_fraction x its highest value so far in the run). A best.pt "
+        "left under a risen floor is replaced by the next evaluation that clears it. null = no guard."
+    )
+    guard_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Floor as a share of the guard's highest value so far.")
+    guard_min: float = Field(0.0, description="Absolute floor of the guard.")
 
 
 class TrainerConfig(StrictModel):
@@ -112,6 +132,10 @@ class TrainerConfig(StrictModel):
     lr_schedule: LRScheduleConfig = Field(default_factory=LRScheduleConfig)
     log_every: int = Field(10, ge=1, description="Write scalars to TensorBoard/metrics.jsonl every N steps.")
     val_every: int = Field(500, ge=1, description="Run validation (and update best.pt) every N steps.")
+    best: BestConfig = Field(default_factory=BestConfig)
+    early_stop_patience: int = Field(
+        0, ge=0, description="Stop after N evaluations of the key metric in a row without a new best.pt; 0 = off."
+    )
     ckpt_every: int = Field(500, ge=1, description="Write latest.pt and step_N.pt every N steps.")
     image_every: int = Field(500, ge=1, description="Let the family log images every N steps.")
     keep_last: int = Field(3, ge=0, description="Keep only the newest N step_N.pt files (0 = keep none).")

@@ -361,5 +361,12 @@ def _already_finished(found: Any, cfg: FamilyConfig, run_root: Path) -> bool:
             _console().print(f"{run_root} already finished at step {step} (max_steps={t.max_steps}); nothing to do. "
                              f"To train longer: --resume {run_root} --set trainer.max_steps=N", highlight=False)
         return True
+    waited, patience = int((found.ckpt.get("best") or {}).get("since_best", 0)), t.early_stop_patience
+    if patience > 0 and waited >= patience:
+        if int(os.environ.get("RANK", 0)) == 0:
+            _console().print(f"{run_root} stopped early at step {step}: {waited} evaluations without a new best.pt "
+                             f"(trainer.early_stop_patience={patience}); nothing to do. To train on: --resume "
+                             f"{run_root} --set trainer.early_stop_patience=N (more, or 0 = off)", highlight=False)
+        return True
     return False
 

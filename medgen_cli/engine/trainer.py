@@ -7,7 +7,6 @@ resume, logging (rich progress, TensorBoard, metrics.jsonl, log.txt) and signal 
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from medgen_cli.engine.runtime import (StopFlag, copy_into, limited, move_to, pr
                                        seed_everything, to_channels_last)
 from medgen_cli.devices import resolve_device
 from medgen_cli.engine.schedules import apply_base_lrs, lr_multiplier
+from medgen_cli.engine.selection import BestSelection, Verdict
 from medgen_cli.errors import MedgenError
 from medgen_cli.contract.family import Family
 
@@ -100,11 +100,15 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
-        self.best_value: float | None = None
-        self.best_step: int | None = None
+        # best.pt's rule (key metric, guard floor) and the plateau counters, saved as a checkpoint's "best"
+        self.selection = BestSelection.from_config(family.key_metric, family.key_mode, self.tcfg)
         self.saved_step: int | None = None  # the step of the newest latest.pt (None: none yet)
         self._logger = logger
         self._wait = DataWaitMeter()
+
+    @property
+    def best_value(self) -> float | None:
+        return self.selection.value
 
     # ---- setup ----------------------------------------------------------------------------
     def _setup(self) -> TrainContext:
@@ -124,7 +128,11 @@ class Trainer:
         amp_dtype = resolve_amp(self.tcfg.amp, self.device)
         use_scaler = amp_dtype == torch.float16
         scalers = {n: torch.amp.GradScaler(self.device.type) for n in fam.optimizers} if use_scaler else {}
-        mult = lr_multiplier(self.tcfg.lr_schedule, lambda: self.tcfg.max_steps)
+        scheduled = lr_multiplier(self.tcfg.lr_schedule, lambda: self.tcfg.max_steps)
+
+        def mult(step: int) -> float:  # plateau cuts (engine/selection.py) on top of the schedule
+            return scheduled(step) * self.selection.lr_factor
+
         self.schedulers = {n: torch.optim.lr_scheduler.LambdaLR(o, mult) for n, o in fam.optimizers.items()}
         ema: dict[str, AveragedModel] = {}
         if self.tcfg.ema.enabled:
@@ -179,8 +187,7 @@ class Trainer:
         fam.load_state_dict(ck.get("family_state", {}))
         self.step, self.epoch, self.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
         self.saved_step = self.step
-        best = ck.get("best") or {}
-        self.best_value, self.best_step = best.get("value"), best.get("step")
+        self.selection.load_state_dict(ck.get("best") or {})
         ckpt_io.restore_rng(ck["rng"])
 
     # ---- checkpoints ------------------------------------------------------------------------
@@ -193,7 +200,7 @@ class Trainer:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "finished": self._finished(),
-            "best": {"metric": fam.key_metric, "value": self.best_value, "step": self.best_step, "mode": fam.key_mode},
+            "best": self.selection.state_dict(),
             "modules": {n: m.state_dict() for n, m in fam.modules.items()},
             "optimizers": {n: o.state_dict() for n, o in fam.optimizers.items()},
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
@@ -219,6 +226,8 @@ class Trainer:
 
     # ---- loop ---------------------------------------------------------------------------------
     def _finished(self) -> bool:
+        if self.selection.stopped:  # trainer.early_stop_patience evaluations without a new best.pt
+            return True
         if self.step >= self._max_steps():
             return True
         return self.tcfg.max_epochs is not None and self.epoch >= self.tcfg.max_epochs
@@ -261,12 +270,15 @@ class Trainer:
         with preserved_rng():
             raw = self._run_validation(ctx, val_set)
         metrics = {k if k.startswith("val/") else f"val/{k}": float(v) for k, v in raw.items()}
+        verdict = self.selection.judge(metrics, self.step)
+        if verdict.floor is not None:  # next to the guard in TensorBoard's val group (val/coverage_floor)
+            metrics[f"{self.selection.guard}_floor"] = verdict.floor
         logger.scalars(self.step, self.epoch, metrics)
         if metrics:
             logger.info(f"step {self.step} validation: " + ", ".join(f"{k}={v:.5g}" for k, v in metrics.items()))
         for line in nonfinite_val_warnings(metrics, self.family.key_metric, self.step):
             logger.warning(line)  # e.g. psnr=inf on constant data: a problem, never a best value
-        self._update_best(ctx, metrics, logger)
+        self._apply_verdict(ctx, verdict, logger)
         return metrics
 
     def _run_validation(self, ctx: TrainContext, val_set: Any) -> dict[str, float]:
@@ -290,21 +302,18 @@ class Trainer:
             for m in fam.modules.values():
                 m.train()
 
-    def _update_best(self, ctx: TrainContext, metrics: dict[str, float], logger: RunLogger) -> None:
-        key = self.family.key_metric
-        if key is None:
-            return
-        key = key if key.startswith("val/") else f"val/{key}"
-        value = metrics.get(key)
-        if value is None or not math.isfinite(value):
-            return
-        better = self.best_value is None or (
-            value < self.best_value if self.family.key_mode == "min" else value > self.best_value
-        )
-        if better:
-            self.best_value, self.best_step = value, self.step
+    def _apply_verdict(self, ctx: TrainContext, verdict: Verdict, logger: RunLogger) -> None:
+        """Write best.pt for a new best; a plateau cut takes effect now, not at the next schedule step.
+        (Every rank judges rank 0's metrics, so all agree.)"""
+        for note in verdict.notes:
+            logger.info(note)
+        if verdict.new_best:
             self._save(ctx, ["best"])
-            logger.info(f"new best {key}={value:.5g} at step {self.step} → best.pt")
+            logger.info(f"new best {self.selection.key}={self.selection.value:.5g} at step {self.step} → best.pt")
+        if verdict.lr_changed:
+            for sch in self.schedulers.values():
+                for group, base, fn in zip(sch.optimizer.param_groups, sch.base_lrs, sch.lr_lambdas):
+                    group["lr"] = base * fn(sch.last_epoch)
 
     def _after_step(self, ctx: TrainContext, raw: dict[str, float], logger: RunLogger, val_set: Any) -> None:
         self.step += 1
@@ -368,7 +377,7 @@ class Trainer:
                 if self._stop_requested(stop):
                     interrupted = True
                     break
-                if self.step >= self._max_steps():
+                if self.step >= self._max_steps() or self.selection.stopped:
                     break
             if not interrupted and (self.step % self.tcfg.val_every != 0):
                 self._validate(ctx, val_set, logger)

@@ -86,9 +86,11 @@ class GANEMAConfig(EMAConfig):
     )
 
 
-@with_defaults(batch_size=8, val_every=200, ckpt_every=1000, ema={"enabled": True})
+@with_defaults(batch_size=8, val_every=200, ckpt_every=1000, ema={"enabled": True}, best={"guard": "coverage"})
 class GANTrainerConfig(TrainerConfig):
-    """Trainer of the 2D GANs: batch 8, no clipping, EMA of G on, constant LR."""
+    """Trainer of the 2D GANs: batch 8, no clipping, EMA of G on, constant LR; best.pt is the lowest
+    FID among evaluations that keep at least half the highest coverage seen (a mode dropped for a
+    lower FID is not best)."""
 
     ema: GANEMAConfig = Field(default_factory=GANEMAConfig)
 
