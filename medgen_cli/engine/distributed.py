@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -98,3 +98,42 @@ class ResumableSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(self.batches_per_epoch() - self.start_batch, 0) * self.batch_size
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` for a single process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+@torch.no_grad()
+def sync_buffers(modules: Iterable[torch.nn.Module]) -> None:
+    """Average every floating-point buffer of ``modules`` over the ranks.
+
+    DDP synchronises gradients, not buffers (the trainer wraps with ``broadcast_buffers=False``),
+    so buffers a forward pass updates from its own rank's data (batch-norm running mean/var,
+    StyleGAN2's tracked ``w_avg``) drift apart, and the ranks' models disagree in eval mode and
+    after a resume (which restores rank 0's). Buffers the ranks already agree on stay bit-identical
+    (``(x + x) / 2 == x``). The average of the ranks' running means is the running mean of the
+    global batch exactly (the update is linear); the average of running variances leaves out the
+    spread between the shards' means (batch statistics in the forward pass stay per rank, as in
+    torch DDP without SyncBatchNorm).
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    groups: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
+    for m in modules:
+        for b in m.buffers():
+            if b.is_floating_point():
+                groups.setdefault((b.dtype, b.device), []).append(b)
+    for bufs in groups.values():  # one all-reduce per dtype and device
+        flat = torch.cat([b.reshape(-1) for b in bufs])
+        dist.all_reduce(flat)
+        flat /= dist.get_world_size()
+        offset = 0
+        for b in bufs:
+            b.copy_(flat[offset: offset + b.numel()].view_as(b))
+            offset += b.numel()

@@ -23,7 +23,8 @@ from medgen_cli.engine import checkpoint as ckpt_io
 from medgen_cli.contract.context import TrainContext
 from medgen_cli.engine.data_wait import DATA_WAIT, DataWaitMeter
 from medgen_cli.engine.divergence import divergence_error, nonfinite_val_warnings, nonfinite_weights, step_problem
-from medgen_cli.engine.distributed import ResumableSampler, all_reduce_mean, env_world, init_distributed
+from medgen_cli.engine.distributed import (ResumableSampler, all_gather_object, all_reduce_mean, broadcast_object,
+                                           env_world, init_distributed, sync_buffers)
 from medgen_cli.engine.logging import RunLogger
 from medgen_cli.engine.run_loading import load_run
 from medgen_cli.engine.rundir import RunDir
@@ -188,10 +189,22 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
         self.saved_step = self.step
         self.selection.load_state_dict(ck.get("best") or {})
+        self._restore_rng(ck)
+
+    def _restore_rng(self, ck: dict[str, Any]) -> None:
+        """This rank's RNG streams as saved, so a resumed DDP run draws the noise it would have drawn."""
+        ranks = ck.get("rng_ranks")
+        if self.world_size > 1 and ranks is not None and len(ranks) == self.world_size:
+            ckpt_io.restore_rng(ranks[self.rank])
+            return
         ckpt_io.restore_rng(ck["rng"])
+        if self.world_size > 1:
+            # A checkpoint of another world size (or an older medgen) holds no state for this rank:
+            # distinct streams per rank still, a function of (seed, rank, step).
+            seed_everything(self.tcfg.seed + self.rank + 7919 * self.step)
 
     # ---- checkpoints ------------------------------------------------------------------------
-    def _payload(self, ctx: TrainContext) -> dict[str, Any]:
+    def _payload(self, ctx: TrainContext, rng_ranks: list[Any] | None = None) -> dict[str, Any]:
         fam = self.family
         return {
             "family": fam.name,
@@ -208,6 +221,7 @@ class Trainer:
             "ema": {n: a.state_dict() for n, a in ctx.ema.items()},
             "family_state": fam.state_dict(),
             "rng": ckpt_io.capture_rng(),
+            **({"rng_ranks": rng_ranks} if rng_ranks is not None else {}),
         }
 
     def _save(self, ctx: TrainContext, names: list[str]) -> None:
@@ -217,10 +231,12 @@ class Trainer:
             raise self._diverged(f"the weights of '{bad}' are not finite")
         if "latest" in names:
             self.saved_step = self.step
+        # Every rank's RNG streams (each rank draws its own noise), for an exact resume under DDP.
+        rng_ranks = all_gather_object(ckpt_io.capture_rng()) if self.world_size > 1 else None
         if self.run is None or self.rank != 0:
             return
         paths = [self.run.step_ckpt(self.step) if n == "step" else self.run.checkpoints / f"{n}.pt" for n in names]
-        ckpt_io.save_checkpoint(self._payload(ctx), paths)
+        ckpt_io.save_checkpoint(self._payload(ctx, rng_ranks), paths)
         if "step" in names:
             ckpt_io.prune_step_checkpoints(self.run.checkpoints, self.tcfg.keep_last)
 
@@ -269,6 +285,10 @@ class Trainer:
     def _validate(self, ctx: TrainContext, val_set: Any, logger: RunLogger) -> dict[str, float]:
         with preserved_rng():
             raw = self._run_validation(ctx, val_set)
+        if self.world_size > 1:
+            # Rank 0's metrics decide for every rank (validation may draw per-rank noise), so all
+            # ranks agree on best.pt and save it together.
+            raw = broadcast_object(raw)
         metrics = {k if k.startswith("val/") else f"val/{k}": float(v) for k, v in raw.items()}
         verdict = self.selection.judge(metrics, self.step)
         if verdict.floor is not None:  # next to the guard in TensorBoard's val group (val/coverage_floor)
@@ -319,6 +339,8 @@ class Trainer:
         self.step += 1
         self.batch_in_epoch += 1
         ctx.global_step = self.step
+        if self.world_size > 1:
+            sync_buffers(self.family.modules.values())
         for name, avg in ctx.ema.items():
             if self.step <= self.tcfg.ema.start_step:
                 copy_into(avg.module, self.family.modules[name])

@@ -21,6 +21,38 @@ import torch.nn.functional as F
 from medgen_cli.families.gan2d.config import AugmentConfig
 
 
+def process_count() -> int:
+    """Processes training together (torch.distributed's world size; 1 without a process group), so
+    that quantities counted in images use the global batch, ``trainer.batch_size`` × this."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def mean_over_ranks(value: torch.Tensor) -> float:
+    """A scalar's mean over the DDP ranks (itself in one process)."""
+    if process_count() == 1:
+        return float(value)
+    import torch.distributed as dist
+
+    total = value.detach().double().reshape(1).clone()
+    dist.all_reduce(total)
+    return float(total) / process_count()
+
+
+def _summed_over_ranks(sign_sum: float, count: int, images: int, device: torch.device) -> tuple[float, int, int]:
+    """One D step's (sign sum, outputs, images) summed over the DDP ranks (as they are, alone)."""
+    if process_count() == 1:
+        return sign_sum, count, images
+    import torch.distributed as dist
+
+    # float64 keeps the integer sums exact; NCCL needs the tensor on the GPU (D's device).
+    sums = torch.tensor([sign_sum, count, images], dtype=torch.float64, device=device)
+    dist.all_reduce(sums)
+    total, n, imgs = sums.tolist()
+    return total, int(n), int(imgs)
+
+
 # ---- geometric helpers --------------------------------------------------------------------------
 def _shift(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
     """Translate each image of ``x`` by integer ``(dx[b], dy[b])`` pixels (|d| <= pad)."""
@@ -129,7 +161,8 @@ class AdaptiveAugment:
 
     ``r_t = E[sign(D(real))]`` near 1 means D is confidently right on every training image, i.e.
     it overfits; ``p`` then rises by ``batch × interval / speed_images`` every ``interval`` steps,
-    and falls by the same amount when ``r_t`` is below the target.
+    and falls by the same amount when ``r_t`` is below the target. Under DDP the sums are taken
+    over all ranks (the global batch), so every rank holds the same ``p``, as in StyleGAN2-ADA.
 
     Args:
         target: target value of ``r_t`` (0.6 in StyleGAN2-ADA).
@@ -153,11 +186,13 @@ class AdaptiveAugment:
         self._images = 0
 
     def accumulate(self, d_real: torch.Tensor) -> None:
-        """Record D's outputs on (augmented) real images of one D step."""
+        """Record D's outputs on (augmented) real images of one D step (of every DDP rank)."""
         logits = d_real.detach().float()
-        self._sign_sum += float(torch.sign(logits).sum())
-        self._count += logits.numel()
-        self._images += int(logits.shape[0])
+        sign_sum, count, images = _summed_over_ranks(float(torch.sign(logits).sum()), logits.numel(),
+                                                     int(logits.shape[0]), logits.device)
+        self._sign_sum += sign_sum
+        self._count += count
+        self._images += images
         self._steps += 1
         if self._steps >= self.interval:
             self._adjust()

@@ -12,6 +12,7 @@ from medgen_cli.families.latents import interpolation_path
 from medgen_cli.contract.context import TrainContext
 from medgen_cli.contract.metric_names import shares
 from medgen_cli.families.gan2d import losses
+from medgen_cli.families.gan2d.augment import mean_over_ranks, process_count
 from medgen_cli.families.gan2d.family import GAN2DFamily
 from medgen_cli.families.gan2d.outputs import StyleGAN2InterpolateOptions, StyleGAN2SampleOptions
 from medgen_cli.families.stylegan2.config import StyleGAN2Config
@@ -39,16 +40,18 @@ class StyleGAN2Family(GAN2DFamily):
 
     @property
     def r1_gamma(self) -> float:
-        """γ from the config, or StyleGAN2-ADA's auto value 0.0002·res²/batch."""
+        """γ from the config, or StyleGAN2-ADA's auto value 0.0002·res²/batch (the global batch under DDP)."""
         g = self.cfg.loss.r1_gamma
-        return g if g is not None else 0.0002 * self.cfg.data.resolution ** 2 / self.cfg.trainer.batch_size
+        return g if g is not None else (0.0002 * self.cfg.data.resolution ** 2
+                                       / (self.cfg.trainer.batch_size * process_count()))
 
     def ema_decay(self, configured: float) -> float:
-        """Per-step decay from the half-life in images: ``0.5 ** (batch / half_life)``."""
+        """Per-step decay from the half-life in images: ``0.5 ** (batch / half_life)``, ``batch``
+        the global batch (all DDP ranks' images of one step)."""
         half_life = self.cfg.model.ema_halflife_images
         if half_life is None:
             return configured
-        return 0.5 ** (self.cfg.trainer.batch_size / half_life)
+        return 0.5 ** (self.cfg.trainer.batch_size * process_count() / half_life)
 
     def build(self, device: torch.device) -> None:
         m, d, o, loss = self.cfg.model, self.cfg.data, self.cfg.optimizer, self.cfg.loss
@@ -136,7 +139,9 @@ class StyleGAN2Family(GAN2DFamily):
         z = torch.randn(n, self.latent_dim, device=device)
         images, ws = gen(z, return_ws=True, **self._mixing(n, device))  # fp32: second-order grads
         lengths = losses.path_lengths(images, ws)
-        self.pl_mean = self.pl_mean + (float(lengths.detach().mean()) - self.pl_mean) * loss_cfg.pl_decay
+        # The mean over every rank's lengths (the global batch's), so all ranks hold one pl_mean.
+        batch_mean = mean_over_ranks(lengths.detach().mean())
+        self.pl_mean = self.pl_mean + (batch_mean - self.pl_mean) * loss_cfg.pl_decay
         penalty = (lengths - self.pl_mean).square().mean()
         weighted = penalty * loss_cfg.pl_weight * loss_cfg.pl_interval
         self.last_reg.update({"stats/pl_penalty": float(penalty.detach()), "loss/pl": float(weighted.detach()),
