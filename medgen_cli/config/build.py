@@ -7,7 +7,7 @@ from typing import Any
 
 from medgen_cli.contract.config import FamilyConfig
 from medgen_cli.config.loading import apply_overrides, load_yaml, validate_config
-from medgen_cli.config.migrations import migrate_override, print_notes, read_saved_config
+from medgen_cli.config.migrations import VERSION_KEY, migrate_override, print_notes, read_saved_config
 from medgen_cli.errors import MedgenError
 
 
@@ -50,8 +50,11 @@ def build_config(family: str, config_file: str | Path | None = None, overrides: 
     spec = get_spec(family)
     data: dict[str, Any] = dict(base or {})
     if config_file is not None:
-        # A run's config.yaml is a valid --config too: its version stamp is read and older layouts migrated.
-        data = deep_merge(data, read_saved_config(load_yaml(config_file)))
+        # A run's config.yaml is a valid --config too: its version stamp is read and older layouts
+        # migrated. A file without a stamp is the user's own: old key names are renamed, but keys
+        # it leaves out take this medgen's defaults (not the old behaviour a saved run keeps).
+        raw = load_yaml(config_file)
+        data = deep_merge(data, read_saved_config(raw, added=VERSION_KEY in raw))
     data = apply_overrides(data, current_overrides(spec.name, overrides or []))
     file_family = data.get("family")
     if file_family is not None and get_spec(str(file_family)).name != spec.name:

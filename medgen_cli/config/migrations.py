@@ -123,7 +123,8 @@ def _family_of(data: dict[str, Any]) -> str:
 
 
 def migrate_config(data: dict[str, Any], version: str | None = None,
-                   table: tuple[Migration, ...] | None = None) -> tuple[dict[str, Any], list[str]]:
+                   table: tuple[Migration, ...] | None = None,
+                   added: bool = True) -> tuple[dict[str, Any], list[str]]:
     """Rewrite a saved config into this medgen's layout.
 
     Args:
@@ -131,6 +132,10 @@ def migrate_config(data: dict[str, Any], version: str | None = None,
         version: the version that wrote it when the mapping has no stamp (a checkpoint's
             ``medgen_version``); neither: :data:`UNSTAMPED_VERSION`.
         table: the migrations to apply (default :data:`MIGRATIONS`).
+        added: also set the ``added`` keys to their old behaviour. True for what a run saved
+            (it must resume as it trained); False for a hand-written ``--config`` file without a
+            stamp, whose keys are renamed but whose unset keys take this medgen's defaults (a
+            new run gets the current recipe, not the first release's).
 
     Returns:
         The migrated copy and one note per change (empty when nothing changed).
@@ -160,12 +165,12 @@ def migrate_config(data: dict[str, Any], version: str | None = None,
             found, _ = _pop(out, old)
             if found:
                 notes.append(f"config from medgen {stored}: '{old}' was removed in {mig.version} and is ignored{why}")
-        for key, value in mig.added.items():
+        for key, value in (mig.added if added else {}).items():
             if _put(out, key, value):
                 notes.append(f"config from medgen {stored}: '{key}' (new in {mig.version}) set to {value!r}{why}")
     for key, value in list(out.items()):
         if isinstance(value, dict) and "family" in value:  # an embedded run config (diffusion's autoencoder)
-            out[key], inner = migrate_config(value, stored, table)
+            out[key], inner = migrate_config(value, stored, table, added)
             notes += [f"{note} [in '{key}']" for note in inner]
     return out, notes
 
@@ -215,10 +220,11 @@ def print_notes(notes: list[str]) -> None:
 
 
 def read_saved_config(data: dict[str, Any], version: str | None = None,
-                      on_note: Callable[[list[str]], None] = print_notes) -> dict[str, Any]:
+                      on_note: Callable[[list[str]], None] = print_notes, added: bool = True) -> dict[str, Any]:
     """A saved config (from ``config.yaml`` or a checkpoint) in this medgen's layout, ready for
-    strict validation; what changed is reported through ``on_note``."""
-    migrated, notes = migrate_config(data, version)
+    strict validation; what changed is reported through ``on_note`` (``added``: see
+    :func:`migrate_config`)."""
+    migrated, notes = migrate_config(data, version, added=added)
     if notes:
         on_note(notes)
     return migrated

@@ -102,3 +102,21 @@ def test_old_run_loads_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     saved = yaml.safe_load((run / "config.yaml").read_text())  # rewritten in the current layout
     assert saved["medgen_version"] == __version__ and saved["model"]["hidden"] == 8 and "width" not in saved["model"]
     assert torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["step"] == 4
+
+
+def test_a_hand_written_config_file_gets_renames_but_current_defaults(tmp_path) -> None:
+    """An unstamped ``--config`` (the user's own file, e.g. a preset) takes this medgen's defaults
+    for keys it leaves out; a stamped one (a saved run's config.yaml) keeps the old behaviour."""
+    import yaml
+
+    from medgen_cli.config.build import build_config
+
+    own = tmp_path / "own.yaml"
+    own.write_text(yaml.safe_dump({"family": "sparse-gan", "trainer": {"optim": {"schedule": "cosine"}}}))
+    cfg = build_config("sparse-gan", config_file=own)
+    assert cfg.trainer.lr_schedule.kind == "cosine"          # the old key name still renamed
+    assert cfg.discriminator.kind == "dense" and cfg.loss.r1_interval == 4  # current defaults
+    saved = tmp_path / "saved.yaml"
+    saved.write_text(yaml.safe_dump({"medgen_version": "0.2.0", "family": "sparse-gan"}))
+    old = build_config("sparse-gan", config_file=saved)
+    assert old.discriminator.kind == "sparse" and old.loss.r1_weight == 0.0 and old.loss.r1_interval == 1

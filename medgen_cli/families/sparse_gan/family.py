@@ -247,11 +247,12 @@ class SparseGANFamily(Family):
 
     # ---- state ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"affine": self.affine, "last_g": self.last_g.state_dict()}
+        return {"affine": self.affine, "last_g": self.last_g.state_dict(), "last_r1": self.last_r1}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.affine = state.get("affine", self.affine)
         self.last_g.load_state_dict(state.get("last_g", {}))
+        self.last_r1 = state.get("last_r1", self.last_r1)  # a resumed run reports the same metrics
 
     # ---- inference --------------------------------------------------------------------------
     sample_options = sampling.SparseGANSampleOptions
