@@ -4,7 +4,7 @@ Trained, sampled and scored against each set's real-vs-real floor into ``quality
 
     # on a machine with CUDA (the sets carried along: data/gan2d):
     python -m benchmarks.gpu_gan2d [--family sagan|stylegan2|fastgan|all] [--sets a,b] [--sets-root data/gan2d]
-        [--epochs 2000 | --steps N] [--minutes M] [--config FILE] --json OUT.json [--runs-dir runs_gpu]
+        [--epochs 2000 | --steps N] [--minutes M] [--config FILE] [--set key=value ...] --json OUT.json [--runs-dir runs_gpu]
         [--num-samples 300] [--device cuda]
     # where the FID weights are, if the GPU machine has none: score the samples it brought back
     python -m benchmarks.gpu_gan2d --score OUT.json [--sets-root data/gan2d]
@@ -68,12 +68,13 @@ def gpu_preset(family: str) -> Path:
 def run_one(args: argparse.Namespace, family: str, set_name: str, train: Path, ref: Path, scoring: bool,
             floors: report.Floors, single: bool) -> dict[str, Any]:
     config = args.config or gpu_preset(family)
-    batch = harness.build(family, config, [f"data.root={train}"]).trainer.batch_size
+    batch = harness.build(family, config, [f"data.root={train}", *args.set]).trainer.batch_size
     n_images = report.count_images(train)
     steps_per_epoch = math.ceil(n_images / batch)  # the trainer keeps the last short batch
     steps = args.steps or args.epochs * steps_per_epoch
     print(f"== {family} on {set_name}: {n_images} images, {steps_per_epoch} steps/epoch, {steps} steps", flush=True)
-    run, trained = report.train_set(family, config, train, [f"trainer.device={args.device}"], steps=steps,
+    run, trained = report.train_set(family, config, train, [f"trainer.device={args.device}", *args.set],
+                                    steps=steps,
                                     minutes=args.minutes, runs_dir=args.runs_dir,
                                     name=f"{family}-{set_name}-{report.stamp()}")
     run.update({"set": set_name, "ref": str(ref), "steps_per_epoch": steps_per_epoch,
@@ -97,8 +98,8 @@ def score_later(args: argparse.Namespace) -> None:
         train, ref = sets[run["set"]]
         report.score(run, train, args.score.parent / run["samples"], floors(train, ref))
         run["scored"] = True
-    meta = {k: v for k, v in result.items() if k in ("device", "torch", "families", "sets", "budget_steps",
-                                                      "budget_epochs", "budget_minutes")}
+    meta = {k: v for k, v in result.items() if k in ("device", "torch", "cuda", "families", "sets", "budget_steps",
+                                                      "budget_epochs", "budget_minutes", "overrides")}
     report.report(args.score, result["runs"], meta, header(meta, result["runs"][0]["num_samples"]))
 
 
@@ -118,6 +119,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, help="a step budget instead of --epochs")
     ap.add_argument("--minutes", type=float, help="time limit per run (whichever ends first)")
     ap.add_argument("--config", type=Path, help="default: configs/gpu/<family>.yaml (one family only)")
+    ap.add_argument("--set", action="append", default=[], help="config override key=value (repeatable)")
     ap.add_argument("--json", type=Path, help="required unless --score")
     ap.add_argument("--score", type=Path, help="score the samples of an earlier run's JSON (no training)")
     ap.add_argument("--runs-dir", type=Path, default=Path("runs_gpu"))
@@ -150,7 +152,7 @@ def main() -> None:
             for family in fams for name, (train, ref) in sets.items()]
     meta = {"device": device, "torch": torch.__version__, "cuda": torch.version.cuda, "families": fams,
             "sets": list(sets), "budget_steps": args.steps, "budget_epochs": None if args.steps else args.epochs,
-            "budget_minutes": args.minutes}
+            "budget_minutes": args.minutes, "overrides": args.set}
     report.report(args.json, runs, meta, header(meta, args.num_samples))
 
 
