@@ -6,32 +6,38 @@ Example::
     run = load_run("runs/diffusion/run1")              # best (EMA) weights, on the CPU
     out = run.sample(4, seed=0, scheduler="ddim", steps=50)
     out.arrays.shape                                    # (4, 1, *size); out.seeds == [0, 1, 2, 3]
-    frames = run.interpolate(0, 1, steps=8)              # Samples with 8 frames
+    frames = run.interpolate(0, 1, frames=8)             # Samples with 8 frames
     run.write(out, "samples/run1")                      # the files `medgen sample` writes
     run.save_nifti(out.volumes[0], "sample.nii.gz")     # one volume with the run's affine
 
 Every method takes the same options as the command (``num``, ``seed``, ``batch_size``,
 ``scheduler``, ``guidance_scale``, ``truncation``, ...), validated by the run's family: an option
 the family does not take is an error, never ignored. Results are
-:class:`~medgen_cli.families.inference.Samples` (arrays ``[N, C, *spatial]`` plus seeds, labels
-and the affine).
+:class:`~medgen_cli.contract.samples.Samples` (arrays ``[N, C, *spatial]`` plus seeds, labels
+and the affine). ``steps`` always means sampler steps; ``interpolate``'s number of frames is
+``frames`` (its old name ``steps`` still works, with a ``FutureWarning``).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from medgen_cli.engine.inference import Task, options_for, run_task
+from medgen_cli.contract.options import rename_options
 from medgen_cli.contract.samples import Samples
+from medgen_cli.engine.inference import Task, options_for, options_model, run_task
+
+if TYPE_CHECKING:
+    from medgen_cli.engine.run_loading import LoadedRun
 
 
 class Run:
     """A trained run loaded for inference (wraps :class:`medgen_cli.engine.run_loading.LoadedRun`)."""
 
-    def __init__(self, loaded: Any) -> None:
+    def __init__(self, loaded: LoadedRun) -> None:
         self._loaded = loaded
         self.family = loaded.family
         self.ctx = loaded.ctx
@@ -66,10 +72,18 @@ class Run:
         """
         return self._do("sample", {"num": num, "seed": seed, **options})
 
-    def interpolate(self, seed_a: int = 0, seed_b: int = 1, steps: int = 8, **options: Any) -> Samples:
-        """``steps`` frames from the sample of ``seed_a`` to that of ``seed_b`` (``method``,
-        ``scheduler``, ``sample_steps``, ``truncation`` where the family has them)."""
-        return self._do("interpolate", {"seed_a": seed_a, "seed_b": seed_b, "steps": steps, **options})
+    def interpolate(self, seed_a: int = 0, seed_b: int = 1, frames: int | None = None, **options: Any) -> Samples:
+        """``frames`` frames (default 8) from the sample of ``seed_a`` to that of ``seed_b``
+        (``method``, ``scheduler``, ``sample_steps``, ``truncation`` where the family has them).
+
+        ``steps=N``, the old name of ``frames``, still works for now, with a ``FutureWarning``.
+        """
+        given = {"frames": frames} if frames is not None else {}
+        options, renamed = rename_options("interpolate", {**given, **options})
+        for old, new in renamed:
+            warnings.warn(f"Run.interpolate({old}=...) is renamed {new}=...; the old name still works for now",
+                          FutureWarning, stacklevel=2)
+        return self._do("interpolate", {"seed_a": seed_a, "seed_b": seed_b, **options})
 
     def reconstruct(self, path: str | Path, **options: Any) -> Samples:
         """The reconstruction of one input file (autoencoder runs: a volume or image)."""
@@ -87,7 +101,8 @@ class Run:
         previews in ``out/preview``). ``formats`` defaults to the family's default format."""
         from medgen_cli.engine.outputs import write_samples
 
-        model = self.family.sample_options or self.family.interpolate_options or self.family.recon_options
+        model = options_model(self.family, "sample") or options_model(self.family, "interpolate") \
+            or options_model(self.family, "recon")
         if formats is None:
             fmts: Sequence[str] = model.model_fields["format"].default if model is not None else ("npy",)
         else:

@@ -15,8 +15,9 @@ from pydantic import Field
 from torch.utils.data import TensorDataset
 
 from medgen_cli.contract.config import FamilyConfig, StrictModel
+from medgen_cli.contract.capabilities import Sampling
 from medgen_cli.contract.family import Family
-from medgen_cli.contract.options import SampleOptions
+from medgen_cli.contract.options import FamilyOptions, SampleOptions
 from medgen_cli.contract.samples import Samples, seeded_samples
 from medgen_cli.families.latents import seeded_normal
 from medgen_cli.contract.registry import FamilySpec, register
@@ -43,6 +44,9 @@ class ToySampleOptions(SampleOptions):
     format: tuple[str, ...] = ("npy",)
 
 
+TOY_OPTIONS = FamilyOptions(sample=ToySampleOptions)
+
+
 class ToyConfig(FamilyConfig):
     family: Literal["toy"] = "toy"
     data: ToyData = Field(default_factory=ToyData)
@@ -58,7 +62,7 @@ def _make_data(cfg: ToyData, n: int, seed: int) -> TensorDataset:
     return TensorDataset(x, y)
 
 
-class ToyFamily(Family):
+class ToyFamily(Family[ToyConfig], Sampling[ToySampleOptions]):
     name = "toy"
     ema_modules = ("net",)
     key_metric = "loss"
@@ -113,11 +117,11 @@ class ToyFamily(Family):
 
     sample_options = ToySampleOptions
 
-    def sample(self, opts: ToySampleOptions, ctx: Any) -> Samples:  # type: ignore[override]
+    def sample(self, opts: ToySampleOptions, ctx: Any) -> Samples:
         x = seeded_normal((self.cfg.data.dim,), range(opts.seed, opts.seed + opts.num))
         y = ctx.eval_module("net")(x.to(ctx.device)).cpu().numpy()
         return seeded_samples(y[:, None, None, :], opts.seed)  # each output as a 1 x dim "image"
 
 
 register(FamilySpec(name="toy", config="tests.toy_family:ToyConfig", family="tests.toy_family:ToyFamily",
-                    help="Test-only toy regression family."))
+                    help="Test-only toy regression family.", options="tests.toy_family:TOY_OPTIONS"))

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
+from medgen_cli.cli.family_flags import family_options, given
 from medgen_cli.cli.root import app
 from medgen_cli.cli.groups import data_app, eval_app
 from medgen_cli.families.dif_gaussian.config import QUERY_CHUNK
@@ -63,6 +64,7 @@ def make_cbct_cmd(
 
 
 @app.command("recon")
+@family_options("recon", skip=("input", "format", "threshold"))
 def recon_cmd(
     run: Optional[Path] = typer.Argument(None, help="A dif-gaussian run directory (not needed for fdk/sirt)."),
     input: Path = typer.Option(..., "--input", "-i", help="A case file (CASE.h5 from make-cbct) or a CT volume (.nii/.nii.gz, HU)."),
@@ -72,22 +74,24 @@ def recon_cmd(
     geometry: Optional[Path] = typer.Option(None, "--geometry", help="Geometry YAML for a NIfTI input with fdk/sirt (a run uses its own)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best, latest, or a checkpoint file."),
     iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="--method sirt: iterations (default 50)."),
-    chunk: Optional[int] = typer.Option(None, "--chunk", min=1, help="--method model: points per forward pass (default 8192; lower it if memory runs out)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    **options: Any,
 ) -> None:
-    """Reconstruct a CT volume from N evenly spread cone-beam views.
+    """Reconstruct a CT volume from N evenly spread cone-beam views (or, with an autoencoder run, its reconstruction of a volume).
 
     A case file keeps its grid and affine.
 
     A NIfTI volume is resampled to the geometry's grid and its N views are simulated; the result is written on the input's voxel grid with its affine.
+
+    The run's own options (--chunk, ...) apply to --method model.
     """
     from medgen_cli.engine.recon import recon_to_file
     from medgen_cli.progress import stderr_console
 
     console = stderr_console()
     t0 = time.perf_counter()
-    result = recon_to_file(run, input, out, method, views, checkpoint, device, geometry, iterations, chunk,
+    result = recon_to_file(run, input, out, method, views, checkpoint, device, geometry, iterations, given(options),
                            overwrite=overwrite, say=console.print, track=track)
     info = (result.extra or [{}])[0]
     what = [method if method != "model" else "the run's model"] + ([f"{info['views']} views"] if "views" in info else [])

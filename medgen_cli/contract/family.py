@@ -16,32 +16,38 @@ Lifecycle (training)::
 Lifecycle (inference, ``medgen sample`` / ``interpolate`` / ``recon`` / Python API)::
 
     fam = FamilyClass(cfg); fam.build(device); <weights and family state loaded>
-    opts = parse_options(fam.sample_options, {"num": 4}, fam, "sample")   # typed, strict
-    samples = fam.sample(opts, ctx)        # arrays + seeds, labels, affine (no files)
+    if isinstance(fam, Sampling):                                   # contract/capabilities.py
+        opts = parse_options(fam.sample_options, {"num": 4}, fam, "sample")   # typed, strict
+        samples = fam.sample(opts, ctx)    # arrays + seeds, labels, affine (no files)
     medgen_cli.engine.outputs.write_samples(samples, out, opts.format, ...)   # shared writers
 
-A family that samples sets ``sample_options`` to its options model (a subclass of
-:class:`~medgen_cli.contract.options.SampleOptions`) and implements :meth:`Family.sample`; the
-same for ``interpolate_options``/:meth:`Family.interpolate` and ``recon_options``/:meth:`Family.recon`.
+A family that samples inherits :class:`~medgen_cli.contract.capabilities.Sampling` parametrised
+by its options model (a subclass of :class:`~medgen_cli.contract.options.SampleOptions`), sets
+``sample_options`` to it and implements ``sample``; the same for ``Interpolating`` and
+``Reconstructing``. ``Family`` itself is generic in the config model, so ``self.cfg`` and
+``resolve_config`` have the family's own config type.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Iterable, TypeVar
+
+from medgen_cli.contract.capabilities import CAPABILITY_OF
 
 if TYPE_CHECKING:
     import torch
     from torch.utils.data import Dataset
 
     from medgen_cli.contract.config import FamilyConfig
-    from medgen_cli.contract.context import InferenceContext, TrainContext
-    from medgen_cli.contract.options import InterpolateOptions, ReconOptions, SampleOptions
-    from medgen_cli.contract.samples import Samples
+    from medgen_cli.contract.context import TrainContext
+
+#: The family's config model (``Family[DiffusionConfig]``).
+C = TypeVar("C", bound="FamilyConfig")
 
 
-class Family:
-    """Base class of all model families.
+class Family(Generic[C]):
+    """Base class of all model families, generic in the family's config model.
 
     Class attributes a family sets:
         name: registry name (``medgen train <name>``).
@@ -59,8 +65,8 @@ class Family:
     key_metric: ClassVar[str | None] = None
     key_mode: ClassVar[str] = "min"
 
-    def __init__(self, cfg: FamilyConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: C) -> None:
+        self.cfg: C = cfg
         self.run_dir: Path | None = None
         self.modules: dict[str, torch.nn.Module] = {}
         #: Voxel-to-world matrix of the family's volumes (4x4 nested list); ``None``: images/unknown.
@@ -69,7 +75,7 @@ class Family:
 
     # ---- building -----------------------------------------------------------------------
     @classmethod
-    def resolve_config(cls, cfg: FamilyConfig) -> FamilyConfig:
+    def resolve_config(cls, cfg: C) -> C:
         """Fill the values a fresh run derives from elsewhere (another run, the data's manifest)
         *before* its folder and ``config.yaml`` are written, so ``config.yaml``, every checkpoint
         and ``build`` agree and the run can be rebuilt from itself. ``build`` must not change the
@@ -148,24 +154,12 @@ class Family:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
 
-    # ---- inference (see medgen_cli.contract.options) ------------------------------------
-    #: Options model of ``sample`` / ``interpolate`` / ``recon``; ``None``: the family cannot.
-    sample_options: ClassVar[type[SampleOptions] | None] = None
-    interpolate_options: ClassVar[type[InterpolateOptions] | None] = None
-    recon_options: ClassVar[type[ReconOptions] | None] = None
-
-    def sample(self, opts: SampleOptions, ctx: InferenceContext) -> Samples:
-        """``opts.num`` samples; sample ``i`` comes from seed ``opts.seed + i`` alone."""
-        raise NotImplementedError(f"family '{self.name}' does not sample")
-
-    def interpolate(self, opts: InterpolateOptions, ctx: InferenceContext) -> Samples:
-        """``opts.steps`` frames from the sample of ``opts.seed_a`` to that of ``opts.seed_b``."""
-        raise NotImplementedError(f"family '{self.name}' does not interpolate")
-
-    def recon(self, opts: ReconOptions, ctx: InferenceContext) -> Samples:
-        """The reconstruction of ``opts.input``."""
-        raise NotImplementedError(f"family '{self.name}' does not reconstruct")
-
-    def recon_notes(self, opts: ReconOptions) -> list[str]:
-        """Lines a user reads before ``recon`` starts (e.g. the grid it works on); none by default."""
-        return []
+    # ---- inference: see medgen_cli.contract.capabilities ----------------------------------------
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A family that declares an options model without inheriting its capability would never be
+        asked to use it: refuse it when the class is defined, not when a user samples."""
+        super().__init_subclass__(**kwargs)
+        for attr, capability in CAPABILITY_OF.items():
+            if attr in vars(cls) and not issubclass(cls, capability):
+                raise TypeError(f"{cls.__name__} sets {attr} but does not inherit "
+                                f"{capability.__name__}[...] (medgen_cli.contract.capabilities)")

@@ -5,7 +5,11 @@ task (subclassing :class:`SampleOptions`, :class:`InterpolateOptions` or :class:
 holding exactly the options it honours, with its own defaults. Anything else a caller passes is
 rejected by :func:`parse_options` with one line (``stylegan2 runs do not take --guidance-scale``),
 never silently ignored. The family's method returns :class:`~medgen_cli.contract.samples.Samples`;
-writing files is shared code (:mod:`medgen_cli.engine.outputs`).
+writing files is shared code (:mod:`medgen_cli.engine.outputs`). A family lists its models in
+its ``options.py`` as a :class:`FamilyOptions`; the CLI generates its flags from them.
+
+``steps`` means sampler steps wherever it appears; interpolation's frame count is ``frames``
+(``steps`` there is its old name, renamed by :func:`rename_options` with a note).
 
 Seeds: sample ``i`` of a request with ``seed=s`` is generated from seed ``s + i`` alone (see
 :mod:`medgen_cli.families.latents`), so a sample never depends on how many were asked for.
@@ -13,10 +17,11 @@ Seeds: sample ``i`` of a request with ``seed=s`` is generated from seed ``s + i`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, Sequence, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from medgen_cli.errors import MedgenError
 
@@ -85,7 +90,7 @@ class InterpolateOptions(InferenceOptions):
 
     seed_a: int = Field(0, ge=0, description="Seed of the first endpoint.")
     seed_b: int = Field(1, ge=0, description="Seed of the last endpoint.")
-    steps: int = Field(8, ge=2, description="Number of frames.")
+    frames: int = Field(8, ge=2, description="Number of frames, both endpoints included.")
     method: Literal["slerp", "lerp"] = Field("slerp", description="Path between the two latents.")
 
 
@@ -105,19 +110,57 @@ class VolumeInterpolateOptions(PointsThreshold, InterpolateOptions):
     """Interpolation options of families that generate volumes (NIfTI by default)."""
 
 
+@dataclass(frozen=True)
+class FamilyOptions:
+    """A family's options models, one per task it can do (``None``: it cannot). Each family's
+    ``options.py`` defines one as ``OPTIONS``, which its registry entry names, so the CLI builds
+    its flags from every family's models without importing a family (or torch)."""
+
+    sample: type[SampleOptions] | None = None
+    interpolate: type[InterpolateOptions] | None = None
+    recon: type[ReconOptions] | None = None
+
+    def for_task(self, task: str) -> type[InferenceOptions] | None:
+        """The model of ``task`` (``sample``, ``interpolate`` or ``recon``)."""
+        models: dict[str, type[InferenceOptions] | None] = {
+            "sample": self.sample, "interpolate": self.interpolate, "recon": self.recon}
+        return models[task]
+
+
+#: Options renamed per task, old name -> new name. The old name still works, with a note.
+RENAMED: dict[str, dict[str, str]] = {"interpolate": {"steps": "frames"}}
+
+
+def rename_options(task: str, flags: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """``flags`` with renamed options under their new names, and the ``(old, new)`` pairs used
+    (callers tell the user: a note on the CLI, a ``FutureWarning`` in Python).
+
+    Raises:
+        MedgenError: both the old and the new name were given.
+    """
+    out, used = dict(flags), []
+    for old, new in RENAMED.get(task, {}).items():
+        if old not in out:
+            continue
+        if new in out:
+            raise MedgenError(f"{_flag([old])} is the old name of {_flag([new])} ({task}); give {_flag([new])} only")
+        out[new] = out.pop(old)
+        used.append((old, new))
+    return out, used
+
+
 class OptionsOwner(Protocol):
     """What :func:`parse_options` reads of a family (a :class:`~medgen_cli.contract.family.Family`)."""
 
     name: str
-    sample_options: type[SampleOptions] | None
-    recon_options: type[ReconOptions] | None
 
 
 def _flag(loc: Sequence[Any]) -> str:
     return "--" + str(loc[0]).replace("_", "-") if loc else "options"
 
 
-def parse_options(model: type[O] | None, flags: dict[str, Any], family: OptionsOwner, task: str) -> O:
+def parse_options(model: type[O] | None, flags: dict[str, Any], family: OptionsOwner, task: str,
+                  hint: str | None = None) -> O:
     """Validate ``flags`` (only the ones the caller set) against a family's options model.
 
     Args:
@@ -126,14 +169,13 @@ def parse_options(model: type[O] | None, flags: dict[str, Any], family: OptionsO
         family: the loaded family (passed to validators as ``context["family"]`` for checks that
             depend on the run, e.g. guidance on an unconditional model).
         task: ``sample``, ``interpolate`` or ``recon`` (for messages).
+        hint: what to do instead when the family cannot do ``task``.
 
     Raises:
         MedgenError: the family cannot do ``task``, or one line naming the first bad flag.
     """
     name = family.name
     if model is None:
-        hint = {"sample": f"it reconstructs: {family.recon_options.command}" if family.recon_options else None,
-                "recon": "use `medgen sample` for generative runs" if family.sample_options else None}.get(task)
         raise MedgenError(f"'{name}' runs cannot {task}", hint)
     try:
         return model.model_validate(flags, context={"family": family})
@@ -148,7 +190,7 @@ def parse_options(model: type[O] | None, flags: dict[str, Any], family: OptionsO
         raise MedgenError(f"{where}{msg}".splitlines()[0]) from None
 
 
-def run_family(info: Any) -> Any:
+def run_family(info: ValidationInfo | None) -> Any:
     """The :class:`~medgen_cli.contract.family.Family` a validator runs for (``None`` when
     validated without one)."""
     return (info.context or {}).get("family") if info is not None else None

@@ -17,9 +17,12 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medgen_cli.errors import MedgenError
+
+if TYPE_CHECKING:
+    from medgen_cli.contract.options import FamilyOptions
 
 
 @dataclass(frozen=True)
@@ -31,15 +34,31 @@ class FamilySpec:
         config: ``"module:Class"`` of the family's config model (must import without torch).
         family: ``"module:Class"`` of the :class:`~medgen_cli.contract.family.Family` subclass.
         help: one line for ``medgen train --help``.
+        options: ``"module:OPTIONS"``, the family's
+            :class:`~medgen_cli.contract.options.FamilyOptions` (its ``options.py``; must import
+            without torch): the CLI builds ``sample``/``interpolate``/``recon`` flags from it.
+            ``None``: the family does no inference (or a plugin that declares none).
     """
 
     name: str
     config: str
     family: str
     help: str
+    options: str | None = None
 
     def config_class(self) -> Any:
         return _resolve(self.config)
+
+    def family_options(self) -> FamilyOptions:
+        """The family's options models (empty when it declares none)."""
+        from medgen_cli.contract.options import FamilyOptions
+
+        if self.options is None:
+            return FamilyOptions()
+        found = _resolve(self.options)
+        if not isinstance(found, FamilyOptions):
+            raise TypeError(f"{self.options} is not a FamilyOptions (family '{self.name}')")
+        return found
 
     def family_class(self) -> Any:
         return _resolve(self.family)

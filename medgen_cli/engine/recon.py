@@ -6,7 +6,7 @@ called through the family contract like ``sample``) or a classical reconstructor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from medgen_cli.contract.samples import Samples
 from medgen_cli.errors import MedgenError
@@ -16,10 +16,13 @@ from medgen_cli.recon.reconstruct import METHODS, check_request, reconstruct_cla
 
 def reconstruct(run: Path | None, input_path: Path, method: str = "model", views: int | None = None,
                 checkpoint: str = "best", device: str = "auto", geometry: Path | None = None,
-                iterations: int | None = None, chunk: int | None = None,
+                iterations: int | None = None, options: Mapping[str, Any] | None = None,
                 say: Callable[[str], None] | None = None, track: Track | None = None) -> Samples:
     """A run's ``recon`` (``method="model"``) or a classical baseline on one input. Options that
     do not apply to the method are refused, not ignored.
+
+    ``options`` are the run family's recon options the caller set (e.g. ``{"chunk": 4096}`` for a
+    dif-gaussian run, ``tile`` for an autoencoder run), validated by its options model.
 
     ``say`` receives the lines (rich markup) a user should read before the work starts: the
     checkpoint used (and any skipped), and a note naming the geometry and grid of a CBCT
@@ -33,13 +36,13 @@ def reconstruct(run: Path | None, input_path: Path, method: str = "model", views
     from medgen_cli.engine.run_loading import load_run
 
     say = say or (lambda line: None)
-    check_request(method, run, iterations, chunk, geometry)
+    check_request(method, run, iterations, list(options or {}), geometry)
     if method != "model":
         return reconstruct_classical(Path(input_path), method, views or 10, geometry, iterations or 50, say, track)
     assert run is not None  # check_request refused a model without a run
     loaded = load_run(run, checkpoint=checkpoint, device=device)
-    flags = {"input": Path(input_path), "views": views, "chunk": chunk}
-    opts = options_for(loaded.family, "recon", {k: v for k, v in flags.items() if v is not None})
+    flags = {"input": Path(input_path), **({"views": views} if views is not None else {}), **(options or {})}
+    opts = options_for(loaded.family, "recon", flags)
     for line in [*loaded.describe(), *(f"note: {n}" for n in loaded.family.recon_notes(opts))]:
         say(line)
     return run_task(loaded.family, loaded.ctx, "recon", opts)
@@ -47,7 +50,7 @@ def reconstruct(run: Path | None, input_path: Path, method: str = "model", views
 
 def recon_to_file(run: Path | None, input_path: Path, out: Path, method: str = "model", views: int | None = None,
                   checkpoint: str = "best", device: str = "auto", geometry: Path | None = None,
-                  iterations: int | None = None, chunk: int | None = None, overwrite: bool = False,
+                  iterations: int | None = None, options: Mapping[str, Any] | None = None, overwrite: bool = False,
                   say: Callable[[str], None] | None = None, track: Track | None = None) -> Samples:
     """:func:`reconstruct`, then the volume as one NIfTI at ``out`` (an existing ``out`` is refused
     before any work unless ``overwrite``)."""
@@ -55,7 +58,7 @@ def recon_to_file(run: Path | None, input_path: Path, out: Path, method: str = "
     from medgen_cli.io import check_writable
 
     check_writable(out, overwrite)
-    samples = reconstruct(run, input_path, method, views, checkpoint, device, geometry, iterations, chunk,
+    samples = reconstruct(run, input_path, method, views, checkpoint, device, geometry, iterations, options,
                           say=say, track=track)
     write_file(samples, out, overwrite=overwrite)
     return samples

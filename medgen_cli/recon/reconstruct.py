@@ -9,7 +9,7 @@ The engine (:mod:`medgen_cli.engine.recon`) loads runs and writes the file with 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -31,9 +31,10 @@ def geometry_note(geometry: CBCTGeometry, source: str, method: str, views: int) 
             f"{geometry.detector_size}² detector at {geometry.detector_spacing:g} mm")
 
 
-def check_request(method: str, run: Path | None, iterations: int | None, chunk: int | None,
+def check_request(method: str, run: Path | None, iterations: int | None, model_options: Sequence[str],
                   geometry: Path | None) -> None:
     """Refuse an unknown method and options the method does not take (one line each), before any work.
+    ``model_options``: names of the run family's recon options given (``chunk``, ``tile``, ...).
 
     Raises:
         MedgenError: unknown method, a model without a run, or an option of another method.
@@ -43,8 +44,8 @@ def check_request(method: str, run: Path | None, iterations: int | None, chunk: 
     if iterations is not None and method != "sirt":
         raise MedgenError("--iterations only applies to --method sirt")
     if method in CLASSICAL:
-        if chunk is not None:
-            raise MedgenError("--chunk only applies to --method model")
+        if model_options:
+            raise MedgenError(f"--{model_options[0].replace('_', '-')} only applies to --method model")
         return
     if run is None:
         raise MedgenError("give a RUN directory (or --method fdk|sirt for a classical baseline)")

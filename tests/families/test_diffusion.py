@@ -172,7 +172,7 @@ def test_sample_and_interpolate_write_nifti_with_the_data_affine(tmp_path: Path,
     from medgen_cli.api import load_run
 
     run = load_run(cond_run)
-    ends = np.asarray(run.interpolate(0, 1, steps=3, sample_steps=2))
+    ends = np.asarray(run.interpolate(0, 1, frames=3, sample_steps=2))
     np.testing.assert_allclose(ends[0], np.asarray(nib.load(str(frames[0])).dataobj), atol=1e-5)
     out = run.save_nifti(ends[1], tmp_path / "mid.nii.gz")
     np.testing.assert_allclose(nib.load(str(out)).affine, volume_affine)

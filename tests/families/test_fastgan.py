@@ -127,7 +127,7 @@ def test_contract_sample_and_interpolate(contract_run: Callable[[str], Path], tm
     arr = loaded.sample(5, seed=3).arrays
     assert arr.shape == (5, 1, 16, 16) and 0 <= arr.min() <= arr.max() <= 1
     np.testing.assert_allclose(load_run(run, checkpoint="latest").sample(2, seed=4).arrays, arr[1:3], atol=1e-6)
-    frames = loaded.interpolate(3, 4, steps=5, method="slerp").arrays
+    frames = loaded.interpolate(3, 4, frames=5, method="slerp").arrays
     assert frames.shape == (5, 1, 16, 16)
     np.testing.assert_allclose(frames[0], arr[0], atol=1e-5)  # t = 0 is the sample of seed_a
     np.testing.assert_allclose(frames[-1], arr[1], atol=1e-5)  # t = 1: seed_b = seed_a + 1

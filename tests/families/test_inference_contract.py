@@ -104,7 +104,10 @@ def test_typed_options_with_family_defaults(runs: dict[str, Path], name: str) ->
     from medgen_cli.engine.run_loading import load_run
     from medgen_cli.contract.options import InterpolateOptions, SampleOptions, parse_options
 
+    from medgen_cli.contract.capabilities import Interpolating, Sampling
+
     fam = load_run(runs[name], device="cpu").family
+    assert isinstance(fam, Sampling) and isinstance(fam, Interpolating)
     assert issubclass(fam.sample_options, SampleOptions) and issubclass(fam.interpolate_options, InterpolateOptions)
     opts = parse_options(fam.sample_options, {}, fam, "sample")
     assert (opts.num, opts.seed) == (8, 0)
@@ -154,13 +157,48 @@ def test_same_files_for_the_same_format(runs: dict[str, Path], name: str, tmp_pa
 def test_interpolate_writes_frames_manifest_and_strip(runs: dict[str, Path], name: str, tmp_path: Path, cli: Any) -> None:
     out = tmp_path / "i"
     steps = ["--sample-steps", "2"] if name.startswith("diffusion") else []
-    code, text = cli("interpolate", runs[name], "--steps", "3", "--out", out, "--device", "cpu", *steps)
+    code, text = cli("interpolate", runs[name], "--frames", "3", "--out", out, "--device", "cpu", *steps)
     assert code == 0, text
     manifest = json.loads((out / "manifest.json").read_text())
     assert [m["file"].split(".")[0] for m in manifest] == ["frame_000", "frame_001", "frame_002"]
     assert [m["t"] for m in manifest] == [0.0, 0.5, 1.0]
     assert all((out / m["file"]).is_file() for m in manifest)
     assert (out / "preview" / "strip.png").is_file()
+
+
+def test_interpolate_steps_is_the_old_name_of_frames(runs: dict[str, Path], tmp_path: Path, cli: Any) -> None:
+    """``interpolate --steps N`` (frames before --steps meant sampler steps everywhere) still
+    gives N frames, with a one-line note; giving both names is one error line."""
+    code, text = cli("interpolate", runs["sagan"], "--steps", "3", "--out", tmp_path / "old", "--device", "cpu")
+    assert code == 0, text
+    notes = [line for line in text.splitlines() if "renamed" in line]
+    assert notes == ["note: interpolate --steps is renamed --frames; the old name still works for now"], text
+    assert len(json.loads((tmp_path / "old" / "manifest.json").read_text())) == 3
+    code, text = cli("interpolate", runs["sagan"], "--frames", "3", "--out", tmp_path / "new", "--device", "cpu")
+    assert code == 0 and "renamed" not in text, text
+    code, text = cli("interpolate", runs["sagan"], "--steps", "3", "--frames", "4", "--out", tmp_path / "both",
+                     "--device", "cpu")
+    assert code == 2 and "--steps is the old name of --frames" in text and len(text.strip().splitlines()) == 1, text
+    assert not (tmp_path / "both").exists()
+
+
+def test_api_interpolate_takes_frames_and_warns_on_steps(runs: dict[str, Path]) -> None:
+    import warnings
+
+    from medgen_cli.api import load_run
+    from medgen_cli.errors import MedgenError
+
+    run = load_run(runs["sagan"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # frames=: no warning
+        new = run.interpolate(0, 1, frames=3)
+    with pytest.warns(FutureWarning, match=r"Run.interpolate\(steps=...\) is renamed frames="):
+        old = run.interpolate(0, 1, steps=3)
+    assert len(new.arrays) == len(old.arrays) == 3
+    np.testing.assert_allclose(old.arrays, new.arrays, atol=1e-6)
+    assert len(run.interpolate(0, 1).arrays) == 8  # the default
+    with pytest.raises(MedgenError, match="old name of --frames"):
+        run.interpolate(0, 1, frames=3, steps=3)
 
 
 def test_several_formats_get_a_folder_each_and_overwrite_drops_stale_files(runs: dict[str, Path], cli: Any,
@@ -241,10 +279,11 @@ def test_eval_counts_exactly_the_samples_and_validates_both_inputs_first(runs: d
 def test_every_builtin_family_that_samples_is_driven_here() -> None:
     """The sampling list above covers every registered built-in family with sampling options,
     so a new family that samples fails here until it is added (with a flag it must refuse)."""
+    from medgen_cli.contract.capabilities import Sampling
     from medgen_cli.contract.registry import all_specs
 
     covered = {s.removesuffix("-cond") for s in SAMPLERS}
     samplers = [name for name, spec in all_specs().items()
-                if spec.family.startswith("medgen_cli.families.") and spec.family_class().sample_options is not None]
+                if spec.family.startswith("medgen_cli.families.") and issubclass(spec.family_class(), Sampling)]
     assert sorted(set(samplers) - covered) == []
     assert sorted(covered - set(FOREIGN)) == []

@@ -196,7 +196,7 @@ def test_contract_sample_and_interpolate(contract_run: Callable[[str], Path], tm
     arr = np.stack([np.load(p) for p in written.files])
     assert arr.shape == (4, 16, 16) and np.isfinite(arr).all()
     interp = tmp_path / "interp"
-    infer_to_dir(run, "interpolate", {"seed_a": 7, "seed_b": 8, "steps": 4, "truncation": 0.7, "format": "npy"},
+    infer_to_dir(run, "interpolate", {"seed_a": 7, "seed_b": 8, "frames": 4, "truncation": 0.7, "format": "npy"},
                  interp, checkpoint="latest", device="cpu")
     frames = np.stack([np.load(interp / f"frame_{i:03d}.npy") for i in range(4)])
     np.testing.assert_allclose(frames[0], arr[0], atol=1e-5)   # lerp in W: endpoints are the samples

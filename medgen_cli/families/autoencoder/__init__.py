@@ -7,4 +7,5 @@ register(FamilySpec(
     config="medgen_cli.families.autoencoder.config:AutoencoderConfig",
     family="medgen_cli.families.autoencoder.family:AutoencoderFamily",
     help="AutoencoderKL on volumes/images (L1 + KL + patch adversarial); stage 1 of latent diffusion.",
+    options="medgen_cli.families.autoencoder.options:OPTIONS",
 ))

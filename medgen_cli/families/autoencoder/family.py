@@ -16,9 +16,10 @@ from medgen_cli.errors import MedgenError
 from medgen_cli.data import datasets
 from medgen_cli.viz import montage
 from medgen_cli.families.autoencoder.config import AutoencoderConfig
+from medgen_cli.contract.capabilities import Reconstructing
 from medgen_cli.contract.family import Family
 from medgen_cli.families.autoencoder import tiles
-from medgen_cli.families.autoencoder.tiles import AutoencoderReconOptions
+from medgen_cli.families.autoencoder.options import AutoencoderReconOptions
 from medgen_cli.contract.samples import Samples
 
 
@@ -61,7 +62,7 @@ def kl_loss(z_mu: torch.Tensor, z_sigma: torch.Tensor) -> torch.Tensor:
     return kl.flatten(1).sum(1).mean()
 
 
-class AutoencoderFamily(Family):
+class AutoencoderFamily(Family[AutoencoderConfig], Reconstructing[AutoencoderReconOptions]):
     """AutoencoderKL + PatchDiscriminator; validation L1/PSNR/SSIM with the EMA weights."""
 
     name = "autoencoder"
@@ -70,7 +71,6 @@ class AutoencoderFamily(Family):
 
     def __init__(self, cfg: AutoencoderConfig) -> None:
         super().__init__(cfg)
-        self.cfg: AutoencoderConfig = cfg
         self.key_metric = cfg.val.key_metric
         self.key_mode = "min" if cfg.val.key_metric == "l1" else "max"
         self.affine: list[list[float]] | None = None
@@ -262,7 +262,7 @@ class AutoencoderFamily(Family):
             recon = tiles.reconstruct_tiled(ae, x[None], tile, opts.overlap, factor, device)[0, 0].numpy()
         return x[0].numpy(), recon, affine
 
-    def recon(self, opts: AutoencoderReconOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
+    def recon(self, opts: AutoencoderReconOptions, ctx: InferenceContext) -> Samples:
         """The reconstruction of ``opts.input`` at the model's size (or, ``resize=False``, at the
         input's own), with the input's affine adapted to that grid; the input is kept for the
         comparison preview."""

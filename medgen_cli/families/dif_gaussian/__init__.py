@@ -7,4 +7,5 @@ register(FamilySpec(
     config="medgen_cli.families.dif_gaussian.config:DIFGaussianConfig",
     family="medgen_cli.families.dif_gaussian.family:DIFGaussianFamily",
     help="Sparse-view cone-beam CT reconstruction from 6-10 projections (DIF-Gaussian).",
+    options="medgen_cli.families.dif_gaussian.options:OPTIONS",
 ))

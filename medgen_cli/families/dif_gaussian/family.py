@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from medgen_cli.contract.context import InferenceContext, TrainContext
+from medgen_cli.contract.capabilities import Reconstructing
 from medgen_cli.contract.family import Family
 from medgen_cli.contract.samples import Samples
 from medgen_cli.data.cbct.datasets import CBCTCaseDataset
@@ -28,7 +29,7 @@ from medgen_cli.recon.base import Track
 from medgen_cli.recon.reconstruct import geometry_note, reconstruct_file
 
 
-class DIFGaussianFamily(Family):
+class DIFGaussianFamily(Family[DIFGaussianConfig], Reconstructing[DIFReconOptions]):
     """Sparse-view CBCT reconstruction with DIF-Gaussian (see the config for the sizes)."""
 
     name = "dif-gaussian"
@@ -37,7 +38,6 @@ class DIFGaussianFamily(Family):
 
     def __init__(self, cfg: DIFGaussianConfig) -> None:
         super().__init__(cfg)
-        self.cfg: DIFGaussianConfig = cfg
         self.geometry: CBCTGeometry | None = None
         self.run_dir: Path | None = None
 
@@ -206,13 +206,13 @@ class DIFGaussianFamily(Family):
     # ---- the recon contract (medgen recon, medgen_cli.api) -----------------------------------------
     recon_options = DIFReconOptions
 
-    def recon(self, opts: DIFReconOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
+    def recon(self, opts: DIFReconOptions, ctx: InferenceContext) -> Samples:
         """``opts.input`` (a case .h5 or a CT .nii.gz) reconstructed from ``opts.views`` views."""
         rec = self.reconstructor(ctx, opts.views, opts.chunk, ctx.track)
         assert self.geometry is not None  # reconstructor() refused a run without one
         return reconstruct_file(Path(opts.input), rec, self.geometry, ctx.track)
 
-    def recon_notes(self, opts: DIFReconOptions) -> list[str]:  # type: ignore[override]
+    def recon_notes(self, opts: DIFReconOptions) -> list[str]:
         """The geometry and grid the reconstruction works on (its cost grows with the grid³)."""
         if self.geometry is None:
             return []

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field, ValidationInfo, model_validator
 
-from medgen_cli.contract.options import ReconOptions, run_family
+from medgen_cli.contract.options import FamilyOptions, ReconOptions, run_family
 from medgen_cli.families.dif_gaussian.config import QUERY_CHUNK
 
 
@@ -28,3 +28,6 @@ class DIFReconOptions(ReconOptions):
         if not str(self.input).lower().endswith((".h5", ".hdf5", ".nii", ".nii.gz")):
             raise ValueError(f"unsupported input {self.input}; give a case .h5 from make-cbct or a .nii/.nii.gz volume")
         return self
+
+
+OPTIONS = FamilyOptions(recon=DIFReconOptions)

@@ -7,4 +7,5 @@ register(FamilySpec(
     config="medgen_cli.families.diffusion.config:DiffusionConfig",
     family="medgen_cli.families.diffusion.family:DiffusionFamily",
     help="Latent diffusion (DDPM/DDIM, optional class conditioning with CFG) on an autoencoder run.",
+    options="medgen_cli.families.diffusion.options:OPTIONS",
 ))

@@ -16,6 +16,7 @@ from medgen_cli.errors import MedgenError
 from medgen_cli.data import datasets
 from medgen_cli.viz import montage
 from medgen_cli.families.autoencoder.config import AutoencoderConfig, ImageDataConfig
+from medgen_cli.contract.capabilities import Interpolating, Sampling
 from medgen_cli.contract.family import Family
 from medgen_cli.families.diffusion import sampling
 from medgen_cli.families.diffusion.config import DiffusionConfig
@@ -59,7 +60,8 @@ def latent_data_config(ae_cfg: AutoencoderConfig, cfg: DiffusionConfig) -> Image
     })
 
 
-class DiffusionFamily(Family):
+class DiffusionFamily(Family[DiffusionConfig], Sampling[DiffusionSampleOptions],
+                      Interpolating[DiffusionInterpolateOptions]):
     """Latent DDPM with optional class conditioning (classifier-free guidance)."""
 
     name = "diffusion"
@@ -71,7 +73,6 @@ class DiffusionFamily(Family):
 
     def __init__(self, cfg: DiffusionConfig) -> None:
         super().__init__(cfg)
-        self.cfg: DiffusionConfig = cfg
         self.scale_factor: float | None = None
         #: (min, max) of the training volumes; decoded samples are clipped to it.
         self.value_range: tuple[float, float] | None = None
@@ -82,7 +83,7 @@ class DiffusionFamily(Family):
 
     # ---- building ------------------------------------------------------------------------------
     @classmethod
-    def resolve_config(cls, cfg: DiffusionConfig) -> DiffusionConfig:  # type: ignore[override]
+    def resolve_config(cls, cfg: DiffusionConfig) -> DiffusionConfig:
         """Copy the autoencoder run's config in and count the classes, before the run folder is
         written: the run then rebuilds from itself (the autoencoder's weights are in every
         checkpoint) and ``config.yaml`` equals the config its checkpoints store."""
@@ -357,7 +358,7 @@ class DiffusionFamily(Family):
     def _affine(self) -> np.ndarray:
         return np.asarray(self.affine if self.affine is not None else np.eye(4))
 
-    def sample(self, opts: DiffusionSampleOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
+    def sample(self, opts: DiffusionSampleOptions, ctx: InferenceContext) -> Samples:
         """:meth:`generate` with the run's (EMA) modules; labels recorded per sample."""
         vols = self.generate(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device, opts.num, opts.seed,
                              opts.scheduler, opts.steps, opts.guidance_scale, opts.class_label, opts.batch_size,
@@ -365,8 +366,8 @@ class DiffusionFamily(Family):
         return seeded_samples(vols[:, None], opts.seed, self._label_list(opts.num, opts.class_label, opts.seed),
                               self._affine())
 
-    def interpolate(self, opts: DiffusionInterpolateOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
+    def interpolate(self, opts: DiffusionInterpolateOptions, ctx: InferenceContext) -> Samples:
         frames = self.interpolate_volumes(ctx.eval_module("unet"), ctx.eval_module("autoencoder"), ctx.device,
-                                          opts.seed_a, opts.seed_b, opts.steps, opts.method, opts.scheduler,
+                                          opts.seed_a, opts.seed_b, opts.frames, opts.method, opts.scheduler,
                                           opts.sample_steps, ctx.track)
         return frame_samples(frames[:, None], self._affine())

@@ -1,10 +1,11 @@
-"""What ``medgen sample`` / ``interpolate`` accept for a diffusion run (checked against the run)."""
+"""What ``medgen sample`` / ``interpolate`` accept for a diffusion run (checked against the run).
+Pure pydantic: imports without torch."""
 
 from __future__ import annotations
 
 from pydantic import Field, ValidationInfo, model_validator
 
-from medgen_cli.contract.options import VolumeInterpolateOptions, VolumeSampleOptions, run_family
+from medgen_cli.contract.options import FamilyOptions, VolumeInterpolateOptions, VolumeSampleOptions, run_family
 
 
 class DiffusionSampleOptions(VolumeSampleOptions):
@@ -37,3 +38,6 @@ class DiffusionInterpolateOptions(VolumeInterpolateOptions):
         if fam is not None:
             fam.check_request(self.scheduler, self.sample_steps, None, None)
         return self
+
+
+OPTIONS = FamilyOptions(sample=DiffusionSampleOptions, interpolate=DiffusionInterpolateOptions)

@@ -10,5 +10,6 @@ register(
         config="medgen_cli.families.fastgan.config:FastGANConfig",
         family="medgen_cli.families.fastgan.family:FastGANFamily",
         help="FastGAN (skip-layer excitation, self-supervised discriminator) for a few hundred 2D images, FID-tracked.",
+        options="medgen_cli.families.gan2d.options:OPTIONS",
     )
 )

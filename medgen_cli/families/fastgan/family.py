@@ -11,9 +11,10 @@ from medgen_cli.contract.metric_names import shares
 from medgen_cli.families.fastgan.config import FastGANConfig
 from medgen_cli.families.fastgan.networks import Discriminator, Generator, recon_targets
 from medgen_cli.families.gan2d.family import GAN2DFamily
+from medgen_cli.families.gan2d.options import GAN2DInterpolateOptions, GAN2DSampleOptions
 
 
-class FastGANFamily(GAN2DFamily):
+class FastGANFamily(GAN2DFamily[FastGANConfig, GAN2DSampleOptions, GAN2DInterpolateOptions]):
     """FastGAN for a few hundred 2D images; see :mod:`medgen_cli.families.fastgan.networks`.
 
     As in the authors' loop, one generator forward serves both updates of a step: D learns from
@@ -21,6 +22,8 @@ class FastGANFamily(GAN2DFamily):
     """
 
     name = "fastgan"
+    sample_options = GAN2DSampleOptions
+    interpolate_options = GAN2DInterpolateOptions
 
     def __init__(self, cfg: FastGANConfig) -> None:
         super().__init__(cfg)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -21,11 +21,12 @@ import torch
 from medgen_cli.contract.context import InferenceContext, TrainContext
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.adversarial import GeneratorMetrics, generator_due
+from medgen_cli.contract.capabilities import Interpolating, Sampling
 from medgen_cli.contract.family import Family
 from medgen_cli.families.gan2d import outputs
 from medgen_cli.families.gan2d.augment import Augmenter
 from medgen_cli.families.gan2d.fid_tracking import FIDState
-from medgen_cli.families.gan2d.outputs import GAN2DInterpolateOptions, GAN2DSampleOptions
+from medgen_cli.families.gan2d.options import GAN2DInterpolateOptions, GAN2DSampleOptions
 from medgen_cli.contract.samples import Samples, frame_samples, seeded_samples
 from medgen_cli.families.latents import interpolation_path
 
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
     from medgen_cli.families.fastgan.config import FastGANConfig
     from medgen_cli.families.sagan.config import SAGANConfig
     from medgen_cli.families.stylegan2.config import StyleGAN2Config
+
+GC = TypeVar("GC", bound="SAGANConfig | StyleGAN2Config | FastGANConfig")
+GS = TypeVar("GS", bound=GAN2DSampleOptions)
+GI = TypeVar("GI", bound=GAN2DInterpolateOptions)
 
 
 def ramped_ema(decay: float, rampup: float, batch: int) -> Any:
@@ -54,16 +59,14 @@ def ramped_ema(decay: float, rampup: float, batch: int) -> Any:
     return update
 
 
-class GAN2DFamily(Family):
-    """Shared behaviour of ``sagan``, ``stylegan2`` and ``fastgan`` (see the module docstring)."""
+class GAN2DFamily(Family[GC], Sampling[GS], Interpolating[GI]):
+    """Shared behaviour of ``sagan``, ``stylegan2`` and ``fastgan`` (see the module docstring),
+    generic in the subclass's config and options models."""
 
     ema_modules = ("generator",)
     key_metric = "val/fid"
     key_mode = "min"
-    sample_options: ClassVar[type[GAN2DSampleOptions]] = GAN2DSampleOptions
-    interpolate_options: ClassVar[type[GAN2DInterpolateOptions]] = GAN2DInterpolateOptions
-
-    def __init__(self, cfg: SAGANConfig | StyleGAN2Config | FastGANConfig) -> None:
+    def __init__(self, cfg: GC) -> None:
         super().__init__(cfg)
         self.augment = Augmenter(cfg.augment)
         self.fid = FIDState(cfg.fid, require=cfg.fid.required)
@@ -99,17 +102,17 @@ class GAN2DFamily(Family):
         generators whose only noise is z (sagan, fastgan): ``generator(z)``."""
         return generator(z)
 
-    def sample_truncation(self, opts: GAN2DSampleOptions) -> float:
+    def sample_truncation(self, opts: GS) -> float:
         """The truncation ``opts`` asks for (only StyleGAN2's options have one)."""
         return 1.0
 
     def interpolate_images(self, generator: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tensor,
-                           opts: GAN2DInterpolateOptions) -> torch.Tensor:
-        """``opts.steps`` frames ``[K, C, H, W]`` in [-1, 1] between the latents ``z_a`` and ``z_b``
+                           opts: GI) -> torch.Tensor:
+        """``opts.frames`` frames ``[K, C, H, W]`` in [-1, 1] between the latents ``z_a`` and ``z_b``
         ([1, D]), endpoints included. Here, for generators whose only noise is z: slerp (default)
         or lerp in z; Gaussian latents live near a sphere, so slerp keeps every frame at a typical
         norm."""
-        zs = interpolation_path(z_a[0], z_b[0], opts.steps, opts.method)
+        zs = interpolation_path(z_a[0], z_b[0], opts.frames, opts.method)
         return torch.cat([self.generate(generator, chunk) for chunk in zs.split(16)])
 
     def ema_avg_fn(self, decay: float) -> Any:
@@ -254,13 +257,13 @@ class GAN2DFamily(Family):
         self.last_g.load_state_dict(state.get("last_g", {}))
 
     # ---- inference -----------------------------------------------------------------------------------
-    def sample(self, opts: GAN2DSampleOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
+    def sample(self, opts: GS, ctx: InferenceContext) -> Samples:
         """Images ``[N, C, H, W]`` in [0, 1]; sample ``i`` comes from seed ``opts.seed + i``."""
         images = self._generate_many(ctx.eval_module("generator"), opts.num, opts.seed, opts.batch_size, ctx.device,
                                      self.sample_truncation(opts), track=ctx.track)
         return seeded_samples(images.numpy(), opts.seed, value_range=(0.0, 1.0))
 
-    def interpolate(self, opts: GAN2DInterpolateOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
+    def interpolate(self, opts: GI, ctx: InferenceContext) -> Samples:
         """Frames between the latents of ``seed_a`` and ``seed_b`` (the subclass picks the path)."""
         z_a = outputs.seed_latents(opts.seed_a, 1, self.latent_dim).to(ctx.device)
         z_b = outputs.seed_latents(opts.seed_b, 1, self.latent_dim).to(ctx.device)

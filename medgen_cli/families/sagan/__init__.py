@@ -10,5 +10,6 @@ register(
         config="medgen_cli.families.sagan.config:SAGANConfig",
         family="medgen_cli.families.sagan.family:SAGANFamily",
         help="Self-attention GAN (spectral norm, hinge loss, TTUR) for small 2D image sets, FID-tracked.",
+        options="medgen_cli.families.gan2d.options:OPTIONS",
     )
 )

@@ -9,14 +9,17 @@ from medgen_cli.contract.metric_names import shares
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.gan2d import losses
 from medgen_cli.families.gan2d.family import GAN2DFamily
+from medgen_cli.families.gan2d.options import GAN2DInterpolateOptions, GAN2DSampleOptions
 from medgen_cli.families.sagan.config import SAGANConfig
 from medgen_cli.families.sagan.networks import Discriminator, Generator
 
 
-class SAGANFamily(GAN2DFamily):
+class SAGANFamily(GAN2DFamily[SAGANConfig, GAN2DSampleOptions, GAN2DInterpolateOptions]):
     """SAGAN for small 2D image sets; see :class:`~medgen_cli.families.sagan.config.SAGANConfig`."""
 
     name = "sagan"
+    sample_options = GAN2DSampleOptions
+    interpolate_options = GAN2DInterpolateOptions
 
     def __init__(self, cfg: SAGANConfig) -> None:
         super().__init__(cfg)

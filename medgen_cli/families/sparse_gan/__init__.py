@@ -9,4 +9,5 @@ register(FamilySpec(
     config="medgen_cli.families.sparse_gan.config:SparseGANConfig",
     family="medgen_cli.families.sparse_gan.family:SparseGANFamily",
     help="Sparse 3D GAN (WGAN-GP/vanilla/LSGAN) whose generator keeps a voxel budget.",
+    options="medgen_cli.families.sparse_gan.options:OPTIONS",
 ))

@@ -18,6 +18,7 @@ import torch
 from medgen_cli.contract.context import InferenceContext, TrainContext
 from medgen_cli.contract.metric_names import shares
 from medgen_cli.families.adversarial import GeneratorMetrics, generator_due
+from medgen_cli.contract.capabilities import Interpolating, Sampling
 from medgen_cli.contract.family import Family
 from medgen_cli.contract.samples import Samples
 from medgen_cli.families.sparse_gan import sampling, validation
@@ -25,6 +26,7 @@ from medgen_cli.families.sparse_gan.config import SparseGANConfig
 from medgen_cli.families.sparse_gan.dense import DenseCritic, DenseGenerator
 from medgen_cli.families.sparse_gan.losses import d_loss, dense_gradient_penalty, g_loss, gradient_penalty, r1_penalty
 from medgen_cli.families.sparse_gan.networks import SparseDiscriminator, SparseGenerator
+from medgen_cli.families.sparse_gan.options import SparseGANInterpolateOptions, SparseGANSampleOptions
 from medgen_cli.sparse import resolve_backend_name
 from medgen_cli.sparse.common import from_dense, to_dense
 from medgen_cli.sparse.tensor import SparseTensor
@@ -38,7 +40,8 @@ def collate_sparse(items: list[dict[str, Any]], threshold: float, min_voxels: in
     return {"coords": x.coords, "feats": x.feats, "batch_size": len(items)}
 
 
-class SparseGANFamily(Family):
+class SparseGANFamily(Family[SparseGANConfig], Sampling[SparseGANSampleOptions],
+                      Interpolating[SparseGANInterpolateOptions]):
     """``medgen train sparse-gan`` (see :mod:`medgen_cli.families.sparse_gan`)."""
 
     name = "sparse-gan"
@@ -255,11 +258,11 @@ class SparseGANFamily(Family):
         self.last_r1 = state.get("last_r1", self.last_r1)  # a resumed run reports the same metrics
 
     # ---- inference --------------------------------------------------------------------------
-    sample_options = sampling.SparseGANSampleOptions
-    interpolate_options = sampling.SparseGANInterpolateOptions
+    sample_options = SparseGANSampleOptions
+    interpolate_options = SparseGANInterpolateOptions
 
-    def sample(self, opts: sampling.SparseGANSampleOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
+    def sample(self, opts: SparseGANSampleOptions, ctx: InferenceContext) -> Samples:
         return sampling.sample(self, opts, ctx)
 
-    def interpolate(self, opts: sampling.SparseGANInterpolateOptions, ctx: InferenceContext) -> Samples:  # type: ignore[override]
+    def interpolate(self, opts: SparseGANInterpolateOptions, ctx: InferenceContext) -> Samples:
         return sampling.interpolate(self, opts, ctx)

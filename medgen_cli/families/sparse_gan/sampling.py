@@ -6,22 +6,19 @@ Latents follow the one rule of :mod:`medgen_cli.families.latents`: sample ``i`` 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from medgen_cli.contract.options import VolumeInterpolateOptions, VolumeSampleOptions
 from medgen_cli.contract.samples import Samples, frame_samples, seeded_samples
 from medgen_cli.families.latents import interpolation_path, seeded_normal
+from medgen_cli.families.sparse_gan.options import SparseGANInterpolateOptions, SparseGANSampleOptions
 
-
-class SparseGANSampleOptions(VolumeSampleOptions):
-    """``medgen sample`` on a sparse-gan run: NIfTI (default), npy, png or points."""
-
-
-class SparseGANInterpolateOptions(VolumeInterpolateOptions):
-    """``medgen interpolate`` on a sparse-gan run: slerp (default) or lerp in latent space."""
+if TYPE_CHECKING:
+    from medgen_cli.contract.context import InferenceContext
+    from medgen_cli.contract.family import Family
+    from medgen_cli.families.sparse_gan.config import SparseGANConfig
 
 
 def latents(seed: int, n: int, dim: int) -> torch.Tensor:
@@ -47,17 +44,17 @@ def generate_volumes(family: Any, gen: torch.nn.Module, z: torch.Tensor, device:
     return np.stack(out)
 
 
-def sample(family: Any, opts: SparseGANSampleOptions, ctx: Any) -> Samples:
+def sample(family: Family[SparseGANConfig], opts: SparseGANSampleOptions, ctx: InferenceContext) -> Samples:
     """``opts.num`` volumes with the data's affine; sample ``i`` from seed ``opts.seed + i``."""
     z = latents(opts.seed, opts.num, family.cfg.generator.latent_dim)
     vols = generate_volumes(family, ctx.eval_module("generator"), z, ctx.device, opts.batch_size, ctx.track)
     return seeded_samples(vols[:, None], opts.seed, affine=np.asarray(family.affine, dtype=np.float64))
 
 
-def interpolate(family: Any, opts: SparseGANInterpolateOptions, ctx: Any) -> Samples:
+def interpolate(family: Family[SparseGANConfig], opts: SparseGANInterpolateOptions, ctx: InferenceContext) -> Samples:
     """Frames along slerp/lerp between the latents of ``seed_a`` and ``seed_b``."""
     za, zb = latents(opts.seed_a, 1, family.cfg.generator.latent_dim)[0], \
         latents(opts.seed_b, 1, family.cfg.generator.latent_dim)[0]
-    z = interpolation_path(za, zb, opts.steps, opts.method)
+    z = interpolation_path(za, zb, opts.frames, opts.method)
     vols = generate_volumes(family, ctx.eval_module("generator"), z, ctx.device)
     return frame_samples(vols[:, None], affine=np.asarray(family.affine, dtype=np.float64))

@@ -10,5 +10,6 @@ register(
         config="medgen_cli.families.stylegan2.config:StyleGAN2Config",
         family="medgen_cli.families.stylegan2.family:StyleGAN2Family",
         help="StyleGAN2 (mapping net, modulated convs, R1, path length) with ADA/DiffAugment, FID-tracked.",
+        options="medgen_cli.families.stylegan2.options:OPTIONS",
     )
 )

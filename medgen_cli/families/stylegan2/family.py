@@ -14,12 +14,12 @@ from medgen_cli.contract.metric_names import shares
 from medgen_cli.families.gan2d import losses
 from medgen_cli.families.gan2d.augment import mean_over_ranks, process_count
 from medgen_cli.families.gan2d.family import GAN2DFamily
-from medgen_cli.families.gan2d.outputs import StyleGAN2InterpolateOptions, StyleGAN2SampleOptions
 from medgen_cli.families.stylegan2.config import StyleGAN2Config
 from medgen_cli.families.stylegan2.networks import Discriminator, Generator
+from medgen_cli.families.stylegan2.options import StyleGAN2InterpolateOptions, StyleGAN2SampleOptions
 
 
-class StyleGAN2Family(GAN2DFamily):
+class StyleGAN2Family(GAN2DFamily[StyleGAN2Config, StyleGAN2SampleOptions, StyleGAN2InterpolateOptions]):
     """StyleGAN2 for small 2D image sets; see :class:`~medgen_cli.families.stylegan2.config.StyleGAN2Config`."""
 
     name = "stylegan2"
@@ -168,23 +168,23 @@ class StyleGAN2Family(GAN2DFamily):
             return generator(z, truncation=truncation, noise_mode="const")
         return generator(z, truncation=truncation, noises=generator.synthesis.seeded_noise(seeds, z.device))
 
-    def sample_truncation(self, opts: StyleGAN2SampleOptions) -> float:  # type: ignore[override]
+    def sample_truncation(self, opts: StyleGAN2SampleOptions) -> float:
         return opts.truncation
 
     def interpolate_images(self, generator: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tensor,
-                           opts: StyleGAN2InterpolateOptions) -> torch.Tensor:  # type: ignore[override]
+                           opts: StyleGAN2InterpolateOptions) -> torch.Tensor:
         """Linear interpolation in W (after truncation): W is not Gaussian, and StyleGAN's
         perceptual path length shows it is the space where straight lines look smooth. The noise
         maps turn from seed_a's to seed_b's along a great circle (cos/sin weights keep them unit
         Gaussian), so the end frames are exactly ``medgen sample``'s images of the two seeds."""
         w_a = generator.mapping(z_a, opts.truncation)[0]
         w_b = generator.mapping(z_b, opts.truncation)[0]
-        ws = interpolation_path(w_a, w_b, opts.steps, "lerp").unsqueeze(1).repeat(1, generator.num_ws, 1)
+        ws = interpolation_path(w_a, w_b, opts.frames, "lerp").unsqueeze(1).repeat(1, generator.num_ws, 1)
         syn = generator.synthesis
         noise_a, noise_b = syn.seeded_noise([opts.seed_a], z_a.device), syn.seeded_noise([opts.seed_b], z_a.device)
-        angle = torch.linspace(0.0, math.pi / 2, opts.steps, device=z_a.device).view(-1, 1, 1, 1)
+        angle = torch.linspace(0.0, math.pi / 2, opts.frames, device=z_a.device).view(-1, 1, 1, 1)
         noises = [torch.cos(angle) * a + torch.sin(angle) * b for a, b in zip(noise_a, noise_b)]
         frames = []
-        for start in range(0, opts.steps, 16):
+        for start in range(0, opts.frames, 16):
             frames.append(syn(ws[start:start + 16], noises=[n[start:start + 16] for n in noises]))
         return torch.cat(frames)
