@@ -2,7 +2,10 @@
 set's real-vs-real floor) and the report (JSON rows + markdown tables of ratios across sets).
 
 Used by ``quality_gan2d`` (CPU presets) and ``gpu_gan2d`` (GPU presets); the sets come from
-``python -m benchmarks.make_gan2d_data data/gan2d``.
+``python -m benchmarks.make_gan2d_data data/gan2d``. Runs measured separately (one family × set per
+machine, say) go into one table with::
+
+    python -m benchmarks.gan2d_report OUT.json IN.json [IN.json ...]
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import statistics
 import time
 from pathlib import Path
 from typing import Any, Sequence
+
+if not __package__:  # run as a file, where the package `benchmarks` cannot be imported
+    raise SystemExit(f"run it from the repository root as: python -m benchmarks.{Path(__file__).stem} ...")
 
 from benchmarks import harness
 
@@ -188,3 +194,30 @@ def report(path: Path, runs: list[dict[str, Any]], meta: dict[str, Any], header:
 
 def stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
+
+
+def merge(out: Path, inputs: Sequence[Path]) -> dict[str, Any]:
+    """The runs of several ``quality_gan2d``/``gpu_gan2d`` JSONs in one report (the first one's
+    header facts; each run keeps its own machine, budget and s/step)."""
+    docs = [json.loads(Path(p).read_text()) for p in inputs]
+    runs = [dict(r, source_json=str(p)) for p, d in zip(inputs, docs) for r in d.get("runs", [])]
+    machines = sorted({d.get("cpu_model") or d.get("device") or "?" for d in docs})
+    meta = {"merged_from": [str(p) for p in inputs], "machines": machines,
+            "families": list(dict.fromkeys(r["family"] for r in runs)), "sets": list(dict.fromkeys(r["set"] for r in runs))}
+    budgets = sorted({str(d.get("budget_steps") or d.get("budget_epochs") or d.get("budget_minutes")) for d in docs})
+    header = f"merged: {len(runs)} runs, budget(s) {', '.join(budgets)}, on {'; '.join(machines)}"
+    return report(out, runs, meta, header)
+
+
+def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Merge quality_gan2d/gpu_gan2d JSONs into one table")
+    ap.add_argument("out", type=Path)
+    ap.add_argument("inputs", type=Path, nargs="+")
+    args = ap.parse_args()
+    merge(args.out, args.inputs)
+
+
+if __name__ == "__main__":
+    main()

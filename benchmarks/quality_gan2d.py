@@ -65,7 +65,8 @@ def run_one(args: argparse.Namespace, family: str, set_name: str, train: Path, r
                  f"trainer.ckpt_every={max(fid_every, 100)}"]
     run, trained = report.train_set(family, config, train, overrides, steps=args.steps, minutes=args.minutes,
                                     runs_dir=args.runs_dir, name=f"{family}-{set_name}-{report.stamp()}")
-    run.update({"set": set_name, "ref": None if ref is None else str(ref),
+    run.update({"set": set_name, "ref": None if ref is None else str(ref), "cpu_model": harness.cpu_model(),
+                "threads": args.threads,
                 "seconds_per_step_at_start": None if sps0 is None else round(sps0, 3)})
     report.sample_and_score(run, trained, train, floors(train, ref), args.num_samples,
                             report.png_stem(args.json, family, set_name, single))
