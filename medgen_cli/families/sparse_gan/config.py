@@ -27,6 +27,7 @@ class SparseGANData(StrictModel):
         "none", description="Scaling before thresholding (convert-h5 output is already [0, 1]).")
     flip: bool = Field(False, description="Random flips along each axis.")
     cache_rate: float = Field(0.0, ge=0.0, le=1.0, description="Fraction of volumes cached in memory.")
+    cache_max_gb: float = Field(2.0, ge=0.0, description="At most this many GiB of cached volumes per machine (split between its DDP processes; train and val each).")
 
 
 class SparseGenerator(StrictModel):

@@ -96,7 +96,7 @@ class SparseGANFamily(Family[SparseGANConfig], Sampling[SparseGANSampleOptions],
 
         d = self.cfg.data
         return make_volume_dataset(files, (d.voxel_size,) * 3, intensity=d.intensity,
-                                   flip=d.flip and train, cache_rate=d.cache_rate)
+                                   flip=d.flip and train, cache_rate=d.cache_rate, cache_max_gb=d.cache_max_gb)
 
     def check_data(self) -> None:
         from medgen_cli.data.volumes import check_volume_tree
