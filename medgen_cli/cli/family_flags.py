@@ -15,7 +15,7 @@ import inspect
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection, Literal, Optional, TypeVar, Union, get_args, get_origin
+from typing import Any, Callable, Collection, Literal, TypeVar, Union, get_args, get_origin
 
 import annotated_types
 import typer
@@ -124,7 +124,7 @@ class Flag:
         low, high = self.bounds
         option = typer.Option(None, *decls, help=self.help(every), min=low, max=high)
         return inspect.Parameter(self.name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                 annotation=Optional[self.kind])
+                                 annotation=self.kind | None)
 
 
 def collect_flags(models: list[tuple[str, type[InferenceOptions]]], skip: Collection[str]) -> list[Flag]:
