@@ -145,7 +145,7 @@ def test_contract_sample_and_interpolate(contract_run: Callable[[str], Path], tm
     interp = tmp_path / "interp"
     infer_to_dir(run, "interpolate", {"seed_a": 3, "seed_b": 4, "steps": 5, "method": "slerp"}, interp,
                  checkpoint="latest")
-    frames = load_run(run, checkpoint="latest").interpolate(3, 4, steps=5, method="slerp").arrays
+    frames = load_run(run, checkpoint="latest").interpolate(3, 4, frames=5, method="slerp").arrays
     assert frames.shape == (5, 1, 16, 16) and len(list(interp.glob("frame_*.png"))) == 5
     np.testing.assert_allclose(frames[0], arr[0], atol=1e-5)  # t = 0 is the sample of seed_a
     np.testing.assert_allclose(frames[-1], arr[1], atol=1e-5)  # t = 1: seed_b = seed_a + 1
@@ -225,7 +225,7 @@ def test_cli_train_sample_interpolate(blobs: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["sample", str(run), "--num", "3", "--out", str(tmp_path / "s"), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert len(list((tmp_path / "s").glob("sample_*.png"))) == 3
-    res = runner.invoke(app, ["interpolate", str(run), "--steps", "3", "--out", str(tmp_path / "i"), "--device", "cpu"])
+    res = runner.invoke(app, ["interpolate", str(run), "--frames", "3", "--out", str(tmp_path / "i"), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "i" / "preview" / "interpolation.gif").is_file() and (tmp_path / "i" / "preview" / "strip.png").is_file()
     res = runner.invoke(app, ["sample", str(run), "--truncation", "0.5", "--out", str(tmp_path / "t"), "--device", "cpu"])
