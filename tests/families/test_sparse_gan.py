@@ -209,7 +209,7 @@ def test_contract_and_sampling(volumes: Path, tmp_path: Path, backend: str, cont
     again = infer_to_dir(run, "sample", {"num": 1, "batch_size": 2, "format": "nifti"}, tmp_path / "s2",
                          checkpoint="latest", device="cpu").written.files
     assert np.array_equal(load_nifti(again[0])[0], vol)  # same seed, same sample
-    frames = infer_to_dir(run, "interpolate", {"steps": 3, "method": "slerp"}, tmp_path / "i", checkpoint="latest",
+    frames = infer_to_dir(run, "interpolate", {"frames": 3, "method": "slerp"}, tmp_path / "i", checkpoint="latest",
                           device="cpu").written.files
     assert len(frames) == 3 and all(p.is_file() for p in frames)
     assert (tmp_path / "i" / "preview" / "strip.png").is_file()
