@@ -155,13 +155,21 @@ def fid(
 
     REAL's statistics are cached by content (names, sizes, mtimes, dims, weights), so evaluating again against the same reference does not recompute them.
     """
-    from medgen_cli.metrics.fid.evaluate import FIDOptions, evaluate_fid
+    from medgen_cli.metrics.fid.evaluate import FIDOptions
 
     opts = FIDOptions(dims=dims, device=device, batch_size=batch_size, workers=workers, weights=weights,
                       kid=kid_, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
                       prdc=prdc_, prdc_k=prdc_k,
                       center_fraction=center_fraction, window=_parse_window(window), use_cache=not no_cache,
                       sqrtm=sqrtm, exact=exact)
+    _run(real, fake, opts, save_stats, overwrite, nproc, json_out)
+
+
+def _run(real: Path, fake: Optional[Path], opts: Any, save_stats: Optional[Path], overwrite: bool, nproc: int,
+         json_out: bool) -> None:
+    """Evaluate (in this process or over ``nproc``) and report as ``medgen eval fid`` does."""
+    from medgen_cli.metrics.fid.evaluate import evaluate_fid
+
     if nproc > 1 or _torchrun_worker():
         result, warnings = _evaluate_sharded(real, fake, opts, save_stats, overwrite, nproc)
         if result is None:
