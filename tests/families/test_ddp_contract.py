@@ -74,7 +74,7 @@ class DDPRuns:
 
     @property
     def straight(self) -> Path:
-        return self.root / "runs" / self.case.family.replace("-", "_") / "straight"
+        return self.root / "runs" / self.case.family / "straight"
 
 
 def _env() -> dict[str, str]:
@@ -105,7 +105,7 @@ def _train(case: DDPCase, base: list[str], root: Path) -> None:
     ddp_images = [f"{k}={v}" for k, v in case.per_image.items()]
     one_images = [f"{k}={v / 2}" for k, v in case.per_image.items()]
     _launch(spec("straight", ddp_images), 2, root, "straight")
-    step_k = out / case.family.replace("-", "_") / "straight" / "checkpoints" / f"step_{K}.pt"
+    step_k = out / case.family / "straight" / "checkpoints" / f"step_{K}.pt"
     _launch(spec("resumed", ddp_images, resume=str(step_k), fork="resumed"), 2, root, "resumed")
     _launch(spec("mirror", ddp_images, mirror=True), 2, root, "mirror")
     _launch(spec("single", one_images), 1, root, "single")
