@@ -77,8 +77,8 @@ DDP_CASES: dict[str, DDPCase] = {
     "stylegan2": DDPCase("stylegan2", ("augment.ada_interval=2", "loss.r1_gamma=0.5"),
                          per_image={"model.ema_halflife_images": 40, "augment.ada_speed_images": 64},
                          per_rank_records=(*GAN_LOGS, "last_reg")),
-    "sparse-gan": DDPCase("sparse-gan"),
-    "sparse-gan/minkowski": DDPCase("sparse-gan", ("sparse.backend=minkowski",)),
+    "sparse-gan": DDPCase("sparse-gan", per_rank_records=GAN_LOGS),
+    "sparse-gan/minkowski": DDPCase("sparse-gan", ("sparse.backend=minkowski",), per_rank_records=GAN_LOGS),
     "dif-gaussian": DDPCase("dif-gaussian"),
 }
 

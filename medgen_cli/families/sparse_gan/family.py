@@ -18,6 +18,7 @@ import torch
 from medgen_cli.contract.context import InferenceContext, TrainContext
 from medgen_cli.contract.metric_names import shares
 from medgen_cli.families.adversarial import GeneratorMetrics, generator_due
+from medgen_cli.families.gan2d.augment import mean_over_ranks
 from medgen_cli.contract.capabilities import Interpolating, Sampling
 from medgen_cli.contract.family import Family
 from medgen_cli.contract.samples import Samples
@@ -192,7 +193,8 @@ class SparseGANFamily(Family[SparseGANConfig], Sampling[SparseGANSampleOptions],
             if c.loss.r1_weight > 0 and ctx.global_step % c.loss.r1_interval == 0:
                 r1, d_real = r1_penalty(disc, real_in)
                 terms["r1"] = 0.5 * c.loss.r1_weight * c.loss.r1_interval * r1
-                self.last_r1 = float(r1.detach())
+                # The ranks' mean: every rank reports (and a resume restores) one value.
+                self.last_r1 = mean_over_ranks(r1.detach())
             else:
                 d_real = disc(real_in)
             if self.last_r1 is not None:  # the latest value on every step (lazy R1 computes it every N-th)
