@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -14,6 +15,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 _mods = [m for m in os.environ.get("MEDGEN_FAMILY_MODULES", "").split(",") if m]
 if "tests.toy_family" not in _mods:
     os.environ["MEDGEN_FAMILY_MODULES"] = ",".join([*_mods, "tests.toy_family"])
+
+# A suite started in the background of a non-interactive shell (`pytest ... &`, nohup) inherits
+# SIGINT ignored, and every worker and subprocess it starts would too: the Ctrl-C tests would then
+# test nothing. Give the session Python's own handler back, as an interactive start has it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

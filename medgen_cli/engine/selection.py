@@ -73,6 +73,7 @@ class BestSelection:
                  guard_min: float = 0.0, plateau_patience: int = 0, plateau_factor: float = 0.5,
                  plateau_min_factor: float = 0.0, stop_patience: int = 0) -> None:
         self.key, self.mode, self.guard = val_name(key), mode, val_name(guard)
+        self._names = (key, guard)  # as the family and config name them: what the checkpoint's record holds
         self.guard_fraction, self.guard_min = guard_fraction, guard_min
         self.plateau_patience, self.plateau_factor, self.plateau_min_factor = (plateau_patience, plateau_factor,
                                                                                plateau_min_factor)
@@ -163,8 +164,8 @@ class BestSelection:
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint's ``best`` record (``metric``, ``value``, ``step``, ``mode`` as before, and
         the guard and plateau state)."""
-        return {"metric": self.key, "value": self.value, "step": self.step, "mode": self.mode,
-                "guard_metric": self.guard, "guard": self.best_guard, "guard_max": self.guard_max,
+        return {"metric": self._names[0], "value": self.value, "step": self.step, "mode": self.mode,
+                "guard_metric": self._names[1], "guard": self.best_guard, "guard_max": self.guard_max,
                 "since_best": self.since_best, "since_lr_change": self.since_lr_change, "lr_factor": self.lr_factor}
 
     def load_state_dict(self, record: dict[str, Any]) -> None:
@@ -172,7 +173,7 @@ class BestSelection:
         those at their initial values."""
         self.value, self.step = record.get("value"), record.get("step")
         # A record written with another guard metric (or none): its guard values mean nothing here.
-        same_guard = record.get("guard_metric") == self.guard
+        same_guard = val_name(record.get("guard_metric")) == self.guard
         self.best_guard = record.get("guard") if same_guard and self.value is not None else None
         self.guard_max = record.get("guard_max") if same_guard else None
         self.since_best = int(record.get("since_best", 0))

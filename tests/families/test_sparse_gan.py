@@ -39,17 +39,10 @@ def tiny_overrides(root: Path, backend: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def volumes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from medgen_cli.io import save_nifti
+    """The contract case's balls at 16³ (affine ``AFFINE``)."""
+    from tests.families.contract_cases import _sparse_volumes
 
-    root = tmp_path_factory.mktemp("sg_data")
-    rng = np.random.default_rng(0)
-    g = np.stack(np.meshgrid(*[np.arange(16)] * 3, indexing="ij"), -1)
-    for split, n in [("train", 4), ("val", 2)]:
-        for i in range(n):
-            centre, radius = rng.uniform(5, 11, 3), rng.uniform(2.5, 4.0)
-            vol = (np.linalg.norm(g - centre, axis=-1) < radius) * rng.uniform(0.5, 1.0)
-            save_nifti(vol.astype(np.float32), root / split / f"v{i}.nii.gz", affine=AFFINE)
-    return root
+    return _sparse_volumes(tmp_path_factory.mktemp("sg"))
 
 
 def test_tiny_preset_and_partial_trainer_section() -> None:
@@ -137,7 +130,9 @@ def test_one_step_changes_both_players(volumes: Path, backend: str, critic: str,
     assert metrics["loss/d"] == pytest.approx(sum(v for k, v in metrics.items()
                                                   if k in ("loss/d_real", "loss/d_fake", "loss/gp", "loss/r1")))
     if critic == "dense":
-        assert metrics["stats/r1_penalty"] > 0 and metrics["loss/r1"] == pytest.approx(5 * metrics["stats/r1_penalty"])
+        # step 0 is a lazy-R1 step: γ/2 · r1_interval · E‖∇D‖²
+        assert metrics["stats/r1_penalty"] > 0 and metrics["loss/r1"] == pytest.approx(
+            5 * cfg.loss.r1_interval * metrics["stats/r1_penalty"])
     for name, module in fam.modules.items():
         changed = [k for k, v in module.state_dict().items() if not torch.equal(v, before[name][k])]
         assert changed, f"{name} did not change"
