@@ -20,6 +20,7 @@ from medgen_cli.config.migrations import migrate_checkpoint_states, stamped
 from medgen_cli.engine import checkpoint as ckpt_io
 from medgen_cli.contract.context import TrainContext
 from medgen_cli.engine.data_wait import DATA_WAIT, DataWaitMeter
+from medgen_cli.engine.ema import exact_non_float
 from medgen_cli.engine.divergence import divergence_error, nonfinite_val_warnings, nonfinite_weights, step_problem
 from medgen_cli.engine.distributed import (ResumableSampler, all_gather_object, all_reduce_mean, broadcast_object,
                                            env_world, init_distributed, sync_buffers)
@@ -96,7 +97,8 @@ class Trainer:
         if self.tcfg.ema.enabled:
             decay = fam.ema_decay(self.tcfg.ema.decay)
             for name in fam.ema_modules:
-                ema[name] = AveragedModel(fam.modules[name], multi_avg_fn=fam.ema_avg_fn(decay), use_buffers=True)
+                ema[name] = AveragedModel(fam.modules[name], multi_avg_fn=exact_non_float(fam.ema_avg_fn(decay)),
+                                          use_buffers=True)
         wrapped = dict(fam.modules)
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP

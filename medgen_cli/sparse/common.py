@@ -30,6 +30,21 @@ class Activation(nn.Module):
         return x.with_feats(self.fn(x.feats))
 
 
+class PixelNorm(nn.Module):
+    """Each voxel's feature vector scaled to unit root-mean-square (ProGAN's generator norm).
+
+    Per voxel, so the same in training and evaluation and independent of how many voxels the batch
+    holds, where a batch norm's running statistics drift with the number of kept voxels."""
+
+    def __init__(self, channels: int = 0, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        f = x.feats
+        return x.with_feats(f * torch.rsqrt(f.pow(2).mean(dim=1, keepdim=True) + self.eps))
+
+
 def global_pool(x: SparseTensor, mode: str = "mean") -> torch.Tensor:
     """Pool the features of each batch item to ``[batch_size, C]``; empty items give zeros.
 

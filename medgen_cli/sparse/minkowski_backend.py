@@ -138,6 +138,7 @@ class MinkowskiBackend:
     GenerativeUp = GenerativeUp
     Linear = Linear
     BatchNorm = BatchNorm
+    PixelNorm = common.PixelNorm
     Activation = common.Activation
 
     def __init__(self) -> None:

@@ -239,6 +239,7 @@ class TorchBackend:
     GenerativeUp = GenerativeUp
     Linear = Linear
     BatchNorm = BatchNorm
+    PixelNorm = common.PixelNorm
     Activation = common.Activation
 
     def prepare(self, x: SparseTensor) -> SparseTensor:

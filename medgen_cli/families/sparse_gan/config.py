@@ -45,6 +45,10 @@ class SparseGenerator(StrictModel):
                                        description="Children with occupancy above it are kept.")
     parent_slack: float = Field(2.0, ge=1.0,
                                 description="Coarser levels keep up to slack·max_voxels/8^levels_below voxels.")
+    norm: Literal["batch", "pixel"] = Field(
+        "batch", description="Normalisation in every upsampling block: batch (statistics over the batch's "
+                             "voxels; running averages at sampling) or pixel (each voxel's features to unit "
+                             "RMS: identical in training and sampling, whatever the number of kept voxels).")
     output: Literal["value", "occupancy"] = Field(
         "value", description="value: each kept voxel carries a learned value in (0, 1) (density/intensity data); "
                              "occupancy: exactly 1 like binary data (straight-through: the gradient reaches the "

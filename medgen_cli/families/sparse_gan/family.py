@@ -74,7 +74,8 @@ class SparseGANFamily(Family[SparseGANConfig], Sampling[SparseGANSampleOptions],
             gen = DenseGenerator(g.latent_dim, g.init_size, g.channels, c.data.voxel_size, g.output)
         else:
             gen = SparseGenerator(g.latent_dim, g.init_size, g.channels, c.data.voxel_size, g.max_voxels,
-                                  g.occupancy_threshold, g.parent_slack, backend=self.backend, output=g.output)
+                                  g.occupancy_threshold, g.parent_slack, backend=self.backend, output=g.output,
+                                  norm=g.norm)
         disc: torch.nn.Module
         if d.kind == "dense":
             disc = DenseCritic(d.channels, c.data.voxel_size, d.kernel_size, d.mbstd_group)

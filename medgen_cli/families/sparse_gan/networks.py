@@ -49,12 +49,13 @@ def select_children(prob: torch.Tensor, batch: torch.Tensor, batch_size: int, bu
 
 
 class _UpBlock(nn.Module):
-    def __init__(self, sp: Any, c_in: int, c_out: int) -> None:
+    def __init__(self, sp: Any, c_in: int, c_out: int, norm: str = "batch") -> None:
         super().__init__()
+        norm_cls = {"batch": sp.BatchNorm, "pixel": sp.PixelNorm}[norm]
         self.up = sp.GenerativeUp(c_in, c_out)
-        self.bn1, self.act1 = sp.BatchNorm(c_out), sp.Activation("leaky_relu", 0.2)
+        self.bn1, self.act1 = norm_cls(c_out), sp.Activation("leaky_relu", 0.2)
         self.conv = sp.Conv(c_out, c_out, kernel_size=3)
-        self.bn2, self.act2 = sp.BatchNorm(c_out), sp.Activation("leaky_relu", 0.2)
+        self.bn2, self.act2 = norm_cls(c_out), sp.Activation("leaky_relu", 0.2)
         self.occupancy = sp.Linear(c_out, 1)
 
     def forward(self, x: SparseTensor) -> tuple[SparseTensor, torch.Tensor]:
@@ -68,14 +69,14 @@ class SparseGenerator(nn.Module):
 
     def __init__(self, latent_dim: int, init_size: int, channels: list[int], voxel_size: int,
                  max_voxels: int, occupancy_threshold: float = 0.5, parent_slack: float = 2.0,
-                 backend: str = "torch", output: str = "value") -> None:
+                 backend: str = "torch", output: str = "value", norm: str = "batch") -> None:
         super().__init__()
         self.output = output
         self.sp = get_backend(backend)
         self.latent_dim, self.init_size, self.voxel_size = latent_dim, init_size, voxel_size
         self.threshold = occupancy_threshold
         self.fc = nn.Linear(latent_dim, init_size**3 * channels[0])
-        self.blocks = nn.ModuleList(_UpBlock(self.sp, a, b) for a, b in zip(channels[:-1], channels[1:]))
+        self.blocks = nn.ModuleList(_UpBlock(self.sp, a, b, norm) for a, b in zip(channels[:-1], channels[1:]))
         self.out = self.sp.Linear(channels[-1], 1)
         self.budgets = level_budgets(init_size, len(self.blocks), max_voxels, parent_slack)
         g = torch.arange(init_size)

@@ -96,8 +96,8 @@ def warmup_ema_fn(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tens
         d = min(decay, (1.0 + n) / (10.0 + n))
         if torch.is_floating_point(ema[0]):  # tensors come grouped by dtype; lerp is float-only
             torch._foreach_lerp_(ema, model, 1.0 - d)
-        else:  # integer buffers (e.g. BatchNorm's counter): torch's own EMA rule
+        else:  # integer buffers (the generator's seed grid, BatchNorm's counter) are not averaged
             for e, m in zip(ema, model):
-                e.copy_(e * d + m * (1 - d))
+                e.copy_(m)
 
     return update
