@@ -71,6 +71,24 @@ class RunLoader(Protocol):
         ...
 
 
+def _average_grads(optimizer: torch.optim.Optimizer) -> None:
+    """Average the gradients of ``optimizer``'s parameters over the ranks (one all-reduce; a
+    parameter without a gradient counts as zero, so every rank sends the same layout)."""
+    import torch.distributed as dist
+
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+    if not params:
+        return
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[offset:offset + n].view_as(p).clone()
+        offset += n
+
+
 @dataclass
 class TrainContext:
     """Per-run state handed to :meth:`Family.train_step` and :meth:`Family.validate`.
@@ -103,6 +121,9 @@ class TrainContext:
     resuming: bool = False
     #: Loads another run (the engine passes its loader in; ``None`` where no engine runs).
     load_run: RunLoader | None = None
+    #: Optimizers whose modules are not DDP-wrapped (``Family.ddp_unused_parameters``): their
+    #: gradients are averaged over the ranks here, in :meth:`step`, whatever the forward passes were.
+    grad_average: frozenset[str] = frozenset()
 
     @property
     def is_main(self) -> bool:
@@ -144,6 +165,8 @@ class TrainContext:
             The gradient norm before clipping (``nan`` when no parameter had a gradient).
         """
         optimizer = self.optimizers[opt]
+        if opt in self.grad_average and self.world_size > 1:
+            _average_grads(optimizer)
         scaler = self.scalers.get(opt)
         if scaler is not None:
             scaler.unscale_(optimizer)

@@ -54,6 +54,10 @@ class Family(Generic[C]):
         ema_modules: names in ``self.modules`` that get an EMA copy when ``trainer.ema.enabled``.
         key_metric: validation metric used for ``best.pt`` (``None`` = no best.pt).
         key_mode: ``"min"`` or ``"max"`` for ``key_metric``.
+        ddp_unused_parameters: names in ``self.modules`` whose forward passes leave some parameters
+            out of a loss, or that run several forwards per backward (a discriminator's decoders
+            used on real images only): under DDP they are not wrapped; their optimizers' gradients
+            are averaged over the ranks in ``TrainContext.step`` instead (DDP stops such a run).
 
     Attributes set by ``build``:
         modules: name -> ``nn.Module`` (all saved in checkpoints).
@@ -64,6 +68,7 @@ class Family(Generic[C]):
     ema_modules: ClassVar[tuple[str, ...]] = ()
     key_metric: ClassVar[str | None] = None
     key_mode: ClassVar[str] = "min"
+    ddp_unused_parameters: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: C) -> None:
         self.cfg: C = cfg

@@ -104,13 +104,16 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            for name, mod in fam.modules.items():
-                if any(p.requires_grad for p in mod.parameters()):
+            for name, mod in fam.modules.items():  # ddp_unused_parameters: gradients averaged in ctx.step
+                if any(p.requires_grad for p in mod.parameters()) and name not in fam.ddp_unused_parameters:
                     wrapped[name] = DDP(mod, device_ids=ids, broadcast_buffers=False)
+        by_hand = {id(p) for n in fam.ddp_unused_parameters for p in fam.modules[n].parameters()}
         ctx = TrainContext(
             device=self.device, modules=fam.modules, wrapped=wrapped, optimizers=fam.optimizers, ema=ema,
             scalers=scalers, amp_dtype=amp_dtype, grad_clip=self.tcfg.grad_clip, rank=self.rank,
             world_size=self.world_size, run_dir=fam.run_dir, resuming=self.resume is not None, load_run=load_run,
+            grad_average=frozenset(o for o, opt in fam.optimizers.items()
+                                   if any(id(p) in by_hand for g in opt.param_groups for p in g["params"])),
         )
         fam.prepare(ctx)
         if self.resume is not None:

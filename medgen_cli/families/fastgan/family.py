@@ -22,6 +22,8 @@ class FastGANFamily(GAN2DFamily[FastGANConfig, GAN2DSampleOptions, GAN2DInterpol
     """
 
     name = "fastgan"
+    #: D's decoders reconstruct real images only: its forward on fakes leaves them out of the loss.
+    ddp_unused_parameters = ("discriminator",)
     sample_options = GAN2DSampleOptions
     interpolate_options = GAN2DInterpolateOptions
 
