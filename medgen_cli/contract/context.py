@@ -85,7 +85,7 @@ def _average_grads(optimizer: torch.optim.Optimizer) -> None:
     offset = 0
     for p in params:
         n = p.numel()
-        p.grad = flat[offset:offset + n].view_as(p).clone()
+        p.grad = flat[offset:offset + n].view_as(p)  # disjoint views of a fresh buffer
         offset += n
 
 

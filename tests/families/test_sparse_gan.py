@@ -301,7 +301,6 @@ def test_validation_scores_shapes_and_best_is_closest_to_half(volumes: Path, tmp
     assert math.isclose(best["best"]["value"], min(gaps))
 
 
-
 def test_the_ema_generator_equals_its_saved_weights_loaded_afresh() -> None:
     """What training validates and samples (the EMA copy, updated as the trainer does) is what
     best.pt / latest.pt give back: a fresh generator with its state dict draws the same voxels.

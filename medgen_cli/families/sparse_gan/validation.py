@@ -89,15 +89,13 @@ def warmup_ema_fn(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tens
     A fixed decay of 0.999 keeps ~37% of the random initial weights after 1,000 steps, so early
     samples (and validation, which uses the EMA) are nearly empty; the warm-up follows the
     online weights closely at first and reaches ``decay`` after ~10/(1 − decay) updates.
+    Floating tensors only: the trainer copies integer buffers (the generator's seed grid,
+    BatchNorm's counter) itself (:func:`medgen_cli.engine.ema.exact_non_float`).
     """
     @torch.no_grad()
     def update(ema: list[torch.Tensor], model: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
         n = float(n_averaged)
         d = min(decay, (1.0 + n) / (10.0 + n))
-        if torch.is_floating_point(ema[0]):  # tensors come grouped by dtype; lerp is float-only
-            torch._foreach_lerp_(ema, model, 1.0 - d)
-        else:  # integer buffers (the generator's seed grid, BatchNorm's counter) are not averaged
-            for e, m in zip(ema, model):
-                e.copy_(m)
+        torch._foreach_lerp_(ema, model, 1.0 - d)
 
     return update
