@@ -81,6 +81,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     *(Migration("0.4.0", gan, added={"trainer.best.guard": None},
                 why="best.pt of a 2D GAN now needs coverage >= half its highest value; runs saved before keep "
                     "best.pt by FID alone") for gan in ("fastgan", "sagan", "stylegan2")),
+    Migration("0.4.1", "sparse-gan", added={"generator.budget_scaling": "volume"},
+              why="the generator's coarse budgets now shrink as a surface's cells (÷4 per level), not a solid's "
+                  "(÷8, which cut holes in point-cloud shells); runs saved before keep their budgets"),
 )
 
 

@@ -99,6 +99,12 @@ class Family(Generic[C]):
         """Validation dataset, or ``None``. Batched by the trainer with ``trainer.batch_size``."""
         return None
 
+    def training_notes(self, train_set: Dataset) -> list[str]:
+        """Lines the trainer logs once before the first step, after the datasets are built: what
+        a user should know about this run's setup before spending hours on it (e.g. a generator
+        budget the data exceed). Default: none."""
+        return []
+
     def check_data(self) -> None:
         """Cheap checks of the input files (e.g. every volume's header and completeness), run
         before the run folder is created, so a bad file is named in one line and costs no folder.

@@ -25,11 +25,14 @@ def test_sparse_gan_optim_section_from_0_1_0_is_renamed() -> None:
     assert "optim" not in new and new["optimizer"]["lr_g"] == 3e-4
     assert notes[0] == ("config from medgen 0.1.0: 'optim' is now 'optimizer' (sparse-gan's optimizer section is "
                         "named like every other family's)")
-    # Later versions' migrations follow in order: 0.3.0 keeps the old run's sparse critic and no R1.
-    assert [n.split("'")[1] for n in notes[1:]] == ["discriminator.kind", "loss.r1_weight", "loss.r1_interval"]
+    # Later versions' migrations follow in order: 0.3.0 keeps the old run's sparse critic and no R1,
+    # 0.4.1 its volume-scaled coarse budgets.
+    assert [n.split("'")[1] for n in notes[1:]] == ["discriminator.kind", "loss.r1_weight", "loss.r1_interval",
+                                                    "generator.budget_scaling"]
     cfg = build_config("sparse-gan", base=new)  # strict validation accepts the migrated layout
     assert cfg.optimizer.lr_d == 2e-4 and tuple(cfg.optimizer.betas) == (0.0, 0.9)
     assert cfg.discriminator.kind == "sparse" and cfg.loss.r1_weight == 0.0
+    assert cfg.generator.budget_scaling == "volume"
     assert old["optim"]["lr_g"] == 3e-4  # the input is not modified
 
 

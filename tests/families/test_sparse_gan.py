@@ -353,3 +353,56 @@ def test_pixel_norm_is_per_voxel_and_the_same_in_training_and_sampling() -> None
         c = gen(z[:1])  # one sample alone: no statistics over the batch
     assert torch.equal(a.coords, b.coords)
     assert torch.equal(c.coords[:, 1:], a.coords[a.coords[:, 0] == 0, 1:])
+
+
+def test_level_budgets_shrink_as_a_surface_or_a_solid() -> None:
+    """By hand: 4³ seed, three levels, 4,096 voxels, slack 2 — a surface keeps 2·4096/4² = 512 at 8³
+    (all of it) and 2·4096/4 = 2048 at 16³; a solid's rule keeps 2·4096/8² = 128 and 1024."""
+    assert level_budgets(4, 3, 4096, 2.0, "surface") == [512, 2048, 4096]
+    assert level_budgets(4, 3, 4096, 2.0, "volume") == [128, 1024, 4096]
+    assert level_budgets(4, 3, 100, 1.0, "surface") == [7, 25, 100]  # ceil(100/16), 100/4
+    assert SparseGANConfig().generator.budget_scaling == "surface"
+
+
+def _shell(side: int, radius: float) -> np.ndarray:
+    g = np.indices((side,) * 3).astype(np.float32) - (side - 1) / 2
+    r = np.sqrt((g**2).sum(0))
+    return (np.abs(r - radius) < 0.75).astype(np.float32)[None]
+
+
+def test_level_occupancy_counts_cells_like_a_hand_count() -> None:
+    from medgen_cli.families.sparse_gan.family import level_occupancy
+
+    vol = np.zeros((1, 8, 8, 8), np.float32)
+    vol[0, 0, 0, 0] = vol[0, 1, 1, 1] = 1.0  # one 2³ cell, one 4³ cell
+    vol[0, 7, 0, 3] = 0.9  # another 2³ and 4³ cell
+    vol[0, 5, 5, 5] = 0.4  # below the threshold
+    assert level_occupancy([torch.from_numpy(vol)], 0.5, [2, 4, 8]) == [[2], [2], [3]]
+    shell = _shell(32, 12.0)
+    counts = level_occupancy([torch.from_numpy(shell)], 0.5, [8, 16, 32])
+    cells = shell[0].reshape(8, 4, 8, 4, 8, 4).any(axis=(1, 3, 5)).sum()
+    assert counts[0] == [int(cells)] and counts[2] == [int(shell.sum())]
+
+
+def test_a_budget_the_training_shapes_exceed_is_named_before_training(tmp_path: Path) -> None:
+    """Shells of radius 12–14 in 32³ occupy 150–220 cells of the 8³ grid: the solid's rule (128 there with
+    4,096 voxels) cuts them and the family says so; the surface rule (512) does not."""
+    shells = [torch.from_numpy(_shell(32, r)) for r in (12.0, 13.0, 14.0)]
+    notes = {}
+    for scaling in ("volume", "surface"):
+        fam = SparseGANFamily(SparseGANConfig(data={"voxel_size": 32}, generator={
+            "init_size": 4, "channels": [8, 8, 8, 4], "max_voxels": 4096, "budget_scaling": scaling}))
+        fam.build(torch.device("cpu"))
+        notes[scaling] = fam.training_notes([{"image": s} for s in shells])
+    assert len(notes["volume"]) == 1 and "level 8³ keeps at most 128 voxels" in notes["volume"][0]
+    assert "3 of 3 training shapes" in notes["volume"][0] and "4³-voxel holes" in notes["volume"][0]
+    assert notes["surface"] == []
+
+
+def test_runs_saved_before_surface_budgets_keep_their_budgets() -> None:
+    from medgen_cli.config.migrations import migrate_config
+
+    old, notes = migrate_config({"family": "sparse-gan", "medgen_version": "0.4.0", "generator": {"max_voxels": 64}})
+    assert old["generator"]["budget_scaling"] == "volume" and any("budget_scaling" in n for n in notes)
+    new, _ = migrate_config({"family": "sparse-gan", "medgen_version": "0.4.1", "generator": {"max_voxels": 64}})
+    assert "budget_scaling" not in new["generator"]

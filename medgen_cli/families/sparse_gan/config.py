@@ -44,7 +44,12 @@ class SparseGenerator(StrictModel):
     occupancy_threshold: float = Field(0.5, gt=0.0, lt=1.0,
                                        description="Children with occupancy above it are kept.")
     parent_slack: float = Field(2.0, ge=1.0,
-                                description="Coarser levels keep up to slack·max_voxels/8^levels_below voxels.")
+                                description="Coarser levels keep up to slack·max_voxels/4^levels_below voxels "
+                                            "(8^levels_below with budget_scaling=volume).")
+    budget_scaling: Literal["surface", "volume"] = Field(
+        "surface", description="How the budget shrinks per coarser level: surface (÷4 per halving, as the "
+                               "cells a surface crosses; point clouds are surfaces) or volume (÷8, as a solid's; "
+                               "on surfaces it drops coarse cells the data occupy, leaving cubic holes).")
     norm: Literal["batch", "pixel"] = Field(
         "batch", description="Normalisation in every upsampling block: batch (statistics over the batch's "
                              "voxels; running averages at sampling) or pixel (each voxel's features to unit "

@@ -41,6 +41,19 @@ def collate_sparse(items: list[dict[str, Any]], threshold: float, min_voxels: in
     return {"coords": x.coords, "feats": x.feats, "batch_size": len(items)}
 
 
+def level_occupancy(volumes: list[Any], threshold: float, sides: list[int]) -> list[list[int]]:
+    """Per grid side in ``sides``: how many of its cells each volume (``[1, S, S, S]``) occupies
+    (a cell is occupied when any voxel in it is above ``threshold``)."""
+    out: list[list[int]] = [[] for _ in sides]
+    for vol in volumes:
+        vol = vol.as_tensor() if hasattr(vol, "as_tensor") else torch.as_tensor(vol)
+        occ = (vol[:1].float() > threshold).float()[None]
+        for counts, side in zip(out, sides):
+            k = occ.shape[-1] // side
+            counts.append(int(torch.nn.functional.max_pool3d(occ, k).sum()) if k > 1 else int(occ.sum()))
+    return out
+
+
 class SparseGANFamily(Family[SparseGANConfig], Sampling[SparseGANSampleOptions],
                       Interpolating[SparseGANInterpolateOptions]):
     """``medgen train sparse-gan`` (see :mod:`medgen_cli.families.sparse_gan`)."""
@@ -75,7 +88,7 @@ class SparseGANFamily(Family[SparseGANConfig], Sampling[SparseGANSampleOptions],
         else:
             gen = SparseGenerator(g.latent_dim, g.init_size, g.channels, c.data.voxel_size, g.max_voxels,
                                   g.occupancy_threshold, g.parent_slack, backend=self.backend, output=g.output,
-                                  norm=g.norm)
+                                  norm=g.norm, budget_scaling=g.budget_scaling)
         disc: torch.nn.Module
         if d.kind == "dense":
             disc = DenseCritic(d.channels, c.data.voxel_size, d.kernel_size, d.mbstd_group)
@@ -115,6 +128,28 @@ class SparseGANFamily(Family[SparseGANConfig], Sampling[SparseGANSampleOptions],
         # Without a val split the shape metrics compare against the first training volumes.
         files = val or train[: self.cfg.validation.num_samples]
         return self._dataset(files, train=False) if files else None
+
+    def training_notes(self, train_set: Any) -> list[str]:
+        """One line per generator level whose voxel budget the training shapes exceed (measured on
+        up to 64 of them): every cell cut at a coarse level is a hole of its size in the output."""
+        gen = self.modules.get("generator")
+        if not isinstance(gen, SparseGenerator) or train_set is None or len(train_set) == 0:
+            return []
+        need = level_occupancy([train_set[i]["image"] for i in range(min(len(train_set), 64))],
+                               self.cfg.data.threshold, [gen.init_size * 2**k for k in range(1, len(gen.budgets) + 1)])
+        notes = []
+        for level, (budget, counts) in enumerate(zip(gen.budgets, need), start=1):
+            side = gen.init_size * 2**level
+            over = sum(c > budget for c in counts)
+            if over:
+                hole = self.cfg.data.voxel_size // side
+                notes.append(
+                    f"generator level {side}³ keeps at most {budget} voxels per sample, but {over} of "
+                    f"{len(counts)} training shapes occupy more cells there (mean {sum(counts) / len(counts):.0f}, "
+                    f"max {max(counts)}): the cut cells become {hole}³-voxel holes — raise "
+                    f"generator.max_voxels or generator.parent_slack"
+                    + (" or set generator.budget_scaling=surface" if self.cfg.generator.budget_scaling == "volume" else ""))
+        return notes
 
     def ema_avg_fn(self, decay: float) -> Any:
         """EMA whose decay warms up (``validation.ema_warmup``), else the fixed decay."""
