@@ -23,6 +23,10 @@ class LatentDataConfig(StrictModel):
     flip: bool = Field(True, description="Random flips along each axis.")
     cache_rate: float = Field(0.25, ge=0.0, le=1.0, description="Fraction of volumes cached in memory.")
     cache_max_gb: float = Field(2.0, ge=0.0, description="At most this many GiB of cached volumes per machine (split between its DDP processes; train and val each).")
+    latent_cache_gb: float = Field(
+        1.0, ge=0.0, description="Keep the frozen autoencoder's posterior (mean, std) of each distinct training/val "
+                                 "volume (every flip its own) in memory, up to this many GiB per process, instead of "
+                                 "encoding it on every step; 0 encodes every step.")
 
 
 class UNetConfig(StrictModel):

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from medgen_cli.families.latents import interpolation_path, seeded_normal
+from medgen_cli.families.diffusion.latent_cache import LatentCache
 from medgen_cli.contract.context import InferenceContext, TrainContext
 from medgen_cli.errors import MedgenError
 from medgen_cli.data import datasets
@@ -80,6 +81,7 @@ class DiffusionFamily(Family[DiffusionConfig], Sampling[DiffusionSampleOptions],
         self.num_classes = 0
         self._train_ds: Any = None
         self._val_ds: Any = False
+        self._latent_cache: LatentCache | None = None
 
     # ---- building ------------------------------------------------------------------------------
     @classmethod
@@ -184,8 +186,13 @@ class DiffusionFamily(Family[DiffusionConfig], Sampling[DiffusionSampleOptions],
 
     # ---- training ------------------------------------------------------------------------------
     def _latents(self, x: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
+        """Scaled posterior samples of the batch; ``(mu, sigma)`` come from the latent cache
+        (:mod:`~medgen_cli.families.diffusion.latent_cache`) when it holds the volume."""
+        ae = self.modules["autoencoder"]
         with torch.no_grad(), ctx.autocast():
-            z = self.modules["autoencoder"].encode_stage_2_inputs(x)
+            if self._latent_cache is None:
+                self._latent_cache = LatentCache(int(self.cfg.data.latent_cache_gb * 2**30))
+            z = self._latent_cache.sample(ae.encode, x)
         return z.float() * self.scale_factor
 
     def _labels(self, batch: Any, drop: float, gen: torch.Generator | None = None) -> torch.Tensor | None:
