@@ -5,8 +5,12 @@ A latent-diffusion step encodes its batch with an autoencoder that never changes
 costs about twice the UNet's forward and backward, on every step, for volumes the run has seen
 before. :class:`LatentCache` keeps ``(mu, sigma)`` per distinct input — keyed by a hash of its
 values, so every flip of a volume is its own entry and no dataset index has to travel with the
-batch — and draws ``ε`` fresh each time, as the uncached path does (the same call, the same shape:
-the random stream is unchanged). A miss is encoded alone, so a cached value depends on its
+batch — and draws ``ε`` fresh each time from the global generator. The draw fills ``ε`` in
+contiguous order; MONAI's ``randn_like(sigma)`` fills it in the memory order of the encoder's
+output, which depends on the convolution backend (oneDNN returns a permuted layout with two
+threads, a contiguous one with one; torch then also consumes the stream differently), so the
+cached and uncached paths draw the same distribution, not the same ε: a run is reproducible
+with the cache setting it was trained with. A miss is encoded alone, so a cached value depends on its
 volume only, not on which batch met it first: a resumed run, whose cache starts empty, computes
 the same values. Memory is bounded (``data.latent_cache_gb``); once full, new inputs are encoded
 on every step as before.
@@ -70,7 +74,9 @@ class LatentCache:
         return torch.stack(mus), torch.stack(sigmas)
 
     def sample(self, encode: Encoder, x: torch.Tensor) -> torch.Tensor:
-        """A posterior sample per volume: ``mu + sigma · ε`` with ``ε`` drawn now (as
-        ``AutoencoderKL.sampling`` draws it)."""
+        """A posterior sample per volume: ``mu + sigma · ε`` with ``ε`` drawn now, as
+        ``AutoencoderKL.sampling`` draws it (``randn_like``: the stacked cached moments are
+        contiguous; with the cache off, ``sigma`` is the encoder's own output, so this is MONAI's
+        sample exactly)."""
         mu, sigma = self.moments(encode, x)
         return mu + torch.randn_like(sigma) * sigma
