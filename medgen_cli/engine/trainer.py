@@ -351,7 +351,7 @@ class Trainer:
         with logger, StopFlag() as stop:
             logger.info(f"{fam.name}: training on {self.device} from step {self.step} to {self._max_steps()}"
                         + (f" with {self.world_size} processes" if self.world_size > 1 else ""))
-            if self.step == 0:
+            if self.step == 0 and self.rank == 0:  # only rank 0 logs: the other ranks skip the work
                 for note in fam.training_notes(train_set):
                     logger.info(f"note: {note}")
             for module in fam.modules.values():

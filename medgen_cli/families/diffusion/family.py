@@ -81,7 +81,7 @@ class DiffusionFamily(Family[DiffusionConfig], Sampling[DiffusionSampleOptions],
         self.num_classes = 0
         self._train_ds: Any = None
         self._val_ds: Any = False
-        self._latent_cache: LatentCache | None = None
+        self._latent_cache = LatentCache(int(cfg.data.latent_cache_gb * 2**30))
 
     # ---- building ------------------------------------------------------------------------------
     @classmethod
@@ -188,11 +188,8 @@ class DiffusionFamily(Family[DiffusionConfig], Sampling[DiffusionSampleOptions],
     def _latents(self, x: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
         """Scaled posterior samples of the batch; ``(mu, sigma)`` come from the latent cache
         (:mod:`~medgen_cli.families.diffusion.latent_cache`) when it holds the volume."""
-        ae = self.modules["autoencoder"]
         with torch.no_grad(), ctx.autocast():
-            if self._latent_cache is None:
-                self._latent_cache = LatentCache(int(self.cfg.data.latent_cache_gb * 2**30))
-            z = self._latent_cache.sample(ae.encode, x)
+            z = self._latent_cache.sample(self.modules["autoencoder"].encode, x)
         return z.float() * self.scale_factor
 
     def _labels(self, batch: Any, drop: float, gen: torch.Generator | None = None) -> torch.Tensor | None:

@@ -31,7 +31,7 @@ def volume_key(x: torch.Tensor) -> bytes:
     t = x.detach().contiguous().cpu()
     h = hashlib.blake2b(digest_size=16)
     h.update(str((tuple(t.shape), t.dtype)).encode())
-    h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype == torch.bfloat16 else t.numpy().tobytes())
+    h.update(t.view(torch.uint8).numpy().tobytes())  # raw bytes: any dtype, bfloat16 included
     return h.digest()
 
 

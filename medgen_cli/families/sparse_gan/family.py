@@ -33,10 +33,14 @@ from medgen_cli.sparse.common import from_dense, to_dense
 from medgen_cli.sparse.tensor import SparseTensor
 
 
+def _plain(x: Any) -> torch.Tensor:
+    """A dataset item's volume as a plain tensor (MONAI's MetaTensor without its metadata)."""
+    return x.as_tensor() if hasattr(x, "as_tensor") else torch.as_tensor(x)
+
+
 def collate_sparse(items: list[dict[str, Any]], threshold: float, min_voxels: int) -> dict[str, Any]:
     """Stack dense volumes and keep the voxels above ``threshold`` (``min_voxels`` floor)."""
-    dense = torch.stack([it["image"].as_tensor() if hasattr(it["image"], "as_tensor") else it["image"]
-                         for it in items]).float()
+    dense = torch.stack([_plain(it["image"]) for it in items]).float()
     x = from_dense(dense[:, :1], threshold, min_voxels)
     return {"coords": x.coords, "feats": x.feats, "batch_size": len(items)}
 
@@ -46,8 +50,7 @@ def level_occupancy(volumes: list[Any], threshold: float, sides: list[int]) -> l
     (a cell is occupied when any voxel in it is above ``threshold``)."""
     out: list[list[int]] = [[] for _ in sides]
     for vol in volumes:
-        vol = vol.as_tensor() if hasattr(vol, "as_tensor") else torch.as_tensor(vol)
-        occ = (vol[:1].float() > threshold).float()[None]
+        occ = (_plain(vol)[:1].float() > threshold).float()[None]
         for counts, side in zip(out, sides):
             k = occ.shape[-1] // side
             counts.append(int(torch.nn.functional.max_pool3d(occ, k).sum()) if k > 1 else int(occ.sum()))
@@ -135,11 +138,11 @@ class SparseGANFamily(Family[SparseGANConfig], Sampling[SparseGANSampleOptions],
         gen = self.modules.get("generator")
         if not isinstance(gen, SparseGenerator) or train_set is None or len(train_set) == 0:
             return []
+        sides = [gen.init_size * 2**level for level in range(1, len(gen.budgets) + 1)]
         need = level_occupancy([train_set[i]["image"] for i in range(min(len(train_set), 64))],
-                               self.cfg.data.threshold, [gen.init_size * 2**k for k in range(1, len(gen.budgets) + 1)])
+                               self.cfg.data.threshold, sides)
         notes = []
-        for level, (budget, counts) in enumerate(zip(gen.budgets, need), start=1):
-            side = gen.init_size * 2**level
+        for side, budget, counts in zip(sides, gen.budgets, need):
             over = sum(c > budget for c in counts)
             if over:
                 hole = self.cfg.data.voxel_size // side
