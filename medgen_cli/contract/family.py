@@ -58,6 +58,8 @@ class Family(Generic[C]):
             out of a loss, or that run several forwards per backward (a discriminator's decoders
             used on real images only): under DDP they are not wrapped; their optimizers' gradients
             are averaged over the ranks in ``TrainContext.step`` instead (DDP stops such a run).
+        cpu_autocast: ``trainer.amp: auto`` trains in bf16 on CPUs with native bf16 instructions
+            (set only where bf16 was measured to train as well as fp32 at equal steps).
 
     Attributes set by ``build``:
         modules: name -> ``nn.Module`` (all saved in checkpoints).
@@ -69,6 +71,7 @@ class Family(Generic[C]):
     key_metric: ClassVar[str | None] = None
     key_mode: ClassVar[str] = "min"
     ddp_unused_parameters: ClassVar[tuple[str, ...]] = ()
+    cpu_autocast: ClassVar[bool] = False
 
     def __init__(self, cfg: C) -> None:
         self.cfg: C = cfg

@@ -13,14 +13,37 @@ import torch
 from medgen_cli.errors import MedgenError
 
 
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU executes bf16 arithmetic in hardware (AVX512_BF16 or AMX). Elsewhere
+    oneDNN emulates bf16 with fp32 instructions, which is slower than fp32 itself."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def resolve_amp(mode: str, device: torch.device, cpu_bf16: bool = False) -> torch.dtype | None:
+    """The autocast dtype of ``trainer.amp`` on ``device`` (``None``: fp32).
+
+    ``auto`` is bf16 (fp16 where bf16 is missing) on CUDA; on a CPU it is bf16 only where the family
+    measured bf16 training to match fp32 (``cpu_bf16``, the family's ``cpu_autocast``) and the CPU
+    has native bf16 instructions, else off.
+    """
+    if mode == "off":
         return None
     if mode == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if device.type == "cpu" and cpu_bf16 and cpu_has_native_bf16() else None
     if mode == "fp16" and device.type != "cuda":
         raise MedgenError("trainer.amp=fp16 needs a CUDA device", "use trainer.amp=bf16 or off on CPU")
     return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def amp_notes(amp_dtype: torch.dtype | None, device: torch.device) -> list[str]:
+    """What a user should know about the precision a run trains in (logged at its start)."""
+    if amp_dtype == torch.bfloat16 and device.type == "cpu" and not cpu_has_native_bf16():
+        return ["trainer.amp=bf16 on a CPU without native bf16 (AVX512_BF16/AMX): oneDNN emulates it, "
+                "usually slower than fp32; trainer.amp=auto picks fp32 here"]
+    return []
 
 
 def seed_everything(seed: int) -> None:

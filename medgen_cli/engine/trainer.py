@@ -28,7 +28,7 @@ from medgen_cli.engine.logging import RunLogger
 from medgen_cli.engine.outcome import TrainingInterrupted, TrainResult  # noqa: F401  (re-exported: callers import them from here)
 from medgen_cli.engine.run_loading import load_run
 from medgen_cli.engine.rundir import RunDir
-from medgen_cli.engine.runtime import (StopFlag, copy_into, limited, move_to, preserved_rng, resolve_amp,
+from medgen_cli.engine.runtime import (StopFlag, amp_notes, copy_into, limited, move_to, preserved_rng, resolve_amp,
                                        seed_everything, to_channels_last)
 from medgen_cli.devices import resolve_device
 from medgen_cli.engine.schedules import apply_base_lrs, lr_multiplier
@@ -84,7 +84,7 @@ class Trainer:
         if self.tcfg.channels_last:
             for mod in fam.modules.values():
                 to_channels_last(mod)
-        amp_dtype = resolve_amp(self.tcfg.amp, self.device)
+        amp_dtype = self.amp_dtype = resolve_amp(self.tcfg.amp, self.device, type(fam).cpu_autocast)
         use_scaler = amp_dtype == torch.float16
         scalers = {n: torch.amp.GradScaler(self.device.type) for n in fam.optimizers} if use_scaler else {}
         scheduled = lr_multiplier(self.tcfg.lr_schedule, lambda: self.tcfg.max_steps)
@@ -349,10 +349,13 @@ class Trainer:
         interrupted = False
         t0 = time.perf_counter()
         with logger, StopFlag() as stop:
-            logger.info(f"{fam.name}: training on {self.device} from step {self.step} to {self._max_steps()}"
+            precision = f" in {str(self.amp_dtype).removeprefix('torch.')} autocast" if self.amp_dtype else ""
+            logger.info(f"{fam.name}: training on {self.device}{precision} from step {self.step} to {self._max_steps()}"
                         + (f" with {self.world_size} processes" if self.world_size > 1 else ""))
-            if self.step == 0 and self.rank == 0:  # only rank 0 logs: the other ranks skip the work
-                for note in fam.training_notes(train_set):
+            if self.rank == 0:  # only rank 0 logs: the other ranks skip the work
+                notes = amp_notes(self.amp_dtype, self.device)
+                notes += fam.training_notes(train_set) if self.step == 0 else []
+                for note in notes:
                     logger.info(f"note: {note}")
             for module in fam.modules.values():
                 module.train()

@@ -167,3 +167,20 @@ def test_nonfinite_validation_metric_is_a_warning_and_never_best(tmp_path: Path,
     best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     assert best["step"] == 4 and best["best"]["value"] == 20.0
     assert torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["best"]["value"] == 20.0
+
+
+@pytest.mark.parametrize("measured, native, amp, logged", [
+    (True, True, "auto", "training on cpu in bfloat16 autocast"),
+    (False, True, "auto", "training on cpu from step"),
+    (True, False, "auto", "training on cpu from step"),
+    (False, False, "bf16", "note: trainer.amp=bf16 on a CPU without native bf16"),
+])
+def test_amp_auto_on_cpu_follows_the_family_and_the_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       measured: bool, native: bool, amp: str, logged: str) -> None:
+    from tests.toy_family import ToyFamily
+
+    monkeypatch.setattr(ToyFamily, "cpu_autocast", measured)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    run = _train(tmp_path, "trainer.max_steps=2", "trainer.device=cpu", f"trainer.amp={amp}")
+    assert logged in (run / "log.txt").read_text()
