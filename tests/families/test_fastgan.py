@@ -15,8 +15,8 @@ from medgen_cli.config.build import build_config
 from medgen_cli.contract.context import TrainContext
 from medgen_cli.errors import MedgenError
 from medgen_cli.families.fastgan.family import FastGANFamily
-from medgen_cli.families.fastgan.networks import (Discriminator, Generator, SkipExcitation, quadrant,
-                                                  recon_targets)
+from medgen_cli.families.fastgan.networks import (Discriminator, Generator, NoisyUp, SkipExcitation, ZNoise,
+                                                  quadrant, recon_targets)
 from medgen_cli.families.gan2d.synthetic import write_blob_folder
 from tests.contract import check_family_contract, read_metrics
 from tests.families.test_sagan import tiny_overrides
@@ -149,3 +149,49 @@ def test_channels_last_resumes_exactly_and_trains_like_the_default(blobs: Path, 
         for key in a[step]:
             if key.startswith("train/") and isinstance(a[step][key], float):
                 assert a[step][key] == pytest.approx(b[step][key], rel=1e-3, abs=1e-5), (step, key)
+
+
+def test_noise_off_keeps_the_network_and_on_adds_z_noise_where_the_authors_do() -> None:
+    plain = Generator(z_dim=8, resolution=64, channels=1, base=4, cap=32)
+    noisy = Generator(z_dim=8, resolution=64, channels=1, base=4, cap=32, noise=True)
+    assert not any("noise" in k for k in plain.state_dict())  # old checkpoints load unchanged
+    # the same weights (the noisy net's keys are the plain ones plus the noise's, blocks nested one deeper)
+    renamed = {k.replace("ups.0.", "ups.0.block.").replace("ups.2.", "ups.2.block."): v
+               for k, v in plain.state_dict().items()}
+    missing, unexpected = noisy.load_state_dict(renamed, strict=False)
+    assert not unexpected and all(".noise." in k for k in missing)
+    # two-conv up-blocks (8² and 32²) get one ZNoise per conv; the one-conv blocks none
+    assert [type(up).__name__ for up in noisy.ups] == ["NoisyUp", "Sequential", "NoisyUp", "Sequential"]
+    assert [len(up.noise) for up in noisy.ups if isinstance(up, NoisyUp)] == [2, 2]
+    z = torch.randn(3, 8)
+    with torch.no_grad():
+        noisy.eval(), plain.eval()
+        # strength starts at 0: the same function as without noise (same initial weights otherwise)
+        assert torch.allclose(noisy(z), plain(z), atol=1e-6)
+        for m in noisy.modules():
+            if isinstance(m, ZNoise):
+                m.strength.fill_(1.0)
+        a, b = noisy(z), noisy(z.clone())
+        assert torch.equal(a, b)  # a function of z: a seed still fixes an image
+        assert (a - plain(z)).abs().max() > 1e-3  # and the noise reaches the image
+
+
+def test_z_noise_maps_are_standard_normal_pixels_independent_across_z() -> None:
+    torch.manual_seed(0)
+    noise = ZNoise(z_dim=256, res=16)
+    maps = noise.maps(torch.randn(4000, 256))
+    assert maps.shape == (4000, 1, 16, 16)
+    px = maps.flatten(1)
+    assert px.mean().abs() < 0.02 and (px.std(0) - 1).abs().max() < 0.06  # each pixel ~ N(0, 1) over z
+    # two different latents give uncorrelated maps
+    corr = torch.corrcoef(torch.stack([px[0::2].flatten(), px[1::2].flatten()]))[0, 1]
+    assert corr.abs() < 0.02
+
+
+def test_noise_strength_learns_in_a_train_step(blobs: Path) -> None:
+    fam = _family(blobs, "model.noise=true")
+    strengths = [m.strength for m in fam.modules["generator"].modules() if isinstance(m, ZNoise)]
+    assert strengths
+    batch = torch.stack([fam.train_dataset()[i] for i in range(4)])
+    fam.train_step(batch, _ctx(fam))
+    assert any(float(s) != 0.0 for s in strengths)  # the G update moved them off zero

@@ -28,6 +28,9 @@ class FastGANModelConfig(StrictModel):
     g_channels: int = Field(64, ge=1, description="Generator base width (the authors' ngf).")
     d_channels: int = Field(64, ge=1, description="Discriminator base width (the authors' ndf).")
     max_channels: int = Field(1024, ge=1, description="Upper bound of the channels at any resolution.")
+    noise: bool = Field(False, description="Per-pixel noise after each conv of the two-conv up-blocks (the authors' "
+                        "NoiseInjection: learned strength, zero at start) for fine grain. The maps are a fixed "
+                        "random projection of z, so a seed still fixes an image and interpolation morphs the grain.")
 
 
 class FastGANLossConfig(StrictModel):

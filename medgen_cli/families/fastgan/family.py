@@ -38,7 +38,7 @@ class FastGANFamily(GAN2DFamily[FastGANConfig, GAN2DSampleOptions, GAN2DInterpol
     def build(self, device: torch.device) -> None:
         m, d, o = self.cfg.model, self.cfg.data, self.cfg.optimizer
         self.device = device
-        gen = Generator(m.z_dim, d.resolution, d.channels, m.g_channels, m.max_channels).to(device)
+        gen = Generator(m.z_dim, d.resolution, d.channels, m.g_channels, m.max_channels, m.noise).to(device)
         disc = Discriminator(d.resolution, d.channels, m.d_channels, m.max_channels).to(device)
         self.modules = {"generator": gen, "discriminator": disc}
         self.optimizers = {

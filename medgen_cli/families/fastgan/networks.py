@@ -13,7 +13,8 @@ Training for High-fidelity Few-shot Image Synthesis"), sized by resolution.
   lets it train on a few hundred images without collapsing.
 
 Every convolution is spectrally normalised, as in the authors' code. Differences from it, for
-small grayscale sets on a CPU: no noise injection (z is the generator's only randomness, so a seed
+small grayscale sets on a CPU: noise injection is optional (``noise=True``) and its maps are a
+fixed random projection of z (:class:`ZNoise`: z stays the generator's only randomness, so a seed
 fixes an image), the reconstructions are compared by L1 (the paper's LPIPS needs downloaded VGG
 weights), and the decoders work at half resolution.
 """
@@ -57,6 +58,44 @@ def up_block(cin: int, cout: int, double: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class ZNoise(nn.Module):
+    """The authors' NoiseInjection (``h + strength · noise``, strength learned from 0) with a
+    noise map that is a function of z: ``z @ P`` for a fixed Gaussian ``P`` [z_dim, res²] with
+    unit columns, so for z ~ N(0, I) each pixel is exactly N(0, 1) and maps of independent z are
+    independent. ``P`` is a buffer: saved with the weights, the same on every rank."""
+
+    def __init__(self, z_dim: int, res: int) -> None:
+        super().__init__()
+        self.res = res
+        self.strength = nn.Parameter(torch.zeros(()))
+        proj = torch.randn(z_dim, res * res)
+        self.register_buffer("proj", proj / proj.norm(dim=0, keepdim=True))
+
+    def maps(self, z: torch.Tensor) -> torch.Tensor:
+        """Noise maps ``[B, 1, res, res]`` of the latents ``z`` ``[B, z_dim]``."""
+        return (z.to(self.proj.dtype) @ self.proj).view(z.shape[0], 1, self.res, self.res)
+
+    def forward(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return h + self.strength * self.maps(z).to(h.dtype)
+
+
+class NoisyUp(nn.Module):
+    """An up-block (:func:`up_block`) with a :class:`ZNoise` after each of its convolutions."""
+
+    def __init__(self, block: nn.Sequential, z_dim: int, res: int) -> None:
+        super().__init__()
+        self.block = block
+        self.noise = nn.ModuleList(ZNoise(z_dim, res) for m in block if isinstance(m, nn.Conv2d))
+
+    def forward(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        noises = iter(self.noise)
+        for layer in self.block:
+            h = layer(h)
+            if isinstance(layer, nn.Conv2d):
+                h = next(noises)(h, z)
+        return h
+
+
 class SkipExcitation(nn.Module):
     """SLE: ``big × sigmoid(f(small))`` where ``f`` pools ``small`` to 4×4, then conv4×4 → SiLU →
     conv1×1: one gate per channel of ``big``, per image."""
@@ -79,7 +118,7 @@ def sle_source(res: int) -> int | None:
 class Generator(nn.Module):
     """z ``[B, z_dim]`` → image ``[B, channels, resolution, resolution]`` in [-1, 1]."""
 
-    def __init__(self, z_dim: int, resolution: int, channels: int, base: int, cap: int) -> None:
+    def __init__(self, z_dim: int, resolution: int, channels: int, base: int, cap: int, noise: bool = False) -> None:
         super().__init__()
         self.z_dim = z_dim
         c4 = width(4, base, cap)
@@ -91,7 +130,9 @@ class Generator(nn.Module):
         cin = c4
         for i, res in enumerate(self.sizes):
             cout = width(res, base, cap)
-            self.ups.append(up_block(cin, cout, double=i % 2 == 0))
+            block = up_block(cin, cout, double=i % 2 == 0)
+            # noise where the authors inject it: the two-conv blocks (8², 32², 128² …)
+            self.ups.append(NoisyUp(block, z_dim, res) if noise and i % 2 == 0 else block)
             src = sle_source(res)
             if src is not None:
                 self.sle[str(res)] = SkipExcitation(width(src, base, cap), cout)
@@ -102,7 +143,7 @@ class Generator(nn.Module):
         feats = {4: self.init(z.view(z.shape[0], -1, 1, 1))}
         h = feats[4]
         for res, up in zip(self.sizes, self.ups):
-            h = up(h)
+            h = up(h, z.flatten(1)) if isinstance(up, NoisyUp) else up(h)
             src = sle_source(res)
             if src is not None:
                 h = self.sle[str(res)](feats[src], h)
