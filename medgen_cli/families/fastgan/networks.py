@@ -130,9 +130,10 @@ class Generator(nn.Module):
         cin = c4
         for i, res in enumerate(self.sizes):
             cout = width(res, base, cap)
-            block = up_block(cin, cout, double=i % 2 == 0)
+            double = i % 2 == 0
+            block = up_block(cin, cout, double)
             # noise where the authors inject it: the two-conv blocks (8², 32², 128² …)
-            self.ups.append(NoisyUp(block, z_dim, res) if noise and i % 2 == 0 else block)
+            self.ups.append(NoisyUp(block, z_dim, res) if noise and double else block)
             src = sle_source(res)
             if src is not None:
                 self.sle[str(res)] = SkipExcitation(width(src, base, cap), cout)
