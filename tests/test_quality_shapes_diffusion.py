@@ -64,6 +64,8 @@ def test_diffusion_shape_benchmark_end_to_end(tmp_path: Path, subprocess_env: di
     assert (8 * report["real_vs_real"]["1nna_cd"]).is_integer() and (4 * report["generated"]["cov_cd"]).is_integer()
     assert math.isfinite(report["ae_psnr"]) and report["ae_psnr"] > 0
     assert -1.0 <= report["ae_ssim"] <= 1.0
+    ceiling = report["ae_ceiling"]  # the autoencoder's reconstructions of real B scored as samples
+    assert _fraction(ceiling["1nna_cd"]) and _fraction(ceiling["cov_cd"]) and ceiling["mmd_cd"] >= 0
     assert math.isfinite(report["s_per_sample"]) and report["s_per_sample"] > 0
     assert "fid_2_5d" not in report  # --no-fid
     assert len(list((tmp_path / "work" / "samples").rglob("*.nii.gz"))) == 4
