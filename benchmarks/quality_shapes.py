@@ -165,7 +165,8 @@ def score(args: argparse.Namespace, data: Path, trained: dict[str, Any]) -> dict
     from medgen_cli.metrics.shapes import shape_metrics
 
     t = time.perf_counter()
-    written, fake_labels = harness.sample(trained["run"], args.num, args.work / "samples", seed=1000)
+    extra = {} if args.guidance_scale is None else {"guidance_scale": args.guidance_scale}
+    written, fake_labels = harness.sample(trained["run"], args.num, args.work / "samples", seed=1000, **extra)
     fake_files = [f for f in written if f.name.endswith(".nii.gz")]
     s_per_sample = (time.perf_counter() - t) / args.num
     real_a = sorted((data / "val").glob("*.nii*"))[: args.num]
@@ -225,6 +226,8 @@ def parse_args() -> argparse.Namespace:
                     help="diffusion: autoencoder steps (sizes its LR schedule; ends the stage when before the time)")
     ap.add_argument("--conditional", action="store_true",
                     help="diffusion: class-conditional on the manifest's labels (+ class accuracy of the samples)")
+    ap.add_argument("--guidance-scale", type=float, default=None,
+                    help="diffusion --conditional: classifier-free guidance of the samples (default: the run's)")
     ap.add_argument("--no-fid", action="store_true", help="diffusion: skip the 2.5D FID")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "quality-shapes")
     ap.add_argument("--rescore", action="store_true",
@@ -260,7 +263,7 @@ def main() -> None:
         limits.update({"ae_fraction": args.ae_fraction, "ae_steps_budget": args.ae_steps})
     result = {"family": args.family, "size": args.size, **limits, **budget, "data": str(data), "method": method,
               "num": args.num, "points": args.points, **score(args, data, trained), "overrides": args.set,
-              "ae_overrides": args.ae_set, "cpu": harness.cpu_model(), "threads": torch.get_num_threads(),
+              "ae_overrides": args.ae_set, "guidance_scale": args.guidance_scale, "cpu": harness.cpu_model(), "threads": torch.get_num_threads(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
     harness.write_json(args.json, result)
     report(result)

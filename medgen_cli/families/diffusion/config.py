@@ -20,7 +20,11 @@ class LatentDataConfig(StrictModel):
     autoencoder run's (the latents only make sense for data prepared the same way)."""
 
     root: str | None = Field(None, description="Data folder (default: the autoencoder run's data.root).")
-    flip: bool = Field(True, description="Random flips along each axis.")
+    flip: bool = Field(
+        False, description="Random flips along each axis. Off by default: a generative model learns the flipped "
+                           "shapes as part of the data, so for oriented anatomy (brains, organs) 7 of 8 training "
+                           "views are shapes that never occur (measured: 1-NNA 77% with flips, 47% without, "
+                           "floor 45%; docs/diffusion.md). Turn on only when the data are mirror-symmetric.")
     cache_rate: float = Field(0.25, ge=0.0, le=1.0, description="Fraction of volumes cached in memory.")
     cache_max_gb: float = Field(2.0, ge=0.0, description="At most this many GiB of cached volumes per machine (split between its DDP processes; train and val each).")
     latent_cache_gb: float = Field(
@@ -68,7 +72,10 @@ class ConditioningConfig(StrictModel):
     enabled: bool = Field(False, description="Condition on ROOT/manifest.json labels.")
     num_classes: int | None = Field(None, ge=1, description="Number of classes (default: from the manifest).")
     label_dropout: float = Field(0.1, ge=0.0, le=1.0, description="Probability of training a sample unconditionally (CFG).")
-    guidance_scale: float = Field(3.0, ge=0.0, description="Default --guidance-scale at sampling (1 = plain conditional).")
+    guidance_scale: float = Field(
+        1.0, ge=0.0, description="Default --guidance-scale at sampling (1 = plain conditional, the distribution the "
+                                 "model learned; above 1 trades variety for typical samples: on 128 anatomical "
+                                 "shapes 3 gave COV 28% vs 56% and 1-NNA 73% vs 47% at 1, docs/diffusion.md).")
 
 
 class DiffusionSampleConfig(StrictModel):
