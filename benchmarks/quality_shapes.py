@@ -28,7 +28,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 if not __package__:  # run as a file, where the package `benchmarks` cannot be imported
     raise SystemExit(f"run it from the repository root as: python -m benchmarks.{Path(__file__).stem} ...")
@@ -126,16 +126,17 @@ def load_volumes(files: list[Path]) -> list:
 
 
 def diffusion_extras(args: argparse.Namespace, data: Path, trained: dict[str, Any], real_a: list[Path],
-                     real_b: list[Path], fake: list[Path], fake_labels: list[int] | None) -> dict[str, Any]:
+                     real_b: list[Path], fake: list[Path], fake_labels: list[int] | None,
+                     against_a: Callable[[list], dict[str, float]]) -> dict[str, Any]:
     """2.5D FID of the samples and its real-vs-real floor, the autoencoder's PSNR/SSIM on the val
-    volumes, and (``--conditional``) the class accuracy of the samples by a classifier trained
-    on the real training volumes."""
+    volumes and its ceiling (``against_a``: the shape metrics of point sets against real A), and
+    (``--conditional``) the class accuracy of the samples by a classifier trained on the real
+    training volumes."""
     import numpy as np
 
     from medgen_cli.api import load_run
     from medgen_cli.metrics.recon import psnr, ssim
     from medgen_cli.metrics.sample_quality import fid_with_floor, sample_class_accuracy
-    from medgen_cli.metrics.shapes import shape_metrics
 
     va, vb, vf = load_volumes(real_a), load_volumes(real_b), load_volumes(fake)
     out: dict[str, Any] = {}
@@ -143,15 +144,16 @@ def diffusion_extras(args: argparse.Namespace, data: Path, trained: dict[str, An
         fid = fid_with_floor(vb, va, vf, center_fraction=0.5)
         out.update({"fid_2_5d": fid["fid"], "fid_2_5d_floor": fid["fid_floor"]})
     ae = load_run(trained["ae_run"], checkpoint="best")
-    rec = [np.asarray(ae.reconstruct(f).arrays)[0, 0] for f in real_a]
+
+    def reconstruct(files: list[Path]) -> list:
+        return [np.asarray(ae.reconstruct(f).arrays)[0, 0] for f in files]
+
+    rec = reconstruct(real_a)
     out["ae_psnr"] = float(np.mean([psnr(r, v) for r, v in zip(rec, va)]))
     out["ae_ssim"] = float(np.mean([ssim(r, v) for r, v in zip(rec, va)]))
     # The autoencoder's ceiling: reconstructions of real B scored against A as if they were samples
     # (a diffusion model that drew the latents of B exactly would score this; the floor is B itself).
-    rec_b = [np.asarray(ae.reconstruct(f).arrays)[0, 0] for f in real_b]
-    pa = volume_points(real_a, args.threshold, args.points)
-    m = shape_metrics(pa, volume_points(rec_b, args.threshold, args.points))
-    out["ae_ceiling"] = {k: m[k] for k in SHAPE_KEYS}
+    out["ae_ceiling"] = against_a(volume_points(reconstruct(real_b), args.threshold, args.points))
     if fake_labels is not None:
         lab = {Path(e["file"]).name: int(e["label"]) for e in json.loads((data / "manifest.json").read_text())}
         train_files = sorted((data / "train").glob("*.nii*"))
@@ -162,7 +164,7 @@ def diffusion_extras(args: argparse.Namespace, data: Path, trained: dict[str, An
 
 def score(args: argparse.Namespace, data: Path, trained: dict[str, Any]) -> dict[str, Any]:
     """Sample ``best.pt``, turn real and generated volumes into points, and compare them."""
-    from medgen_cli.metrics.shapes import shape_metrics
+    from medgen_cli.metrics.shapes import metrics_from_distances, pairwise_cd
 
     t = time.perf_counter()
     extra = {} if args.guidance_scale is None else {"guidance_scale": args.guidance_scale}
@@ -172,13 +174,17 @@ def score(args: argparse.Namespace, data: Path, trained: dict[str, Any]) -> dict
     real_a = sorted((data / "val").glob("*.nii*"))[: args.num]
     real_b = sorted((data / "train").glob("*.nii*"))[: args.num]
     pa, pb, pf = (volume_points(f, args.threshold, args.points) for f in (real_a, real_b, fake_files))
-    keys = SHAPE_KEYS
     harness.mip_grid(real_a, fake_files, args.json.with_suffix(".png"))
-    out = {"generated": {k: v for k, v in shape_metrics(pa, pf).items() if k in keys},
-           "real_vs_real": {k: v for k, v in shape_metrics(pa, pb).items() if k in keys},
-           "s_per_sample": round(s_per_sample, 4)}
+    d_aa = pairwise_cd(pa, pa)  # real A against itself: the same for every set compared with A
+
+    def against_a(points: list) -> dict[str, float]:
+        """``shape_metrics(pa, points)`` (its keys of SHAPE_KEYS), A × A computed once."""
+        m = metrics_from_distances(pairwise_cd(pa, points), d_aa, pairwise_cd(points, points))
+        return {k: m[k] for k in SHAPE_KEYS}
+
+    out = {"generated": against_a(pf), "real_vs_real": against_a(pb), "s_per_sample": round(s_per_sample, 4)}
     if args.family == "diffusion":
-        out.update(diffusion_extras(args, data, trained, real_a, real_b, fake_files, fake_labels))
+        out.update(diffusion_extras(args, data, trained, real_a, real_b, fake_files, fake_labels, against_a))
     return out
 
 
@@ -263,8 +269,8 @@ def main() -> None:
         limits.update({"ae_fraction": args.ae_fraction, "ae_steps_budget": args.ae_steps})
     result = {"family": args.family, "size": args.size, **limits, **budget, "data": str(data), "method": method,
               "num": args.num, "points": args.points, **score(args, data, trained), "overrides": args.set,
-              "ae_overrides": args.ae_set, "guidance_scale": args.guidance_scale, "cpu": harness.cpu_model(), "threads": torch.get_num_threads(),
-              "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+              "ae_overrides": args.ae_set, "guidance_scale": args.guidance_scale, "cpu": harness.cpu_model(),
+              "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
     harness.write_json(args.json, result)
     report(result)
 
