@@ -2,5 +2,5 @@
 
 from __future__ import annotations
 
-__version__ = "0.4.1"
+__version__ = "0.4.2"
 __all__ = ["__version__"]

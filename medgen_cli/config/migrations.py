@@ -84,6 +84,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0.4.1", "sparse-gan", added={"generator.budget_scaling": "volume"},
               why="the generator's coarse budgets now shrink as a surface's cells (÷4 per level), not a solid's "
                   "(÷8, which cut holes in point-cloud shells); runs saved before keep their budgets"),
+    Migration("0.4.2", "sparse-gan", renamed={"validation.ema_warmup": "trainer.ema.warmup"},
+              added={"trainer.ema.warmup": True},
+              why="the EMA warm-up sparse-gan always had is a trainer setting of every family now"),
+    Migration("0.4.2", None, added={"trainer.ema.warmup": False},
+              why="the EMA decay now warms up over the first updates; runs saved before keep a fixed decay"),
 )
 
 

@@ -130,11 +130,14 @@ class Family(Generic[C]):
         return configured
 
     def ema_avg_fn(self, decay: float) -> Any:
-        """The ``multi_avg_fn`` of the EMA copies (``AveragedModel``): a fixed ``decay`` here;
-        override for a decay that depends on the number of updates so far (a ramp-up)."""
+        """The ``multi_avg_fn`` of the EMA copies (``AveragedModel``): ``decay`` warmed up over
+        the first updates (``trainer.ema.warmup``, :func:`medgen_cli.engine.ema.warmup_ema_fn`)
+        or fixed; override for another ramp-up (the 2D GANs': StyleGAN2-ADA's, in images seen)."""
         from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-        return get_ema_multi_avg_fn(decay)
+        from medgen_cli.engine.ema import warmup_ema_fn
+
+        return warmup_ema_fn(decay) if self.cfg.trainer.ema.warmup else get_ema_multi_avg_fn(decay)
 
     # ---- training -----------------------------------------------------------------------
     def train_step(self, batch: Any, ctx: TrainContext) -> dict[str, float]:

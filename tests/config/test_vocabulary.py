@@ -19,14 +19,16 @@ def test_old_dif_gaussian_config_loads_with_notes() -> None:
     assert cfg.trainer.lr_schedule.kind == "cosine" and cfg.trainer.lr_schedule.warmup_steps == 5
     assert [n.split("'")[1:4:2] for n in notes] == [
         ["trainer.optim", "trainer.lr_schedule"], ["trainer.lr_schedule.schedule", "trainer.lr_schedule.kind"],
-        ["optim", "optimizer"], ["optimizer.optimizer", "optimizer.kind"]]
+        ["optim", "optimizer"], ["optimizer.optimizer", "optimizer.kind"], ["trainer.ema.warmup"]]
+    assert cfg.trainer.ema.warmup is False  # 0.4.2's EMA warm-up: an older run keeps its fixed decay
 
 
 def test_old_autoencoder_learning_rates_are_renamed() -> None:
     new, notes = migrate_config({"family": "autoencoder", "optimizer": {"lr": 2e-3, "d_lr": 5e-4}}, "0.3.1")
     cfg = build_config("autoencoder", base=new)
     assert (cfg.optimizer.lr_g, cfg.optimizer.lr_d) == (2e-3, 5e-4)
-    assert len(notes) == 2 and "'optimizer.d_lr' is now 'optimizer.lr_d'" in notes[1]
+    assert len(notes) == 3 and "'optimizer.d_lr' is now 'optimizer.lr_d'" in notes[1]
+    assert "'trainer.ema.warmup' (new in 0.4.2) set to False" in notes[2] and not cfg.trainer.ema.warmup
 
 
 def test_diffusion_run_with_an_old_embedded_autoencoder_config_loads() -> None:
@@ -39,7 +41,8 @@ def test_diffusion_run_with_an_old_embedded_autoencoder_config_loads() -> None:
     assert cfg.autoencoder is not None and type(cfg.autoencoder).__name__ == "AutoencoderConfig"
     assert (cfg.autoencoder.optimizer.lr_g, cfg.autoencoder.optimizer.lr_d) == (3e-3, 1e-3)
     assert cfg.autoencoder.trainer.lr_schedule.kind == "step" and cfg.trainer.lr_schedule.warmup_steps == 3
-    assert sum("[in 'autoencoder']" in n for n in notes) == 4
+    assert sum("[in 'autoencoder']" in n for n in notes) == 5  # 2 renames, 2 of 0.4.0's schedule, the EMA warm-up
+    assert not cfg.trainer.ema.warmup and not cfg.autoencoder.trainer.ema.warmup
     assert ae_old["optimizer"] == {"lr": 3e-3, "d_lr": 1e-3}  # the input is not modified
 
 

@@ -243,7 +243,7 @@ def test_cli_sample_then_eval_shapes(volumes: Path, tmp_path: Path) -> None:
 
 
 def test_ema_warmup_follows_the_formula() -> None:
-    from medgen_cli.families.sparse_gan.validation import warmup_ema_fn
+    from medgen_cli.engine.ema import warmup_ema_fn
 
     update = warmup_ema_fn(0.999)
     ema, model = [torch.zeros(3)], [torch.ones(3)]
@@ -260,7 +260,7 @@ def test_ema_warmup_follows_the_formula() -> None:
     from medgen_cli.families.sparse_gan.family import SparseGANFamily
 
     for warm, first in ((True, 1 - 2 / 11), (False, 1 - 0.999)):
-        fam = SparseGANFamily(build_config("sparse-gan", overrides=[f"validation.ema_warmup={str(warm).lower()}"]))
+        fam = SparseGANFamily(build_config("sparse-gan", overrides=[f"trainer.ema.warmup={str(warm).lower()}"]))
         ema = [torch.zeros(3)]
         fam.ema_avg_fn(0.999)(ema, [torch.ones(3)], torch.tensor(1))
         assert math.isclose(float(ema[0][0]), first, rel_tol=1e-5), (warm, float(ema[0][0]))
@@ -311,7 +311,7 @@ def test_the_ema_generator_equals_its_saved_weights_loaded_afresh() -> None:
 
     from medgen_cli.engine.ema import exact_non_float
     from medgen_cli.families.sparse_gan.networks import SparseGenerator
-    from medgen_cli.families.sparse_gan.validation import warmup_ema_fn
+    from medgen_cli.engine.ema import warmup_ema_fn
 
     def make() -> SparseGenerator:
         return SparseGenerator(8, 4, [8, 4, 4], 32, 256, backend="torch", output="occupancy")

@@ -82,7 +82,8 @@ class GANEMAConfig(EMAConfig):
     rampup: float | None = Field(
         0.05, gt=0.0,
         description="EMA ramp-up (StyleGAN2-ADA): the EMA half-life is at most RAMPUP x the images seen so far, so "
-                    "early EMA weights follow the generator instead of its initialisation (null: fixed decay).",
+                    "early EMA weights follow the generator instead of its initialisation; it replaces warmup "
+                    "(null: warmup's rule, or a fixed decay without it).",
     )
 
 

@@ -99,7 +99,6 @@ class SparseGANValidation(StrictModel):
 
     num_samples: int = Field(16, ge=0, description="Generated (fixed seeds) and real (first val) shapes compared; 0 = off.")
     num_points: int = Field(512, ge=8, description="Points per shape for the Chamfer distance.")
-    ema_warmup: bool = Field(True, description="EMA decay min(decay, (1+n)/(10+n)) at update n instead of a fixed decay.")
 
 
 class SparseGANConfig(FamilyConfig):

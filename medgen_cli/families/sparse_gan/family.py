@@ -154,12 +154,6 @@ class SparseGANFamily(Family[SparseGANConfig], Sampling[SparseGANSampleOptions],
                     + (" or set generator.budget_scaling=surface" if self.cfg.generator.budget_scaling == "volume" else ""))
         return notes
 
-    def ema_avg_fn(self, decay: float) -> Any:
-        """EMA whose decay warms up (``validation.ema_warmup``), else the fixed decay."""
-        if self.cfg.validation.ema_warmup:
-            return validation.warmup_ema_fn(decay)
-        return super().ema_avg_fn(decay)
-
     def collate_fn(self) -> Any:
         return functools.partial(collate_sparse, threshold=self.cfg.data.threshold,
                                  min_voxels=self.cfg.data.min_voxels)

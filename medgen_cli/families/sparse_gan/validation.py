@@ -81,21 +81,3 @@ class ShapeValidator:
             return {}  # 1-NNA needs two shapes per set
         m = shape_metrics(real, self.fake_shapes(gen, device))
         return {NNA: m["1nna_cd"], COV: m["cov_cd"], MMD: m["mmd_cd"], NNA_GAP: abs(m["1nna_cd"] - 0.5)}
-
-
-def warmup_ema_fn(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
-    """``AveragedModel`` ``multi_avg_fn`` with decay ``min(decay, (1 + n) / (10 + n))`` at update ``n``.
-
-    A fixed decay of 0.999 keeps ~37% of the random initial weights after 1,000 steps, so early
-    samples (and validation, which uses the EMA) are nearly empty; the warm-up follows the
-    online weights closely at first and reaches ``decay`` after ~10/(1 − decay) updates.
-    Floating tensors only: the trainer copies integer buffers (the generator's seed grid,
-    BatchNorm's counter) itself (:func:`medgen_cli.engine.ema.exact_non_float`).
-    """
-    @torch.no_grad()
-    def update(ema: list[torch.Tensor], model: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
-        n = float(n_averaged)
-        d = min(decay, (1.0 + n) / (10.0 + n))
-        torch._foreach_lerp_(ema, model, 1.0 - d)
-
-    return update
