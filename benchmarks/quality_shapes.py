@@ -69,14 +69,29 @@ def train_sparse_gan(args: argparse.Namespace, data: Path, minutes: float) -> di
 LATENT_AE_SETS = ("model.channels=[16,32,64]", "model.attention_levels=[false,false,false]", "trainer.grad_clip=1.0")
 
 
+def fit_ae_steps(args: argparse.Namespace, sets: list[str], minutes: float) -> int:
+    """``--ae-steps``, or (``auto``) as many steps as this machine runs in ``minutes`` (a short
+    calibration run, 90% of the fit for validation and checkpoints), at most the preset's
+    ``trainer.max_steps`` (2,800):
+    the cosine schedule then anneals within the stage's minutes on a slow CPU too, where a
+    2,800-step schedule cut off by the clock would end at half the learning rate."""
+    if args.ae_steps != "auto":
+        return int(args.ae_steps)
+    rate = harness.calibrate("autoencoder", harness.cpu_preset("autoencoder"), sets, warmup=5, stop=25)
+    steps = max(1, min(int(_preset("autoencoder")["trainer"]["max_steps"]), int(0.9 * minutes * 60.0 / rate)))
+    print(f"autoencoder: {rate:.2f} s/step here: {steps} steps fit {minutes:.1f} min", flush=True)
+    return steps
+
+
 def train_diffusion(args: argparse.Namespace, data: Path, minutes: float) -> dict[str, Any]:
     """Latent diffusion in one budget: the autoencoder CPU preset for ``--ae-fraction`` of it (its
-    cosine schedule sized to ``--ae-steps``, which end the stage early when they come first), then
-    the diffusion CPU preset on that run for the rest. ``--set`` goes to the diffusion stage,
+    cosine schedule sized to ``--ae-steps``: by default what fits that time here), then the
+    diffusion CPU preset on that run for the rest. ``--set`` goes to the diffusion stage,
     ``--ae-set`` to the autoencoder (after :data:`LATENT_AE_SETS`)."""
     s = args.size
-    ae_sets = [*_common(args, data, "bench-ae", args.ae_steps), f"data.size=[{s},{s},{s}]", *LATENT_AE_SETS,
-               *args.ae_set]
+    model_sets = [f"data.size=[{s},{s},{s}]", *LATENT_AE_SETS, *args.ae_set]
+    args.ae_steps = fit_ae_steps(args, [f"data.root={data.resolve()}", *model_sets], minutes * args.ae_fraction)
+    ae_sets = [*_common(args, data, "bench-ae", args.ae_steps), *model_sets]
     ae = harness.train(harness.build("autoencoder", harness.cpu_preset("autoencoder"), ae_sets),
                        minutes * args.ae_fraction)
     print(f"autoencoder: {ae.steps} steps in {ae.minutes:.1f} min", flush=True)
@@ -221,6 +236,14 @@ def report(result: dict[str, Any]) -> None:
     print(f"goal ({rule}): {'met' if goal else 'not met'}")
 
 
+def _steps_or_auto(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of steps or 'auto', got {text!r}")
+    return int(text)
+
+
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", choices=sorted(FAMILIES), default="sparse-gan")
@@ -239,8 +262,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--ae-set", action="append", default=[], metavar="KEY=VALUE",
                     help="diffusion: override of the autoencoder stage")
     ap.add_argument("--ae-fraction", type=float, default=0.3, help="diffusion: share of the budget for the autoencoder")
-    ap.add_argument("--ae-steps", type=int, default=2800,
-                    help="diffusion: autoencoder steps (sizes its LR schedule; ends the stage when before the time)")
+    ap.add_argument("--ae-steps", default="auto", type=_steps_or_auto,
+                    help="diffusion: autoencoder steps (sizes its LR schedule; ends the stage when before the time); "
+                         "auto: what fits the stage's minutes on this machine, at most the preset's")
     ap.add_argument("--conditional", action="store_true",
                     help="diffusion: class-conditional on the manifest's labels (+ class accuracy of the samples)")
     ap.add_argument("--guidance-scale", type=float, default=None,
