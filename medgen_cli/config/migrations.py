@@ -89,6 +89,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               why="the EMA warm-up sparse-gan always had is a trainer setting of every family now"),
     Migration("0.4.2", None, added={"trainer.ema.warmup": False},
               why="the EMA decay now warms up over the first updates; runs saved before keep a fixed decay"),
+    Migration("0.4.2", "diffusion", added={"data.flip_label": False},
+              why="flips are now told to the UNet (non-leaking augmentation); runs saved before keep unlabelled flips"),
 )
 
 

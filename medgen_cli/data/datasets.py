@@ -119,6 +119,22 @@ def augment_batch(x: torch.Tensor, flip: bool, rotate: bool) -> torch.Tensor:
     return torch.stack(out)
 
 
+def flip_codes(n: int, spatial_dims: int) -> torch.Tensor:
+    """``n`` random flip codes in ``[0, 2**spatial_dims)`` (bit ``a`` set: flip spatial axis ``a``)
+    from torch's global CPU generator (restored on resume)."""
+    return torch.randint(0, 2**spatial_dims, (n,))
+
+
+def flip_by_code(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Each sample of ``x`` ``[B, C, *spatial]`` flipped along the spatial axes its code's bits name
+    (:func:`flip_codes`); code 0 leaves a sample as it is."""
+    out = []
+    for sample, code in zip(x, codes.tolist()):
+        axes = [1 + a for a in range(sample.ndim - 1) if code >> a & 1]
+        out.append(torch.flip(sample, axes) if axes else sample)
+    return torch.stack(out)
+
+
 def random_crop(x: torch.Tensor, size: Sequence[int] | None) -> torch.Tensor:
     """A random crop of ``size`` (spatial) from each sample of ``x`` ``[B, C, *spatial]``; corners
     come from torch's global CPU generator (restored on resume). ``None`` returns ``x``."""

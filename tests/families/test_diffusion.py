@@ -277,3 +277,65 @@ def test_samples_are_clipped_to_the_training_data_range(cond_run: Path) -> None:
     assert raw.min() < 0.0 or raw.max() > 1.0  # the tiny model overshoots: the clip is exercised
     np.testing.assert_allclose(clipped, np.clip(raw, 0.0, 1.0), atol=1e-6)
     assert clipped.min() >= 0.0 and clipped.max() <= 1.0
+
+
+def test_flip_by_code_flips_the_axes_its_bits_name() -> None:
+    from medgen_cli.data.datasets import flip_by_code
+
+    x = torch.arange(2 * 1 * 2 * 3 * 4, dtype=torch.float32).view(2, 1, 2, 3, 4)
+    out = flip_by_code(x, torch.tensor([0, 5]))  # 5 = 0b101: the first and the third spatial axis
+    assert torch.equal(out[0], x[0]) and torch.equal(out[1], torch.flip(x[1], [1, 3]))
+
+
+def test_flips_are_told_to_the_unet_and_sampling_asks_for_none(tmp_path: Path, ae_run: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """data.flip with data.flip_label (EDM's non-leaking augmentation): each training volume's flips
+    reach the UNet as its embedding index (class · 8 + code); validation and sampling ask for
+    code 0, and classifier-free guidance's "no class" token is the null class with code 0. A run
+    saved before 0.4.2 keeps its unlabelled flips."""
+    from medgen_cli.api import load_run
+    from medgen_cli.data import datasets
+    from medgen_cli.families.diffusion import family as fam_mod, sampling
+
+    seen: dict[str, list] = {"codes": [], "labels": [], "denoise": []}
+    flip_by_code, loss, denoise = datasets.flip_by_code, fam_mod.DiffusionFamily._loss, sampling.denoise
+
+    def spy_flip(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        seen["codes"].append(codes.clone())
+        return flip_by_code(x, codes)
+
+    def spy_loss(self, unet, z, labels, ctx, gen=None):  # type: ignore[no-untyped-def]
+        seen["labels"].append((gen is None, labels.clone()))  # gen: validation's fixed draws
+        return loss(self, unet, z, labels, ctx, gen)
+
+    def spy_denoise(unet, scheduler, noise, labels, null_label, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen["denoise"].append((labels.clone(), null_label))
+        return denoise(unet, scheduler, noise, labels, null_label, *args, **kwargs)
+
+    monkeypatch.setattr(datasets, "flip_by_code", spy_flip)
+    monkeypatch.setattr(fam_mod.DiffusionFamily, "_loss", spy_loss)
+    monkeypatch.setattr(sampling, "denoise", spy_denoise)
+    run = train_df(ae_run, tmp_path, "name=flips", "conditioning.enabled=true", "data.flip=true",
+                   "trainer.max_steps=3", "trainer.val_every=3", "trainer.image_every=1000", "conditioning.label_dropout=0")
+    train = [lab for is_train, lab in seen["labels"] if is_train]
+    val = [lab for is_train, lab in seen["labels"] if not is_train]
+    assert len(train) == 3 == len(seen["codes"]) and val
+    codes = torch.cat(seen["codes"])
+    assert len(set(codes.tolist())) > 1  # a batch of volumes got different flips
+    for lab, code in zip(train, seen["codes"]):
+        assert torch.equal(lab % 8, code) and bool((lab // 8 < 2).all())  # two classes, none dropped
+    assert all(bool((lab % 8 == 0).all()) for lab in val)
+
+    loaded = load_run(run, device="cpu")
+    assert loaded.family.modules["unet"].class_embedding.num_embeddings == (2 + 1) * 8
+    seen["denoise"].clear()
+    loaded.sample(2, seed=0, scheduler="ddim", steps=2, guidance_scale=2.0, class_label=1)
+    labels, null = seen["denoise"][-1]
+    assert labels.tolist() == [8, 8] and null == 2 * 8  # class 1, code 0; the null class, code 0
+
+    from medgen_cli.config.build import build_config
+    from medgen_cli.config.migrations import migrate_config
+
+    saved = build_config("diffusion", overrides=["data.flip=true"]).model_dump(mode="json")
+    saved["data"].pop("flip_label")
+    assert build_config("diffusion", base=migrate_config(saved, "0.4.1")[0]).data.flip_label is False

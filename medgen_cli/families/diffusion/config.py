@@ -25,6 +25,10 @@ class LatentDataConfig(StrictModel):
                            "shapes as part of the data, so for oriented anatomy (brains, organs) 7 of 8 training "
                            "views are shapes that never occur (measured: 1-NNA 77% with flips, 47% without, "
                            "floor 45%; docs/diffusion.md). Turn on only when the data are mirror-symmetric.")
+    flip_label: bool = Field(
+        True, description="With flip on: the UNet is told which flips each training volume got (an embedding added "
+                          "to the time embedding, EDM's non-leaking augmentation) and samples with none, so flips "
+                          "add views of the data without teaching mirrored shapes. Off: flips leak into the samples.")
     cache_rate: float = Field(0.25, ge=0.0, le=1.0, description="Fraction of volumes cached in memory.")
     cache_max_gb: float = Field(2.0, ge=0.0, description="At most this many GiB of cached volumes per machine (split between its DDP processes; train and val each).")
     latent_cache_gb: float = Field(

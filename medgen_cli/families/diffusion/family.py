@@ -79,6 +79,8 @@ class DiffusionFamily(Family[DiffusionConfig], Sampling[DiffusionSampleOptions],
         self.value_range: tuple[float, float] | None = None
         self.affine: list[list[float]] | None = None
         self.num_classes = 0
+        #: Flip states the UNet is told about (data.flip with data.flip_label: 2^dims), else 1.
+        self.flip_states = 1
         self._train_ds: Any = None
         self._val_ds: Any = False
         self._latent_cache = LatentCache(int(cfg.data.latent_cache_gb * 2**30))
@@ -118,14 +120,18 @@ class DiffusionFamily(Family[DiffusionConfig], Sampling[DiffusionSampleOptions],
         if cond.enabled:
             # resolve_config fixed num_classes for runs it started; the config is not changed here.
             self.num_classes = cond.num_classes or datasets.num_classes(self.data_config())
+        if self.cfg.data.flip and self.cfg.data.flip_label:
+            self.flip_states = 2**self.ae_cfg.data.spatial_dims
+        # One embedding per (class or the "no class" token of classifier-free guidance) × flip state.
+        classes = self.num_classes + 1 if cond.enabled else 1
+        embeds = classes * self.flip_states if cond.enabled or self.flip_states > 1 else None
         u = self.cfg.unet
         latent_c = self.ae_cfg.model.latent_channels
         unet = DiffusionModelUNet(
             spatial_dims=self.ae_cfg.data.spatial_dims, in_channels=latent_c, out_channels=latent_c,
             num_res_blocks=u.num_res_blocks, channels=tuple(u.channels), attention_levels=tuple(u.attention_levels),
             num_head_channels=tuple(u.num_head_channels), norm_num_groups=u.norm_num_groups,
-            # one extra embedding is the "no class" token of classifier-free guidance
-            num_class_embeds=self.num_classes + 1 if cond.enabled else None,
+            num_class_embeds=embeds,
         ).to(device)
         ae = build_autoencoder(self.ae_cfg).to(device).requires_grad_(False)
         # The autoencoder is saved with every checkpoint, so sampling never depends on the
@@ -201,6 +207,17 @@ class DiffusionFamily(Family[DiffusionConfig], Sampling[DiffusionSampleOptions],
             labels = torch.where(u.to(labels.device) < drop, torch.full_like(labels, self.num_classes), labels)
         return labels
 
+    def _embedding(self, classes: torch.Tensor | None, codes: torch.Tensor | None, n: int,
+                   device: torch.device) -> torch.Tensor | None:
+        """The UNet's ``class_labels``: ``class · flip_states + flip code`` (class: the label or the
+        "no class" token; an unconditional run's is 0; code 0: not flipped, what sampling asks
+        for), or ``classes`` itself when the UNet is not told about flips."""
+        if self.flip_states == 1:
+            return classes
+        cls = torch.zeros(n, dtype=torch.long, device=device) if classes is None else classes.to(device)
+        code = torch.zeros_like(cls) if codes is None else codes.to(device)
+        return cls * self.flip_states + code
+
     def _loss(self, unet: torch.nn.Module, z: torch.Tensor, labels: torch.Tensor | None, ctx: TrainContext,
               gen: torch.Generator | None = None) -> torch.Tensor:
         """MSE of the UNet's prediction: the noise / v (DDPM) or the velocity ``z - noise`` (rflow)."""
@@ -223,8 +240,14 @@ class DiffusionFamily(Family[DiffusionConfig], Sampling[DiffusionSampleOptions],
         return F.mse_loss(pred.float(), target)
 
     def train_step(self, batch: Any, ctx: TrainContext) -> dict[str, float]:
-        z = self._latents(datasets.augment_batch(batch["image"], self.cfg.data.flip, False), ctx)
-        labels = self._labels(batch, self.cfg.conditioning.label_dropout)
+        x, codes = batch["image"], None
+        if self.flip_states > 1:  # flips the UNet is told about (data.flip_label)
+            codes = datasets.flip_codes(x.shape[0], x.ndim - 2)
+            x = datasets.flip_by_code(x, codes)
+        else:
+            x = datasets.augment_batch(x, self.cfg.data.flip, False)
+        z = self._latents(x, ctx)
+        labels = self._embedding(self._labels(batch, self.cfg.conditioning.label_dropout), codes, z.shape[0], z.device)
         loss = self._loss(ctx.net("unet"), z, labels, ctx)
         ctx.backward(loss, "unet")
         return {"loss": float(loss.detach()), "grad_norm": ctx.step("unet")}
@@ -236,7 +259,7 @@ class DiffusionFamily(Family[DiffusionConfig], Sampling[DiffusionSampleOptions],
         total, n = 0.0, 0
         for batch in batches:
             z = self._latents(batch["image"], ctx)
-            labels = self._labels(batch, 0.0)
+            labels = self._embedding(self._labels(batch, 0.0), None, z.shape[0], z.device)
             total += float(self._loss(unet, z, labels, ctx, gen)) * z.shape[0]
             n += z.shape[0]
         return {"loss": total / n} if n else {}
@@ -325,7 +348,7 @@ class DiffusionFamily(Family[DiffusionConfig], Sampling[DiffusionSampleOptions],
         """``num`` volumes ``[num, *size]``; sample ``i`` starts from the noise of seed ``seed + i``."""
         self._require_ready()
         sched = self._sampler(scheduler, steps)
-        labels = self._class_labels(num, class_label, device, seed)
+        labels = self._embedding(self._class_labels(num, class_label, device, seed), None, num, device)
         guidance = guidance_scale if guidance_scale is not None else self.cfg.conditioning.guidance_scale
         out = []
         batches = range(0, num, batch_size)
@@ -333,7 +356,7 @@ class DiffusionFamily(Family[DiffusionConfig], Sampling[DiffusionSampleOptions],
             seeds = list(range(seed + start, seed + min(start + batch_size, num)))
             noise = seeded_normal(self.latent_shape(), seeds).to(device)
             lab = None if labels is None else labels[start:start + len(seeds)]
-            z = sampling.denoise(unet, sched, noise, lab, self.num_classes, guidance, seeds[0], track,
+            z = sampling.denoise(unet, sched, noise, lab, self.num_classes * self.flip_states, guidance, seeds[0], track,
                                  f"batch {k + 1}/{len(batches)}")
             out.append(self.decode(ae, z))
         return np.concatenate(out)
@@ -353,7 +376,8 @@ class DiffusionFamily(Family[DiffusionConfig], Sampling[DiffusionSampleOptions],
             lab = None
             if self.cfg.conditioning.enabled:
                 lab = torch.full((1,), self.num_classes, dtype=torch.long, device=device)
-            z = sampling.denoise(unet, sched, noise, lab, self.num_classes, None, seed_a, track,
+            lab = self._embedding(lab, None, 1, device)
+            z = sampling.denoise(unet, sched, noise, lab, None, None, seed_a, track,
                                  f"frame {i + 1}/{steps}")
             frames.append(self.decode(ae, z))
         return np.concatenate(frames)
