@@ -83,17 +83,36 @@ def fit_ae_steps(args: argparse.Namespace, sets: list[str], minutes: float) -> i
     return steps
 
 
+def reuse_autoencoder(run: Path) -> harness.Trained:
+    """An existing autoencoder run as the benchmark's first stage: its steps from ``latest.pt``,
+    its minutes from the first and last records of its ``metrics.jsonl`` (CPU minutes unknown)."""
+    import torch
+
+    ck = run / "checkpoints" / "latest.pt"
+    if not ck.is_file():
+        raise SystemExit(f"--ae-run {run}: no checkpoints/latest.pt (not a trained autoencoder run)")
+    step = int(torch.load(ck, weights_only=True, map_location="cpu")["step"])
+    times = [json.loads(line)["time"] for line in (run / "metrics.jsonl").read_text().splitlines() if '"time"' in line]
+    minutes = (times[-1] - times[0]) / 60.0 if len(times) > 1 else float("nan")
+    return harness.Trained(run, step, minutes, float("nan"), times[0] if times else float("nan"))
+
+
 def train_diffusion(args: argparse.Namespace, data: Path, minutes: float) -> dict[str, Any]:
     """Latent diffusion in one budget: the autoencoder CPU preset for ``--ae-fraction`` of it (its
     cosine schedule sized to ``--ae-steps``: by default what fits that time here), then the
     diffusion CPU preset on that run for the rest. ``--set`` goes to the diffusion stage,
-    ``--ae-set`` to the autoencoder (after :data:`LATENT_AE_SETS`)."""
+    ``--ae-set`` to the autoencoder (after :data:`LATENT_AE_SETS`). With ``--ae-run`` the
+    autoencoder stage is that run (its minutes come from its own record), so diffusion recipes
+    compare on one autoencoder."""
     s = args.size
-    model_sets = [f"data.size=[{s},{s},{s}]", *LATENT_AE_SETS, *args.ae_set]
-    args.ae_steps = fit_ae_steps(args, [f"data.root={data.resolve()}", *model_sets], minutes * args.ae_fraction)
-    ae_sets = [*_common(args, data, "bench-ae", args.ae_steps), *model_sets]
-    ae = harness.train(harness.build("autoencoder", harness.cpu_preset("autoencoder"), ae_sets),
-                       minutes * args.ae_fraction)
+    if args.ae_run is not None:
+        ae = reuse_autoencoder(args.ae_run)
+    else:
+        model_sets = [f"data.size=[{s},{s},{s}]", *LATENT_AE_SETS, *args.ae_set]
+        args.ae_steps = fit_ae_steps(args, [f"data.root={data.resolve()}", *model_sets], minutes * args.ae_fraction)
+        ae_sets = [*_common(args, data, "bench-ae", args.ae_steps), *model_sets]
+        ae = harness.train(harness.build("autoencoder", harness.cpu_preset("autoencoder"), ae_sets),
+                           minutes * args.ae_fraction)
     print(f"autoencoder: {ae.steps} steps in {ae.minutes:.1f} min", flush=True)
     sets = [*_common(args, data, "bench", args.steps), f"autoencoder_run={ae.run}", *args.set]
     if args.conditional:
@@ -261,6 +280,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--method", default=None, help="convert-h5 -m of the made set (default: the family's)")
     ap.add_argument("--ae-set", action="append", default=[], metavar="KEY=VALUE",
                     help="diffusion: override of the autoencoder stage")
+    ap.add_argument("--ae-run", type=Path, default=None,
+                    help="diffusion: an autoencoder run to use instead of training one (compares diffusion recipes on "
+                         "one autoencoder; its own minutes are reported)")
     ap.add_argument("--ae-fraction", type=float, default=0.3, help="diffusion: share of the budget for the autoencoder")
     ap.add_argument("--ae-steps", default="auto", type=_steps_or_auto,
                     help="diffusion: autoencoder steps (sizes its LR schedule; ends the stage when before the time); "
