@@ -48,7 +48,8 @@ def test_cached_samples_equal_the_posterior_sample_of_the_same_seed(ae: torch.nn
     torch.testing.assert_close(first, ref, rtol=1e-5, atol=1e-6)
     assert torch.equal(after_first, after_ref)  # the stream is left where a contiguous draw leaves it
     assert torch.equal(again, first)  # hits return the stored moments bit for bit
-    assert enc.volumes == 3 and cache.misses == 3 and cache.hits == 3 and len(cache) == 3
+    # three misses in two chunks of MISS_CHUNK = 2 (the second padded); the hits encode nothing
+    assert enc.volumes == 4 and cache.misses == 3 and cache.hits == 3 and len(cache) == 3
 
 
 def test_a_flipped_volume_is_its_own_entry_and_memory_is_bounded(ae: torch.nn.Module) -> None:
@@ -65,9 +66,20 @@ def test_a_flipped_volume_is_its_own_entry_and_memory_is_bounded(ae: torch.nn.Mo
         cache.moments(enc, flipped)
         ref_f, _ = ae.encode(flipped)
     assert len(cache) == 1 and cache.bytes == per_entry
-    assert enc.volumes == 3  # x once (then stored), the flip every time (no room)
+    assert enc.volumes == 3 * 2  # x once (then stored), the flip every time (no room); chunks of 2
     torch.testing.assert_close(mu_f, ref_f)
     assert not torch.allclose(mu_x, mu_f)
+
+
+def test_a_cached_value_depends_on_its_volume_only(ae: torch.nn.Module) -> None:
+    """Whichever batch meets a volume first (and whatever it is chunked with), its moments are the
+    same bits: a resumed run, whose cache starts empty, computes what the first run stored."""
+    v, others = torch.rand(1, 1, 8, 8, 8), torch.rand(3, 1, 8, 8, 8)
+    with torch.no_grad():
+        alone, _ = LatentCache(2**20).moments(ae.encode, v)                       # padded chunk
+        paired, _ = LatentCache(2**20).moments(ae.encode, torch.cat([others[:1], v]))  # second in its chunk
+        third, _ = LatentCache(2**20).moments(ae.encode, torch.cat([others, v, v]))   # a third chunk, twice
+    assert torch.equal(alone[0], paired[1]) and torch.equal(alone[0], third[3]) and torch.equal(third[3], third[4])
 
 
 def test_off_encodes_the_whole_batch_every_time(ae: torch.nn.Module) -> None:
