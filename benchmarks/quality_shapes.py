@@ -175,7 +175,8 @@ def diffusion_extras(args: argparse.Namespace, data: Path, trained: dict[str, An
     """2.5D FID of the samples and its real-vs-real floor, the autoencoder's PSNR/SSIM on the val
     volumes and its ceiling (``against_a``: the shape metrics of point sets against real A), and
     (``--conditional``) the class accuracy of the samples by a classifier trained on the real
-    training volumes."""
+    training volumes, beside its accuracy on real A and on the autoencoder's reconstructions of A
+    (``ae_accuracy``: what samples decoded by this autoencoder can reach)."""
     import numpy as np
 
     from medgen_cli.api import load_run
@@ -201,8 +202,9 @@ def diffusion_extras(args: argparse.Namespace, data: Path, trained: dict[str, An
     if fake_labels is not None:
         lab = {Path(e["file"]).name: int(e["label"]) for e in json.loads((data / "manifest.json").read_text())}
         train_files = sorted((data / "train").glob("*.nii*"))
+        labels_a = [lab[f.name] for f in real_a]
         out.update(sample_class_accuracy(load_volumes(train_files), [lab[f.name] for f in train_files], vf,
-                                         fake_labels, va, [lab[f.name] for f in real_a]))
+                                         fake_labels, va, labels_a, also={"ae": (rec, labels_a)}))
     return out
 
 
@@ -249,7 +251,7 @@ def report(result: dict[str, Any]) -> None:
               f"({result['fid_2_5d'] / max(result['fid_2_5d_floor'], 1e-9):.2f}×)")
         goal = goal and result["fid_2_5d"] <= 2 * result["fid_2_5d_floor"]
         rule += ", 2.5D FID ≤ 2× floor"
-    for key in ("ae_psnr", "ae_ssim", "sample_accuracy", "real_accuracy"):
+    for key in ("ae_psnr", "ae_ssim", "sample_accuracy", "real_accuracy", "ae_accuracy"):
         if key in result:
             print(f"{key}: {result[key]:.4f}")
     print(f"goal ({rule}): {'met' if goal else 'not met'}")

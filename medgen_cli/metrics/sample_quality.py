@@ -77,14 +77,19 @@ def fid_with_floor(reference: Sequence[np.ndarray] | np.ndarray, held_out: Seque
 def sample_class_accuracy(train_volumes: Sequence[np.ndarray] | np.ndarray, train_labels: Sequence[int],
                           samples: Sequence[np.ndarray] | np.ndarray, sample_labels: Sequence[int],
                           check_volumes: Sequence[np.ndarray] | np.ndarray | None = None,
-                          check_labels: Sequence[int] | None = None, steps: int = 500, seed: int = 0
+                          check_labels: Sequence[int] | None = None, steps: int = 500, seed: int = 0,
+                          also: dict[str, tuple[Sequence[np.ndarray] | np.ndarray, Sequence[int]]] | None = None
                           ) -> dict[str, float]:
     """Accuracy of a classifier trained on real volumes at recognising each sample's class
-    (``sample_accuracy``) and, as its sanity check, held-out real volumes (``real_accuracy``)."""
+    (``sample_accuracy``) and, as its sanity check, held-out real volumes (``real_accuracy``);
+    ``also`` names further labelled sets scored by the same classifier (``<name>_accuracy``, e.g.
+    an autoencoder's reconstructions of the held-out volumes: the most its samples can reach)."""
     from medgen_cli.metrics.classify import class_accuracy, train_classifier
 
     net = train_classifier(train_volumes, train_labels, steps=steps, seed=seed)
     out = {"sample_accuracy": class_accuracy(net, samples, sample_labels)}
     if check_volumes is not None and check_labels is not None and len(check_volumes):
         out["real_accuracy"] = class_accuracy(net, check_volumes, check_labels)
+    for name, (volumes, labels) in (also or {}).items():
+        out[f"{name}_accuracy"] = class_accuracy(net, volumes, labels)
     return out
