@@ -90,7 +90,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0.4.2", None, added={"trainer.ema.warmup": False},
               why="the EMA decay now warms up over the first updates; runs saved before keep a fixed decay"),
     Migration("0.4.2", "diffusion", added={"data.flip_label": False},
-              why="flips are now told to the UNet (non-leaking augmentation); runs saved before keep unlabelled flips"),
+              why="flips are now on and told to the UNet (non-leaking augmentation); runs saved before keep theirs"),
 )
 
 

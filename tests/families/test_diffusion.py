@@ -107,8 +107,9 @@ def test_scale_factor_stored_and_used_at_sampling(tmp_path: Path, ae_run: Path, 
     autoencoder.decode_stage_2_outputs = lambda z: (seen.append(z.clone()), original(z))[1]  # type: ignore[method-assign]
     unet = loaded.ctx.eval_module("unet")
     sched = fam._sampler("ddim", 3)
+    # class 0 and the "no class" token, each with flip code 0 (data.flip is on: class · 8 + code)
     z = sampling.denoise(unet, sched, seeded_normal(fam.latent_shape(), [5]),
-                         torch.tensor([0]), fam.num_classes, 2.0, 5)
+                         torch.tensor([0]), fam.num_classes * fam.flip_states, 2.0, 5)
     for s in (stored, 2.0 * stored):
         fam.scale_factor = s
         fam.generate(unet, autoencoder, torch.device("cpu"), 1, 5, "ddim", 3, 2.0, 0)
