@@ -46,6 +46,28 @@ if TYPE_CHECKING:
 C = TypeVar("C", bound="FamilyConfig")
 
 
+def warmup_ema_fn(decay: float) -> Any:
+    """``AveragedModel`` ``multi_avg_fn`` with decay ``min(decay, (1 + n) / (10 + n))`` at update ``n``.
+
+    A fixed decay of 0.999 keeps ~37% of the random initial weights after 1,000 steps, so early
+    samples (and validation, which uses the EMA) come from a model still a third random, and a
+    best.pt chosen early (a diffusion model on a few hundred shapes is best after ~1,500 steps)
+    is one; the warm-up follows the online weights closely at first and reaches ``decay`` after
+    ~10/(1 − decay) updates (diffusers' ``EMAModel`` rule when ``use_ema_warmup`` is off).
+    Floating tensors only: the trainer copies integer buffers (the generator's seed grid,
+    BatchNorm's counter) itself (:func:`medgen_cli.engine.ema.exact_non_float`).
+    """
+    import torch
+
+    @torch.no_grad()
+    def update(ema: list[Any], model: list[Any], n_averaged: Any) -> None:
+        n = float(n_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        torch._foreach_lerp_(ema, model, 1.0 - d)
+
+    return update
+
+
 class Family(Generic[C]):
     """Base class of all model families, generic in the family's config model.
 
@@ -131,11 +153,9 @@ class Family(Generic[C]):
 
     def ema_avg_fn(self, decay: float) -> Any:
         """The ``multi_avg_fn`` of the EMA copies (``AveragedModel``): ``decay`` warmed up over
-        the first updates (``trainer.ema.warmup``, :func:`medgen_cli.engine.ema.warmup_ema_fn`)
+        the first updates (``trainer.ema.warmup``, :func:`warmup_ema_fn`)
         or fixed; override for another ramp-up (the 2D GANs': StyleGAN2-ADA's, in images seen)."""
         from torch.optim.swa_utils import get_ema_multi_avg_fn
-
-        from medgen_cli.engine.ema import warmup_ema_fn
 
         return warmup_ema_fn(decay) if self.cfg.trainer.ema.warmup else get_ema_multi_avg_fn(decay)
 

@@ -27,23 +27,3 @@ def exact_non_float(avg: MultiAvgFn) -> MultiAvgFn:
             e.copy_(m)
 
     return update
-
-
-def warmup_ema_fn(decay: float) -> MultiAvgFn:
-    """``AveragedModel`` ``multi_avg_fn`` with decay ``min(decay, (1 + n) / (10 + n))`` at update ``n``.
-
-    A fixed decay of 0.999 keeps ~37% of the random initial weights after 1,000 steps, so early
-    samples (and validation, which uses the EMA) come from a model still a third random, and a
-    best.pt chosen early (a diffusion model on a few hundred shapes is best after ~1,500 steps)
-    is one; the warm-up follows the online weights closely at first and reaches ``decay`` after
-    ~10/(1 − decay) updates (diffusers' ``EMAModel`` rule when ``use_ema_warmup`` is off).
-    Floating tensors only: the trainer copies integer buffers (the generator's seed grid,
-    BatchNorm's counter) itself (:func:`medgen_cli.engine.ema.exact_non_float`).
-    """
-    @torch.no_grad()
-    def update(ema: list[torch.Tensor], model: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
-        n = float(n_averaged)
-        d = min(decay, (1.0 + n) / (10.0 + n))
-        torch._foreach_lerp_(ema, model, 1.0 - d)
-
-    return update

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from medgen_cli.engine.ema import exact_non_float, warmup_ema_fn
+from medgen_cli.contract.family import warmup_ema_fn
+from medgen_cli.engine.ema import exact_non_float
 
 
 class _Indexed(nn.Module):

@@ -243,7 +243,7 @@ def test_cli_sample_then_eval_shapes(volumes: Path, tmp_path: Path) -> None:
 
 
 def test_ema_warmup_follows_the_formula() -> None:
-    from medgen_cli.engine.ema import warmup_ema_fn
+    from medgen_cli.contract.family import warmup_ema_fn
 
     update = warmup_ema_fn(0.999)
     ema, model = [torch.zeros(3)], [torch.ones(3)]
@@ -311,7 +311,7 @@ def test_the_ema_generator_equals_its_saved_weights_loaded_afresh() -> None:
 
     from medgen_cli.engine.ema import exact_non_float
     from medgen_cli.families.sparse_gan.networks import SparseGenerator
-    from medgen_cli.engine.ema import warmup_ema_fn
+    from medgen_cli.contract.family import warmup_ema_fn
 
     def make() -> SparseGenerator:
         return SparseGenerator(8, 4, [8, 4, 4], 32, 256, backend="torch", output="occupancy")
