@@ -318,7 +318,7 @@ def main() -> None:
         run = args.work / "runs" / args.family / "bench"
         ck = torch.load(run / "checkpoints" / "latest.pt", weights_only=True, map_location="cpu")
         trained = {"run": run, "steps": int(ck["step"]), "minutes": float("nan"), "cpu_minutes": float("nan"),
-                   "ae_run": args.work / "runs" / "autoencoder" / "bench-ae"}
+                   "ae_run": args.ae_run or args.work / "runs" / "autoencoder" / "bench-ae"}
     else:
         trained = train(args, data)
         print(f"training: {trained['steps']} steps in {trained['minutes']:.1f} min wall "
