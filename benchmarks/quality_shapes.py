@@ -88,11 +88,10 @@ def reuse_autoencoder(run: Path) -> harness.Trained:
     its minutes from the first and last records of its ``metrics.jsonl`` (CPU minutes unknown)."""
     import torch
 
-    ck = run / "checkpoints" / "latest.pt"
-    if not ck.is_file():
-        raise SystemExit(f"--ae-run {run}: no checkpoints/latest.pt (not a trained autoencoder run)")
-    step = int(torch.load(ck, weights_only=True, map_location="cpu")["step"])
-    times = [json.loads(line)["time"] for line in (run / "metrics.jsonl").read_text().splitlines() if '"time"' in line]
+    step = int(torch.load(run / "checkpoints" / "latest.pt", weights_only=True, map_location="cpu")["step"])
+    log = run / "metrics.jsonl"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    times = [json.loads(line)["time"] for line in lines if '"time"' in line]
     minutes = (times[-1] - times[0]) / 60.0 if len(times) > 1 else float("nan")
     return harness.Trained(run, step, minutes, float("nan"), times[0] if times else float("nan"))
 
@@ -300,7 +299,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--rescore", action="store_true",
                     help="score the run already in --work again (other --num/--points) instead of training")
     ap.add_argument("--json", type=Path, required=True)
-    return ap.parse_args()
+    args = ap.parse_args()
+    if args.ae_run is not None and not (args.ae_run / "checkpoints" / "latest.pt").is_file():
+        ap.error(f"--ae-run {args.ae_run}: no checkpoints/latest.pt (not a trained autoencoder run)")
+    return args
 
 
 def main() -> None:
@@ -328,9 +330,12 @@ def main() -> None:
     limits = {"budget_minutes": args.minutes or FAMILIES[args.family]["minutes"], "budget_steps": args.steps}
     if args.family == "diffusion":
         limits.update({"ae_fraction": args.ae_fraction, "ae_steps_budget": args.ae_steps})
+    # The overrides the autoencoder stage trained with (none known when --ae-run brought it).
+    ae_overrides = args.ae_set if args.family != "diffusion" else (
+        None if args.ae_run is not None else [*LATENT_AE_SETS, *args.ae_set])
     result = {"family": args.family, "size": args.size, **limits, **budget, "data": str(data), "method": method,
               "num": args.num, "points": args.points, **score(args, data, trained), "overrides": args.set,
-              "ae_overrides": [*LATENT_AE_SETS, *args.ae_set] if args.family == "diffusion" else args.ae_set,
+              "ae_overrides": ae_overrides, "ae_run": None if args.ae_run is None else str(args.ae_run),
               "checkpoint": args.checkpoint, "guidance_scale": args.guidance_scale, "cpu": harness.cpu_model(),
               "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
     harness.write_json(args.json, result)
